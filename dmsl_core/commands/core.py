@@ -1,0 +1,277 @@
+"""``dmsl models | train | eval | predict | bench``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- progress
+def _fmt_s(s) -> str:
+    if s is None or not np.isfinite(s):
+        return "--"
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class ProgressPrinter:
+    """Turns training events into a one-line progress bar on a terminal (a line per epoch otherwise)."""
+
+    NAMES = {"boundary": "M_b", "landmark": "M_l"}
+
+    def __init__(self, stream=sys.stderr, width: int = 24) -> None:
+        self.stream = stream
+        self.tty = getattr(stream, "isatty", lambda: False)()
+        self.width = width
+
+    def __call__(self, e) -> None:
+        name = f"{self.NAMES.get(e.model, e.model)} stage {e.stage}"
+        if e.kind == "step" and self.tty and e.steps:
+            frac = e.step / e.steps
+            bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
+            self.stream.write(f"\r[{e.phase + 1}/{e.n_phases}] {name} epoch {e.epoch}/{e.epochs} [{bar}] "
+                              f"loss {e.loss:.4g}  {e.images_per_s or 0:.0f} img/s  ETA {_fmt_s(e.eta_s)}   ")
+            self.stream.flush()
+        elif e.kind == "epoch":
+            extra = f" val {e.val_loss:.4g}" if e.val_loss is not None else ""
+            extra += f" NME {e.val_nme:.4f}" if e.val_nme is not None else ""
+            self.stream.write(("\r" if self.tty else "") + f"[{e.phase + 1}/{e.n_phases}] {name} epoch "
+                              f"{e.epoch}/{e.epochs} loss {e.loss:.4g}{extra}{' *best' if e.best else ''}"
+                              f"  ETA {_fmt_s(e.eta_s)}" + " " * 10 + "\n")
+        elif e.kind in ("start", "done", "cancelled") and e.message:
+            self.stream.write(f"{e.message}\n")
+            if e.kind == "start" and e.extra.get("device_name"):
+                self.stream.write(f"device: {e.extra['device']} ({e.extra['device_name']})\n")
+        self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- data helpers
+def _split_subjects(data_dir: str, fold, n_folds: int):
+    """(train, val, test) subject lists. Without a fold: every 5th subject validates, none tests."""
+    from ..data.folder import read_manifest
+    subjects = sorted({r.subject for r in read_manifest(data_dir)})
+    if fold is not None:
+        from ..data.splits import fold_subjects
+        f = fold_subjects(data_dir, fold, n_folds)
+        return list(f.train), list(f.val), list(f.test)
+    if len(subjects) < 2:
+        return subjects, [], []
+    val = [s for i, s in enumerate(subjects) if i % 5 == 4] or [subjects[-1]]
+    return [s for s in subjects if s not in val], val, []
+
+
+def _spectra(arg: str) -> tuple[str, ...]:
+    names = {"vis": "vis", "visible": "vis", "th": "th", "thermal": "th"}
+    out = []
+    for part in arg.split(","):
+        part = part.strip().lower()
+        if part == "both":
+            out += ["vis", "th"]
+        elif part in names:
+            out.append(names[part])
+        else:
+            raise ValueError(f"unknown spectrum {part!r} (use vis, th or both)")
+    return tuple(dict.fromkeys(out))
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_models(args) -> int:
+    from ..models import get_config, list_configs, create_models
+    from ..models.weights import shipped_models
+    print(f"{'configuration':<16} {'widths':<24} {'hidden':>6} {'input':>5} {'params M_b':>11} {'params M_l':>11}")
+    for name in list_configs():
+        c = get_config(name)
+        mb, ml = create_models(c)
+        pb = sum(p.numel() for p in mb.parameters())
+        pl = sum(p.numel() for p in ml.parameters())
+        print(f"{name:<16} {'-'.join(map(str, c.widths)):<24} {c.hidden:>6} {c.input_size:>5} {pb:>11,} {pl:>11,}")
+        if args.verbose:
+            print(f"    {c.description}")
+    shipped = shipped_models()
+    print(f"\nshipped models: {', '.join(shipped) if shipped else 'none'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from ..data.folder import LoadReport, load_samples
+    from ..training import TrainConfig, TrainingCancelled, train
+    spectra = _spectra(args.spectra)
+    out = Path(args.out)
+    if args.resume and (out / "config.json").exists():
+        cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        for k in ("device", "num_threads"):
+            v = getattr(args, "threads" if k == "num_threads" else k)
+            if v is not None:
+                setattr(cfg, k, v)
+    else:
+        cfg = TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
+                          batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
+                          device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
+                          num_threads=args.threads, init_weights=args.init, data=str(Path(args.data).resolve()),
+                          spectra=spectra, fold=args.fold, train_models=args.models, name=args.name or "")
+    train_s, val_s, test_s = _split_subjects(cfg.data or args.data, cfg.fold, args.folds)
+    rep = LoadReport()
+    train_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=train_s, report=rep)
+    val_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=val_s, report=rep) if val_s else []
+    test_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=test_s, report=rep) if test_s else []
+    print(f"data: {len(train_samples)} training images ({len(train_s)} subjects), {len(val_samples)} validation "
+          f"({len(val_s)}), {len(test_samples)} test ({len(test_s)}); dropped {rep.dropped_dark} black visible "
+          f"images; {len(rep.skipped)} skipped", file=sys.stderr)
+    for s in rep.skipped[:10]:
+        print(f"  skipped: {s}", file=sys.stderr)
+    try:
+        path = train(cfg, out, train_samples, val_samples, test_samples, on_event=ProgressPrinter(),
+                     resume=args.resume)
+    except TrainingCancelled as exc:
+        print(str(exc), file=sys.stderr)
+        return 130
+    print(path)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from ..data.folder import LoadReport, load_samples
+    from ..evaluation import evaluate_predictor, write_report
+    from ..pipeline import Predictor
+    spectra = _spectra(args.spectra)
+    subjects = None
+    if args.fold is not None:
+        _, _, subjects = _split_subjects(args.data, args.fold, args.folds)
+    rep = LoadReport()
+    samples = load_samples(args.data, spectra, subjects=subjects, report=rep)
+    if not samples:
+        raise ValueError(f"{args.data}: no annotated images to evaluate")
+    pred = Predictor.from_weights(args.weights, device=args.device or "auto")
+    t0 = time.perf_counter()
+    report = evaluate_predictor(pred, samples, batch_size=args.batch_size,
+                                progress=lambda i, n: print(f"\r{i}/{n} images", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    report.update({"weights": pred.source, "model": pred.name, "data": str(Path(args.data).resolve()),
+                   "fold": args.fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped,
+                   "seconds": round(time.perf_counter() - t0, 3)})
+    baselines = {}
+    for name in [b.strip() for b in (args.baseline or "").split(",") if b.strip()]:
+        from ..baselines import DlibBaseline
+        if name == "dlib":
+            base = DlibBaseline()
+        elif name in ("dlib+mb", "dlib+Mb"):
+            base = DlibBaseline(box_from=pred)
+        else:
+            raise ValueError(f"unknown baseline {name!r} (known: dlib, dlib+mb)")
+        print(f"baseline {base.name} ...", file=sys.stderr)
+        b = evaluate_predictor(base, samples, batch_size=args.batch_size, method=base.name)
+        b.pop("images", None)
+        baselines[base.name] = b
+    if baselines:
+        report["baselines"] = baselines
+    if args.json:
+        write_report(report, args.json)
+    n = report["nme"]
+    fmt = lambda v: "  --  " if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"NME  TH {fmt(n['th'])}  VIS {fmt(n['vis'])}  all {fmt(n['all'])}   ({report['n_images']} images)")
+    if baselines:
+        print(f"\n{'method':<12} {'TH':>8} {'VIS':>8} {'misses TH':>10} {'misses VIS':>11}   (NME over detected images)")
+        for name, r in [("dmsl", report), *baselines.items()]:
+            print(f"{name:<12} {fmt(r['nme']['th']):>8} {fmt(r['nme']['vis']):>8} {r['misses']['th']:>10} "
+                  f"{r['misses']['vis']:>11}")
+    print(f"AUC@0.08 {fmt(report['auc_0.08'])}  failure@0.08 {fmt(report['failure_rate_0.08'])}  "
+          f"failure@0.10 {fmt(report['failure_rate_0.10'])}")
+    for var, v in report["per_variation"].items():
+        print(f"  {var:<18} TH {fmt(v['th'])}  VIS {fmt(v['vis'])}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from ..atomic import atomic_write_text
+    from ..data.imageio import read_image
+    from ..pipeline import Predictor
+    pred = Predictor.from_weights(args.weights, device=args.device or "auto")
+    results = []
+    for path in args.images:
+        img = read_image(path)
+        p = pred.predict_one(img)
+        results.append({"image": str(path), "landmarks": np.round(p.landmarks, 3).tolist(),
+                        "boundary": np.round(p.boundary, 3).tolist()})
+    text = json.dumps(results, indent=1)
+    if args.json:
+        atomic_write_text(args.json, text)
+        print(f"{len(results)} image(s) -> {args.json}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from ..bench import run_bench
+    report = run_bench(configs=args.configs.split(",") if args.configs else None,
+                       batches=[int(b) for b in args.batch.split(",")], threads=args.threads,
+                       repeat=args.repeat, device=args.device, image_size=args.image_size,
+                       printer=lambda s: print(s, file=sys.stderr))
+    if args.json:
+        from ..atomic import atomic_write_text
+        atomic_write_text(args.json, json.dumps(report, indent=2))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="list model configurations and shipped models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train M_b and M_l (two stages each) on a dataset folder",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder (manifest.csv + images + .pts)")
+    p.add_argument("--config", default="dmsl-compact", help="model configuration (see `dmsl models`)")
+    p.add_argument("--out", required=True, help="run folder to create (or to resume)")
+    p.add_argument("--models", default="both", choices=["both", "boundary", "landmark"])
+    p.add_argument("--epochs", type=int, default=30, help="stage-1 (U-Net) epochs")
+    p.add_argument("--head-epochs", type=int, default=30, help="stage-2 (fully connected head) epochs")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="stage-1 learning rate (Adam)")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="stage-2 learning rate (Adam)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (default auto)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--spectra", default="both", help="vis, th or both")
+    p.add_argument("--fold", type=int, default=None, help="fold k of the paper's protocol (test group k)")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--no-augment", action="store_true", help="no scale/rotation/photometric augmentation")
+    p.add_argument("--no-mirror", action="store_true", help="no mirrored copies")
+    p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
+    p.add_argument("--name", default=None, help="model name for the card (default: the run folder's name)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="NME / CED / AUC / failure rates of a model on a dataset folder")
+    p.add_argument("--data", required=True)
+    p.add_argument("--weights", default=None, help="run folder, .safetensors file or shipped model name")
+    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--spectra", default="both")
+    p.add_argument("--fold", type=int, default=None, help="evaluate fold k's test subjects only")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None)
+    p.add_argument("--baseline", default=None,
+                   help="also evaluate baselines on the same images: dlib (its own detector; misses counted), "
+                        "dlib+mb (face box from DMSL's M_b); comma-separated")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="68 landmarks and the face box for images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--weights", default=None, help="run folder, .safetensors file or shipped model name")
+    p.add_argument("--json", default=None, help="write results here (default: print)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="speed of each configuration (ms per image, pipeline fps)")
+    p.add_argument("--configs", default=None, help="comma-separated configurations (default: paper and compact)")
+    p.add_argument("--batch", default="1,8", help="batch sizes")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--image-size", default="640x512", help="frame size for the pipeline figure")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,31 @@
+"""The paper's losses (eq. 1, 2 and 4). Inputs are torch tensors, coordinates normalised."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def boundary_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: mean squared error over the 4 values of B (and the batch)."""
+    return F.mse_loss(pred, target)
+
+
+def landmark_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 2: (1/P) sum_i (x_i - x^_i)^2 + (y_i - y^_i)^2, averaged over the batch.
+
+    ``pred``/``target``: (N, 136) or (N, 68, 2). ``valid``: optional (N, 68) bool; missing points
+    (e.g. a 54-point annotation) are left out and P counts the points that exist.
+    """
+    p = pred.reshape(pred.shape[0], -1, 2)
+    t = target.reshape(target.shape[0], -1, 2)
+    sq = ((p - t) ** 2).sum(dim=2)
+    if valid is None:
+        return sq.mean(dim=1).mean()
+    v = valid.to(sq.dtype)
+    sq = torch.where(valid, sq, torch.zeros_like(sq))
+    return (sq.sum(dim=1) / v.sum(dim=1).clamp_min(1)).mean()
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: pixel-wise binary cross-entropy between the target mask (0..1) and the predicted one."""
+    return F.binary_cross_entropy_with_logits(logits, target)

@@ -1,0 +1,87 @@
+"""Named model configurations, created by name and listed (timm-style registry)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from .heads import BoundaryModel, LandmarkModel
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    widths: tuple[int, ...]
+    hidden: int
+    input_size: int = 128
+    # Inference/training geometry (shared by the trainer and the Predictor so both see the same views):
+    crop_scale: float = 1.5        # side of the square crop around the face box, in units of max(w, h)
+    blackout_margin: float = 0.0   # grow B by this fraction of (w, h) on each side before blacking out
+    description: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["widths"] = list(self.widths)
+        d["tags"] = list(self.tags)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model configuration keys {sorted(unknown)}")
+        kw = dict(d)
+        kw["widths"] = tuple(int(w) for w in kw["widths"])
+        kw["tags"] = tuple(kw.get("tags", ()))
+        return cls(**kw)
+
+
+_REGISTRY: dict[str, ModelConfig] = {}
+
+
+def register_config(cfg: ModelConfig, overwrite: bool = False) -> ModelConfig:
+    if cfg.name in _REGISTRY and not overwrite:
+        raise ValueError(f"model configuration {cfg.name!r} is already registered")
+    _REGISTRY[cfg.name] = cfg
+    return cfg
+
+
+def get_config(name: str) -> ModelConfig:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model configuration {name!r}; known: {', '.join(list_configs())}") from None
+
+
+def list_configs() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_models(cfg: ModelConfig | str, seed: Optional[int] = None) -> tuple[BoundaryModel, LandmarkModel]:
+    """(M_b, M_l) with fresh weights; ``seed`` makes the initialisation reproducible."""
+    if isinstance(cfg, str):
+        cfg = get_config(cfg)
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return (BoundaryModel(cfg.widths, cfg.hidden, cfg.input_size),
+                    LandmarkModel(cfg.widths, cfg.hidden, cfg.input_size))
+    return BoundaryModel(cfg.widths, cfg.hidden, cfg.input_size), LandmarkModel(cfg.widths, cfg.hidden, cfg.input_size)
+
+
+register_config(ModelConfig(
+    "dmsl-paper", (64, 128, 256, 512, 1024), 1024, 128,
+    description="The paper's models: classic U-Net widths 64-1024, FC hidden 1024 (about 48M parameters each).",
+    tags=("paper",)))
+register_config(ModelConfig(
+    "dmsl-compact", (16, 32, 64, 128, 256), 256, 128, blackout_margin=0.05,
+    description="Same architecture at a quarter of the widths and a 256-node hidden layer, for CPUs.",
+    tags=("cpu",)))
+register_config(ModelConfig(
+    "dmsl-tiny", (4, 8, 16), 32, 64, blackout_margin=0.05,
+    description="A toy size for tests and smoke runs (64x64 input); not for real use.",
+    tags=("test",)))

@@ -1,0 +1,126 @@
+"""The DMSL pipeline: image -> M_b -> blackout -> M_l -> 68 landmarks in the input's pixels.
+
+Coarse-to-fine (so a face that fills only part of the frame is found):
+
+1. M_b on the whole frame (padded to a square, resized to S): a coarse box.
+2. M_b again on a square crop around the coarse box (side ``crop_scale`` x its larger side):
+   the refined box B.
+3. A square crop around B; everything outside B blacked out (F-hat); M_l gives the 68 points.
+
+Each step runs one forward for the whole batch. A known box (``boxes=``, e.g. the previous
+frame's landmarks in a video) skips step 1; ``refine=False`` skips step 2.
+
+Several faces in one frame: the models regress one face; step 1 settles on one (usually the
+largest / most central). To process several faces, pass one box per face via ``boxes`` (same
+image repeated) - e.g. from a face detector.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import preprocess as pp
+from .device import resolve_device
+from .models import BoundaryModel, LandmarkModel, ModelConfig, create_models, get_config
+from .models.weights import load_weights
+
+log = logging.getLogger("dmsl.pipeline")
+
+
+@dataclass
+class Prediction:
+    landmarks: np.ndarray          # (68, 2) pixel coordinates of the input image
+    boundary: np.ndarray           # [x, y, w, h] in pixels (refined box)
+    coarse_boundary: Optional[np.ndarray] = None  # step-1 box (None when a box was given)
+    timings_ms: dict = field(default_factory=dict)
+
+
+class Predictor:
+    """Runs M_b and M_l on images of any size, spectrum and bit depth."""
+
+    def __init__(self, boundary: BoundaryModel, landmark: LandmarkModel, config: ModelConfig,
+                 device: str | torch.device | None = "auto", half: Optional[bool] = None,
+                 card: Optional[dict] = None, source: str = "") -> None:
+        self.config = config
+        self.device = resolve_device(device)
+        self.half = (self.device.type == "cuda") if half is None else bool(half)
+        if self.half and self.device.type != "cuda":
+            raise ValueError("half precision is only used on CUDA")
+        dtype = torch.float16 if self.half else torch.float32
+        self.boundary = boundary.to(self.device, dtype).eval()
+        self.landmark = landmark.to(self.device, dtype).eval()
+        self.dtype = dtype
+        self.card = card or {}
+        self.source = source
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_weights(cls, spec: str | os.PathLike | None = None, device: str | torch.device | None = "auto",
+                     half: Optional[bool] = None) -> "Predictor":
+        config, mb, ml, card, path = load_weights(spec)
+        return cls(mb, ml, config, device=device, half=half, card=card, source=str(path))
+
+    @classmethod
+    def untrained(cls, config: str | ModelConfig = "dmsl-tiny", seed: int = 0,
+                  device: str | torch.device | None = "cpu") -> "Predictor":
+        """Random weights (for tests and speed measurements only)."""
+        cfg = get_config(config) if isinstance(config, str) else config
+        mb, ml = create_models(cfg, seed=seed)
+        return cls(mb, ml, cfg, device=device, card={"untrained": True}, source="untrained")
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name") or self.config.name
+
+    # ---- inference ----------------------------------------------------------------------
+    def _forward(self, model: torch.nn.Module, views: list[np.ndarray]) -> np.ndarray:
+        x = torch.from_numpy(np.stack(views)[:, None]).to(self.device, self.dtype)
+        with torch.inference_mode():
+            y = model(x)
+        return y.float().cpu().numpy().astype(np.float64)
+
+    def predict(self, images: Sequence[np.ndarray], boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
+                refine: bool = True) -> list[Prediction]:
+        """Landmarks for each image (one forward per model and step for the whole list)."""
+        if len(images) == 0:
+            return []
+        if boxes is not None and len(boxes) != len(images):
+            raise ValueError(f"{len(boxes)} boxes for {len(images)} images")
+        S = self.config.input_size
+        cs = self.config.crop_scale
+        grays = [pp.prepare_gray(im) for im in images]
+        coarse: list[Optional[np.ndarray]] = [None] * len(grays)
+        cur: list[Optional[np.ndarray]] = [None if boxes is None or boxes[i] is None else np.asarray(boxes[i], float)
+                                           for i in range(len(grays))]
+        # Step 1: M_b on the whole frame where no box is known.
+        todo = [i for i, b in enumerate(cur) if b is None]
+        if todo:
+            views = [pp.full_view(grays[i].shape[0], grays[i].shape[1], S) for i in todo]
+            out = self._forward(self.boundary, [pp.normalise(pp.warp_view(grays[i], v)) for i, v in zip(todo, views)])
+            for i, v, b in zip(todo, views, out):
+                cur[i] = coarse[i] = v.box_to_source(pp.box_from_normalised(b, S))
+        # Step 2: M_b again on a crop around the box.
+        if refine:
+            views = [pp.box_view(b, S, cs) for b in cur]
+            out = self._forward(self.boundary, [pp.normalise(pp.warp_view(g, v)) for g, v in zip(grays, views)])
+            cur = [v.box_to_source(pp.box_from_normalised(b, S)) for v, b in zip(views, out)]
+        # Step 3: crop around B, black out, M_l.
+        views = [pp.box_view(b, S, cs) for b in cur]
+        inputs = []
+        for g, v, b in zip(grays, views, cur):
+            img = pp.normalise(pp.warp_view(g, v))
+            inputs.append(pp.blackout(img, v.box_to_view(b), self.config.blackout_margin))
+        out = self._forward(self.landmark, inputs)
+        preds = []
+        for v, b, c, o in zip(views, cur, coarse, out):
+            pts = v.to_source(pp.from_normalised(o.reshape(68, 2), S))
+            preds.append(Prediction(landmarks=pts, boundary=np.asarray(b, float), coarse_boundary=c))
+        return preds
+
+    def predict_one(self, image: np.ndarray, box: Optional[np.ndarray] = None) -> Prediction:
+        return self.predict([image], None if box is None else [box])[0]

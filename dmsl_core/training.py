@@ -75,10 +75,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        bad = set(d) - known
+        kw = {k: v for k, v in d.items() if k != "dmsl_version"}  # written beside the config for the record
+        bad = set(kw) - known
         if bad:
             raise ValueError(f"unknown training configuration keys {sorted(bad)}")
-        kw = dict(d)
         for k in ("stages", "spectra"):
             if k in kw:
                 kw[k] = tuple(kw[k])
@@ -93,7 +93,7 @@ class TrainConfig:
 
 @dataclass
 class TrainEvent:
-    kind: str                    # start | phase_start | step | epoch | phase_end | done | stopped | cancelled
+    kind: str                    # start | phase_start | step | epoch | phase_end | status | done | cancelled
     phase: int = 0
     n_phases: int = 0
     model: str = ""
@@ -319,8 +319,9 @@ class Trainer:
         cache = None
         if stage == 2 and cfg.cache_features:
             cache = self._feature_cache(model, kind, train_bank, val_bank, device, pi)
-        steps = math.ceil((len(cache[0]) if cache else self._n_items(train_bank, kind, cfg.augment)) / cfg.batch_size)
+        steps = math.ceil((len(cache[0][0]) if cache else self._n_items(train_bank, kind, cfg.augment)) / cfg.batch_size)
         step_times: list[float] = []
+        end_phase = False
         for epoch in range(start_epoch, epochs):
             model.train()
             tot, n_img, t_ep = 0.0, 0, time.perf_counter()
@@ -360,7 +361,8 @@ class Trainer:
                            epochs=epochs, step=step, steps=steps, loss=lv, eta_s=remaining * per_step,
                            images_per_s=len(x) / max(per_step, 1e-9))
                 if self.control.take_early():
-                    epochs = epoch + 1  # finish this epoch's bookkeeping, then end the phase
+                    end_phase = True  # finish this epoch's bookkeeping, then end the phase
+                    epochs = epoch + 1
                     break
             train_loss = tot / max(n_img, 1)
             val_loss, val_nme = self._validate(model, kind, stage, val_bank, device, cache)
@@ -380,6 +382,8 @@ class Trainer:
             self._emit(kind="epoch", phase=pi, n_phases=n_phases, model=kind, stage=stage, epoch=epoch + 1,
                        epochs=epochs, loss=train_loss, val_loss=val_loss, val_nme=val_nme, best=improved,
                        eta_s=(epochs - epoch - 1) * steps * (float(np.mean(step_times)) if step_times else 0.0))
+            if end_phase:
+                break
         if best_state is not None:
             part.load_state_dict(best_state)
         self._emit(kind="phase_end", phase=pi, n_phases=n_phases, model=kind, stage=stage, epochs=epochs,
@@ -420,7 +424,7 @@ class Trainer:
                         feats.append(model.features(x.to(device)).to("cpu", torch.float16))
                     targets.append(t)
                     valids.append(v)
-            self._emit(kind="step", model=kind, stage=2, message=f"cached U-Net outputs of {tag}")
+            self._emit(kind="status", model=kind, stage=2, message=f"cached U-Net outputs of {tag}")
             return torch.cat(feats), torch.cat(targets), torch.cat(valids)
 
         copies = max(1, cfg.head_aug_copies) if cfg.augment else 1

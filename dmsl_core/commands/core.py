@@ -23,8 +23,8 @@ class ProgressPrinter:
 
     NAMES = {"boundary": "M_b", "landmark": "M_l"}
 
-    def __init__(self, stream=sys.stderr, width: int = 24) -> None:
-        self.stream = stream
+    def __init__(self, stream=None, width: int = 24) -> None:
+        self.stream = stream if stream is not None else sys.stderr
         self.tty = getattr(stream, "isatty", lambda: False)()
         self.width = width
 

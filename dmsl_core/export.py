@@ -1,0 +1,309 @@
+"""Exports of a processed stream: CSV, JSON Lines, and an MP4 with landmarks drawn on both spectra.
+
+Every writer writes to a temporary ``.part`` file beside the target, flushes it to disk at least
+every ``flush_interval_s`` (1 s) and renames it into place on :meth:`close` (also after Ctrl-C).
+After a crash the ``.part`` file remains with every frame up to the last flush:
+``OUT.csv.part``, ``OUT.jsonl.part`` (complete lines; a torn last line is possible) and
+``OUT.part.mp4`` (OpenCV finalises an MP4 only on close, so a crashed video may be unplayable;
+use ``.avi`` - Motion-JPEG - for a video that survives a crash mostly intact).
+
+CSV columns (one row per processed frame):
+
+``index, t, source, vis_file, th_file, spectrum, switched, reason, dropped, bx, by, bw, bh,
+x0, y0, ..., x67, y67`` (the chosen spectrum's landmarks and boundary in its own pixels), then
+``mx0, my0, ..., mx67, my67`` (the same points mapped into the other spectrum, when a
+homography is known or the pair is registered), ``vis_mean, vis_p05, vis_p95, vis_dark, vis_sat,
+vis_region`` (illumination of the visible image), ``th_p05, th_p95, th_contrast, th_units``,
+``temp_inner_eye_r, temp_inner_eye_l, temp_forehead, temp_nose_tip`` (degrees C when the thermal
+is radiometric), ``nme`` (against ground truth when the source has it), ``ms_total``.
+Missing values are empty cells. The JSONL line is :meth:`FrameResult.to_dict` (both spectra in
+``both`` mode, the selector's measures and thresholds).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .landmarks import CONTOURS
+from .stream import TEMPERATURE_REGIONS, FrameResult
+
+
+def _fmt(v, nd: int = 2) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return "" if not math.isfinite(float(v)) else f"{float(v):.{nd}f}"
+    return str(v)
+
+
+def csv_header() -> list[str]:
+    cols = ["index", "t", "source", "vis_file", "th_file", "spectrum", "switched", "reason", "dropped",
+            "bx", "by", "bw", "bh"]
+    cols += [f"{a}{i}" for i in range(68) for a in ("x", "y")]
+    cols += [f"m{a}{i}" for i in range(68) for a in ("x", "y")]
+    cols += ["vis_mean", "vis_p05", "vis_p95", "vis_dark", "vis_sat", "vis_region",
+             "th_p05", "th_p95", "th_contrast", "th_units"]
+    cols += [f"temp_{r}" for r in TEMPERATURE_REGIONS]
+    cols += ["nme", "ms_total"]
+    return cols
+
+
+def result_row(r: FrameResult) -> list[str]:
+    s = r.chosen
+    pts = r.landmarks.get(s)
+    mp = r.mapped.get(s)
+    b = r.boundary.get(s)
+    row = [str(r.index), _fmt(r.t, 4), r.source, r.files.get("vis", ""), r.files.get("th", ""), s,
+           str(int(r.decision.switched)), r.decision.reason, str(r.dropped)]
+    row += [_fmt(v) for v in b] if b is not None else [""] * 4
+    row += [_fmt(v) for v in np.asarray(pts).ravel()] if pts is not None else [""] * 136
+    row += [_fmt(v) for v in np.asarray(mp).ravel()] if mp is not None else [""] * 136
+    vm = r.measures.get("vis") or {}
+    row += [_fmt(vm.get(k), 4) for k in ("mean", "p05", "p95", "dark_frac", "sat_frac")] + [vm.get("region", "")]
+    tm = r.measures.get("th") or {}
+    row += [_fmt(tm.get(k), 3) for k in ("p05", "p95", "contrast")] + [tm.get("units", "")]
+    row += [_fmt(r.temperatures.get(k), 3) for k in TEMPERATURE_REGIONS]
+    row += [_fmt(r.nme.get(s), 5), _fmt(r.timings_ms.get("total"), 2)]
+    return row
+
+
+class _AtomicTextWriter:
+    suffix_part = ".part"
+
+    def __init__(self, path: str | os.PathLike, flush_interval_s: float = 1.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.part = self.path.with_name(self.path.name + self.suffix_part)
+        self.flush_interval_s = flush_interval_s
+        self._fh = open(self.part, "w", encoding="utf-8", newline="")
+        self._last_flush = time.monotonic()
+        self.rows = 0
+        self.closed = False
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        self._fh.flush()
+        try:
+            os.fsync(self._fh.fileno())
+        except OSError:  # pragma: no cover - some file systems refuse
+            pass
+        self._last_flush = time.monotonic()
+
+    def close(self) -> Path:
+        """Flush, and rename the ``.part`` file into place."""
+        if not self.closed:
+            self.flush()
+            self._fh.close()
+            self.closed = True
+            os.replace(self.part, self.path)
+        return self.path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CSVExporter(_AtomicTextWriter):
+    """One CSV row per frame (see the module docstring for the columns)."""
+
+    def __init__(self, path: str | os.PathLike, flush_interval_s: float = 1.0) -> None:
+        super().__init__(path, flush_interval_s)
+        self._w = csv.writer(self._fh, lineterminator="\n")
+        self._w.writerow(csv_header())
+        self.flush()
+
+    def write(self, r: FrameResult) -> None:
+        self._w.writerow(result_row(r))
+        self.rows += 1
+        self._maybe_flush()
+
+
+class JSONLExporter(_AtomicTextWriter):
+    """One JSON object per line per frame (:meth:`FrameResult.to_dict`); a first line ``{"stream": info}``."""
+
+    def __init__(self, path: str | os.PathLike, flush_interval_s: float = 1.0, info: Optional[dict] = None) -> None:
+        super().__init__(path, flush_interval_s)
+        if info is not None:
+            self._fh.write(json.dumps({"stream": info}, default=_json_default) + "\n")
+
+    def write(self, r: FrameResult) -> None:
+        self._fh.write(json.dumps(r.to_dict(), default=_json_default, allow_nan=False) + "\n")
+        self.rows += 1
+        self._maybe_flush()
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating,)):
+        f = float(o)
+        return f if math.isfinite(f) else None
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+# ---- drawing -------------------------------------------------------------------------------
+def thermal_display(th: np.ndarray, celsius: Optional[np.ndarray] = None) -> np.ndarray:
+    """A thermal frame as an 8-bit RGB picture (1-99 % percentile stretch, grey, white-hot)."""
+    a = np.asarray(celsius if celsius is not None else th).astype(np.float32)
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    step = max(1, a.size // 20000)
+    lo, hi = np.percentile(a.ravel()[::step], [1, 99])
+    g = np.clip((a - lo) / max(1e-6, hi - lo) * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
+
+
+def draw_landmarks(img: np.ndarray, pts: Optional[np.ndarray], color: tuple[int, int, int],
+                   hollow: bool = False, thickness: int = 1) -> np.ndarray:
+    """Draw the 68 points and their contours on an RGB uint8 image (in place; returned)."""
+    if pts is None:
+        return img
+    p = np.asarray(pts, dtype=np.float64)
+    if p.shape != (68, 2) or not np.isfinite(p).all():
+        return img
+    q = np.round(p * 4).astype(np.int32)  # 2 bits of sub-pixel precision
+    r = max(1, int(round(min(img.shape[:2]) / 160)))
+    for idx, closed in CONTOURS:
+        cv2.polylines(img, [q[list(idx)]], closed, color, thickness, cv2.LINE_AA, shift=2)
+    for x, y in q:
+        cv2.circle(img, (int(x), int(y)), r * 4, color, 1 if hollow else -1, cv2.LINE_AA, shift=2)
+    return img
+
+
+CHOSEN = (40, 230, 60)
+OTHER = (80, 170, 255)
+MAPPED = (250, 220, 40)
+
+
+def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndarray:
+    """Visible | thermal, landmarks drawn on both (chosen spectrum green, the other run blue,
+    mapped points yellow hollow), a caption with the spectrum and the reason. RGB uint8."""
+    pair = r.pair
+    panels = []
+    for s in ("vis", "th"):
+        img = None
+        if pair is not None:
+            if s == "vis" and pair.vis is not None:
+                img = np.ascontiguousarray(pair.vis[:, :, :3]).copy() if pair.vis.ndim == 3 else \
+                    cv2.cvtColor(pair.vis, cv2.COLOR_GRAY2RGB)
+            elif s == "th" and pair.th is not None:
+                img = thermal_display(pair.th, pair.th_celsius)
+        if img is None:
+            ref = next((x for x in (getattr(pair, "vis", None), getattr(pair, "th", None)) if x is not None), None)
+            hh, ww = (ref.shape[:2] if ref is not None else (240, 320))
+            img = np.zeros((hh, ww, 3), np.uint8)
+            cv2.putText(img, f"no {'visible' if s == 'vis' else 'thermal'}", (10, hh // 2), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.5, (200, 200, 200), 1, cv2.LINE_AA)
+        else:
+            other = "th" if s == "vis" else "vis"
+            if s in r.landmarks:
+                draw_landmarks(img, r.landmarks[s], CHOSEN if s == r.chosen else OTHER)
+            if other in r.mapped and (other == r.chosen or s not in r.landmarks):
+                draw_landmarks(img, r.mapped[other], MAPPED, hollow=True)
+        if s == r.chosen:
+            cv2.rectangle(img, (0, 0), (img.shape[1] - 1, img.shape[0] - 1), CHOSEN, 2)
+        panels.append(img)
+    h = height or max(p.shape[0] for p in panels)
+    panels = [p if p.shape[0] == h else cv2.resize(p, (max(1, round(p.shape[1] * h / p.shape[0])), h))
+              for p in panels]
+    out = np.hstack(panels)
+    vm = r.measures.get("vis") or {}
+    cap = f"#{r.index} t={r.t:.2f}s {r.chosen.upper()} mean={vm.get('mean', float('nan')):.2f}"
+    if r.temperatures:
+        t = r.temperatures.get("inner_eye_r", float("nan"))
+        cap += f" canthus={t:.1f}C" if math.isfinite(t) else ""
+    cv2.putText(out, cap, (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, cap, (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+class VideoExporter:
+    """Side-by-side video with landmarks (MP4 ``mp4v``, or Motion-JPEG for ``.avi``)."""
+
+    def __init__(self, path: str | os.PathLike, fps: float = 25.0, height: Optional[int] = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.part = self.path.with_name(self.path.stem + ".part" + (self.path.suffix or ".mp4"))
+        self.fps = float(fps) if fps and fps > 0 else 25.0
+        self.height = height
+        self._writer: Optional[cv2.VideoWriter] = None
+        self._size: Optional[tuple[int, int]] = None
+        self.rows = 0
+        self.closed = False
+
+    def write(self, r: FrameResult) -> None:
+        frame = render_side_by_side(r, self.height)
+        if self._writer is None:
+            h, w = frame.shape[:2]
+            w, h = w + (w % 2), h + (h % 2)
+            self._size = (w, h)
+            fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+            self._writer = cv2.VideoWriter(str(self.part), cv2.VideoWriter_fourcc(*fourcc), self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise RuntimeError(f"{self.path}: OpenCV cannot write a {fourcc} video here")
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size)
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.rows += 1
+
+    def flush(self) -> None:
+        """OpenCV's writer cannot flush; the container is finalised on close."""
+
+    def close(self) -> Optional[Path]:
+        if self.closed:
+            return self.path
+        self.closed = True
+        if self._writer is None:
+            return None
+        self._writer.release()
+        os.replace(self.part, self.path)
+        return self.path
+
+
+class ExportSet:
+    """Several exporters fed the same results; closing closes (and renames) them all."""
+
+    def __init__(self, writers: Sequence) -> None:
+        self.writers = list(writers)
+
+    def write(self, r: FrameResult) -> None:
+        for w in self.writers:
+            w.write(r)
+
+    def close(self) -> list[Path]:
+        out, first_error = [], None
+        for w in self.writers:
+            try:
+                p = w.close()
+                if p is not None:
+                    out.append(p)
+            except Exception as exc:  # noqa: BLE001 - close the others, then re-raise
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return out
+
+    def __enter__(self) -> "ExportSet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

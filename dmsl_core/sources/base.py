@@ -1,0 +1,175 @@
+"""The frame-source interface, the URI parser and the common error type."""
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+from urllib.parse import parse_qsl
+
+import cv2
+import numpy as np
+
+from ..frames import FramePair
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or that failed while streaming; the message names it."""
+
+
+@dataclass
+class SourceURI:
+    """A parsed source URI: ``scheme:target?key=value&...`` (see :mod:`dmsl_core.sources`)."""
+
+    scheme: str
+    target: str
+    options: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+
+    def opt(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def opt_float(self, key: str, default: Optional[float] = None) -> Optional[float]:
+        v = self.options.get(key)
+        if v is None or v == "":
+            return default
+        try:
+            return float(v)
+        except ValueError:
+            raise SourceError(f"{self.text}: option {key}={v!r} is not a number") from None
+
+    def opt_int(self, key: str, default: Optional[int] = None) -> Optional[int]:
+        v = self.opt_float(key, None)
+        return default if v is None else int(round(v))
+
+    def opt_bool(self, key: str, default: bool = False) -> bool:
+        v = self.options.get(key)
+        if v is None:
+            return default
+        v = v.strip().lower()
+        if v in ("1", "true", "yes", "on", ""):
+            return True
+        if v in ("0", "false", "no", "off"):
+            return False
+        raise SourceError(f"{self.text}: option {key}={v!r} is not a yes/no value")
+
+    def opt_size(self, key: str, default: Optional[tuple[int, int]] = None) -> Optional[tuple[int, int]]:
+        v = self.options.get(key)
+        if not v:
+            return default
+        try:
+            w, h = (int(s) for s in v.lower().split("x"))
+        except ValueError:
+            raise SourceError(f"{self.text}: option {key}={v!r} is not a WIDTHxHEIGHT size") from None
+        if w <= 0 or h <= 0:
+            raise SourceError(f"{self.text}: option {key}={v!r} must be positive")
+        return w, h
+
+
+# Schemes the parser recognises (a bare path is anything else).
+KNOWN_SCHEMES = ("demo", "pair", "sbs", "video", "folder", "cam", "cams", "lepton", "boson", "tc001", "fake")
+
+
+def parse_uri(text: str) -> SourceURI:
+    """Split ``scheme:target?opts`` (``scheme://target`` works too). Unknown scheme -> ``path``."""
+    s = str(text).strip()
+    if not s:
+        raise SourceError("empty source URI")
+    scheme, rest = "path", s
+    head, sep, tail = s.partition(":")
+    if sep and head.lower() in KNOWN_SCHEMES:
+        scheme, rest = head.lower(), tail
+        if rest.startswith("//"):
+            rest = rest[2:]
+    elif s.lower() in KNOWN_SCHEMES:  # "demo" alone
+        scheme, rest = s.lower(), ""
+    if scheme == "cams":  # the options belong to the two camera URIs inside
+        return SourceURI(scheme=scheme, target=rest, options={}, text=s)
+    target, q, query = rest.rpartition("?") if "?" in rest else (rest, "", "")
+    options = {k.strip().lower(): v.strip() for k, v in parse_qsl(query, keep_blank_values=True)} if q else {}
+    return SourceURI(scheme=scheme, target=target, options=options, text=s)
+
+
+class FrameSource(abc.ABC):
+    """An iterable of :class:`~dmsl_core.frames.FramePair`; a context manager; ``close()`` is idempotent.
+
+    ``info`` is a dict with at least ``kind``, ``uri``, ``fps`` (None if unknown), ``frames``
+    (count or None for live/unbounded sources), ``live`` (True for cameras and the paced demo:
+    frames arrive in real time and may be dropped by a slow consumer), ``pairing`` (how visible
+    and thermal frames are paired, in words), ``spectra`` (tuple of "vis"/"th") and
+    ``radiometric`` (thermal comes with degrees C).
+    """
+
+    kind: str = "source"
+
+    def __init__(self, uri: str = "") -> None:
+        self.uri = uri
+        self._closed = False
+        self._lock = threading.Lock()
+        self._info: dict[str, Any] = {"kind": self.kind, "uri": uri, "fps": None, "frames": None,
+                                      "live": False, "pairing": "", "spectra": (), "radiometric": False}
+        self.homography_th_to_vis: Optional[np.ndarray] = None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    @property
+    def live(self) -> bool:
+        return bool(self._info.get("live"))
+
+    @abc.abstractmethod
+    def _frames(self) -> Iterator[FramePair]:
+        """Yield the frames (subclasses); the base adds the homography and checks ``closed``."""
+
+    def __iter__(self) -> Iterator[FramePair]:
+        if self._closed:
+            raise SourceError(f"{self.uri}: source is closed")
+        for pair in self._frames():
+            if self._closed:
+                return
+            if pair.homography_th_to_vis is None and self.homography_th_to_vis is not None:
+                pair.homography_th_to_vis = self.homography_th_to_vis
+            if not pair.source:
+                pair.source = self.uri
+            yield pair
+
+    def set_homography(self, h: Optional[np.ndarray]) -> None:
+        """Attach a thermal->visible homography (from a rig calibration) to every pair."""
+        self.homography_th_to_vis = None if h is None else np.asarray(h, dtype=np.float64).reshape(3, 3)
+        self._info["homography"] = self.homography_th_to_vis is not None
+
+    def _release(self) -> None:
+        """Free resources (subclasses)."""
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def gray_u8(img: np.ndarray) -> np.ndarray:
+    """A BGR/RGB/grey 8-bit frame -> HxW uint8 (thermal videos are stored as colour by most encoders)."""
+    if img.ndim == 3:
+        if img.shape[2] == 1:
+            return np.ascontiguousarray(img[:, :, 0])
+        return cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
+    return img

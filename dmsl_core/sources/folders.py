@@ -1,0 +1,143 @@
+"""Image-folder sources: the project's dataset folder (manifest.csv) and plain paired folders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+
+from ..data.folder import DatasetError, PairRecord, read_manifest, thermal_to_celsius
+from ..data.imageio import ImageReadError, read_image
+from ..frames import FramePair
+from .base import FrameSource, SourceError
+from .video import auto_th_format, list_images, natural_key
+
+VIS_DIRS = ("vis", "visible", "rgb", "color", "colour")
+TH_DIRS = ("th", "thermal", "ir", "lwir", "t")
+
+
+def _read(path: Optional[Path]) -> Optional[np.ndarray]:
+    if path is None:
+        return None
+    try:
+        return read_image(path)
+    except ImageReadError as exc:
+        raise SourceError(str(exc)) from exc
+
+
+class DatasetFolderSource(FrameSource):
+    """The pairs of a dataset folder (see :mod:`dmsl_core.data.folder`) in manifest order.
+
+    Ground-truth landmarks go to ``meta["landmarks_gt"]`` (visible) and ``meta["landmarks_gt_th"]``.
+    """
+
+    kind = "dataset"
+
+    def __init__(self, root: str | os.PathLike, uri: str = "", fps: Optional[float] = None) -> None:
+        super().__init__(uri or str(root))
+        try:
+            self.records: list[PairRecord] = read_manifest(root)
+        except DatasetError as exc:
+            raise SourceError(str(exc)) from exc
+        self.root = Path(root)
+        has_v = any(r.vis for r in self.records)
+        has_t = any(r.th for r in self.records)
+        fmts = {r.th_format for r in self.records if r.th}
+        self._info.update(frames=len(self.records), fps=fps,
+                          spectra=tuple(s for s, ok in (("vis", has_v), ("th", has_t)) if ok),
+                          radiometric=bool(fmts) and fmts <= {"u16_ck", "f32_c"},
+                          pairing=f"dataset: the rows of {self.root / 'manifest.csv'}")
+        self.fps = fps
+
+    def _frames(self) -> Iterator[FramePair]:
+        for i, rec in enumerate(self.records):
+            if self._closed:
+                return
+            vis = _read(rec.abspath(rec.vis))
+            if vis is not None and vis.ndim == 2:
+                vis = cv2.cvtColor(vis if vis.dtype == np.uint8 else (vis >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+            th = _read(rec.abspath(rec.th))
+            if th is not None and th.ndim == 3:
+                th = cv2.cvtColor(th, cv2.COLOR_RGB2GRAY)
+            meta: dict = {"files": {"vis": rec.vis, "th": rec.th}, "subject": rec.subject, "variation": rec.variation}
+            try:
+                lm = rec.landmarks_for("vis")
+                if lm is not None:
+                    meta["landmarks_gt"] = lm
+                lt = rec.landmarks_for("th")
+                if lt is not None:
+                    meta["landmarks_gt_th"] = lt
+            except ValueError:
+                pass
+            yield FramePair(vis=vis, th=th, th_celsius=None if th is None else thermal_to_celsius(th, rec.th_format),
+                            t=(i / self.fps if self.fps else float(i)), index=i, source=self.uri,
+                            registered=rec.registered, meta=meta)
+
+
+def find_pair_dirs(root: Path) -> Optional[tuple[Path, Path]]:
+    """(visible dir, thermal dir) when ``root`` holds e.g. ``vis/`` + ``th/`` (or visible/thermal, rgb/ir)."""
+    subs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
+    v = next((subs[n] for n in VIS_DIRS if n in subs), None)
+    t = next((subs[n] for n in TH_DIRS if n in subs), None)
+    return (v, t) if v is not None and t is not None else None
+
+
+class PairedFolderSource(FrameSource):
+    """Two folders of images paired by file stem (``pair=name``, default) or by sorted order (``pair=order``).
+
+    Stems may differ by a spectrum suffix: ``0001_vis.png`` pairs with ``0001_th.tiff``.
+    """
+
+    kind = "folders"
+
+    def __init__(self, vis_dir: str | os.PathLike, th_dir: str | os.PathLike, uri: str = "",
+                 pair: str = "name", th_format: Optional[str] = None, fps: Optional[float] = None,
+                 registered: bool = True) -> None:
+        super().__init__(uri)
+        vd, td = Path(vis_dir), Path(th_dir)
+        for d in (vd, td):
+            if not d.is_dir():
+                raise SourceError(f"{d}: not a folder")
+        vf, tf = list_images(vd), list_images(td)
+        if not vf and not tf:
+            raise SourceError(f"{vd} and {td}: no image files")
+        self.th_format, self.fps, self.registered = th_format, fps, registered
+        if pair == "order":
+            n = max(len(vf), len(tf))
+            self.pairs = [(vf[i] if i < len(vf) else None, tf[i] if i < len(tf) else None) for i in range(n)]
+            rule = f"order: the i-th file of {vd} <-> the i-th file of {td}"
+        elif pair == "name":
+            def key(p: Path) -> str:
+                s = p.stem.lower()
+                for suf in ("_vis", "_visible", "_rgb", "_th", "_thermal", "_ir", "_lwir", "-vis", "-th", "-ir"):
+                    if s.endswith(suf):
+                        return s[: -len(suf)]
+                return s
+            tmap = {key(p): p for p in tf}
+            vmap = {key(p): p for p in vf}
+            keys = sorted(set(vmap) | set(tmap), key=natural_key)
+            self.pairs = [(vmap.get(k), tmap.get(k)) for k in keys]
+            matched = sum(1 for a, b in self.pairs if a is not None and b is not None)
+            rule = f"name: files of {vd} and {td} with the same stem ({matched} of {len(self.pairs)} matched)"
+        else:
+            raise SourceError(f"{uri}: pair={pair!r}; use name or order")
+        self._info.update(frames=len(self.pairs), fps=fps, spectra=("vis", "th"), pairing=rule,
+                          radiometric=th_format in ("u16_ck", "f32_c") or any(
+                              b is not None and b.suffix.lower() == ".npy" for _, b in self.pairs[:1]))
+
+    def _frames(self) -> Iterator[FramePair]:
+        for i, (vp, tp) in enumerate(self.pairs):
+            if self._closed:
+                return
+            vis = _read(vp)
+            if vis is not None and vis.ndim == 2:
+                vis = cv2.cvtColor(vis if vis.dtype == np.uint8 else (vis >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+            th = _read(tp)
+            if th is not None and th.ndim == 3:
+                th = cv2.cvtColor(th, cv2.COLOR_RGB2GRAY)
+            c = None if th is None else thermal_to_celsius(th, auto_th_format(th, self.th_format))
+            yield FramePair(vis=vis, th=th, th_celsius=c, t=(i / self.fps if self.fps else float(i)), index=i,
+                            source=self.uri, registered=self.registered,
+                            meta={"files": {"vis": vp.name if vp else "", "th": tp.name if tp else ""}})

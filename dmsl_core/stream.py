@@ -1,0 +1,560 @@
+"""The per-frame pipeline: spectrum choice, DMSL on the chosen spectrum (or both, in one batch),
+optional face-box reuse and temporal smoothing, temperatures, and the live frame loop.
+
+Pieces, from the inside out:
+
+- :class:`StreamProcessor` turns one :class:`~dmsl_core.frames.FramePair` into a
+  :class:`FrameResult` (landmarks per spectrum in that spectrum's pixels, mapped into the other
+  spectrum when a homography is known, the selector's decision and reason, illumination
+  measures, temperatures at landmark regions, timings).
+- :class:`LatestFrameGrabber` reads a live source on its own thread and keeps only the newest
+  pair; a pair overwritten before the consumer took it counts as dropped.
+- :class:`StreamRunner` is the frame loop: live sources go through the grabber (a slow consumer
+  processes the newest frame and counts drops), recorded ones are processed frame by frame.
+  It yields :class:`StreamEvent` records (``started``, ``result``, ``error``, ``finished``) or
+  calls callbacks; stopping is cooperative (a ``threading.Event``), so a GUI can run it on a
+  worker thread. A source that fails or stalls ends the stream with an ``error`` event.
+
+Face-box reuse (``reuse_box=True``): on a frame whose previous frame was tracked well in the same
+spectrum, the face box B is taken from the previous landmarks (B is by definition their
+bounding box) and M_b is skipped entirely (when no spectrum in the batch needs a fresh detection;
+otherwise only M_b's coarse pass is skipped). Tracking is "good" while the new landmarks' box
+overlaps the box used with IoU >= ``reuse_min_iou``; a full detection runs at least every
+``redetect_every`` frames.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
+
+import numpy as np
+
+from .frames import FramePair
+from .landmarks import INNER_EYE_CORNERS, NOSE_TIP, boundary_from_points
+from .registration import homography_for_pair, map_points
+from .smoothing import OneEuroConfig, OneEuroFilter
+from .spectrum import SelectorConfig, SpectrumDecision, SpectrumSelector, measure_thermal
+
+log = logging.getLogger("dmsl.stream")
+
+SPECTRA = ("vis", "th")
+
+
+class PredictorLike(Protocol):
+    def predict(self, images: Sequence[np.ndarray], boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
+                refine: bool = True) -> list: ...
+
+
+# ---- temperatures ------------------------------------------------------------------------------
+TEMPERATURE_REGIONS = ("inner_eye_r", "inner_eye_l", "forehead", "nose_tip")
+
+
+def temperatures_at(celsius: np.ndarray, pts: np.ndarray) -> dict[str, float]:
+    """Temperatures (degrees C) at landmark regions of a radiometric thermal image.
+
+    ``pts`` are the 68 landmarks in the thermal image's pixels. Regions: the inner eye corners
+    (indices 39 = subject's right, 42 = left; the maximum in a disc of 8 % of the inter-ocular
+    distance - the canthus is the warmest spot), the nose tip (30, mean in a disc) and the
+    forehead (mean of a patch above the brows, 50 % x 20 % of the inter-ocular distance).
+    Regions outside the image give NaN.
+    """
+    c = np.asarray(celsius, dtype=np.float32)
+    p = np.asarray(pts, dtype=np.float64)
+    H, W = c.shape[:2]
+    if p.shape != (68, 2) or not np.isfinite(p).all():
+        return {k: float("nan") for k in TEMPERATURE_REGIONS}
+    eye_r, eye_l = p[36:42].mean(axis=0), p[42:48].mean(axis=0)
+    iod = float(np.linalg.norm(eye_l - eye_r)) or 1.0
+    r = max(1.0, 0.08 * iod)
+
+    def disc(center: np.ndarray, radius: float, how: str) -> float:
+        x0, x1 = int(max(0, math.floor(center[0] - radius))), int(min(W, math.ceil(center[0] + radius) + 1))
+        y0, y1 = int(max(0, math.floor(center[1] - radius))), int(min(H, math.ceil(center[1] + radius) + 1))
+        if x1 <= x0 or y1 <= y0:
+            return float("nan")
+        gy, gx = np.mgrid[y0:y1, x0:x1]
+        m = (gx - center[0]) ** 2 + (gy - center[1]) ** 2 <= radius ** 2
+        vals = c[y0:y1, x0:x1][m] if m.any() else c[y0:y1, x0:x1].ravel()
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            return float("nan")
+        return float(vals.max() if how == "max" else vals.mean())
+
+    out = {"inner_eye_r": disc(p[INNER_EYE_CORNERS[0]], r, "max"),
+           "inner_eye_l": disc(p[INNER_EYE_CORNERS[1]], r, "max"),
+           "nose_tip": disc(p[NOSE_TIP], max(1.0, 0.1 * iod), "mean")}
+    # forehead: above the brows, perpendicular to the eye line
+    d = (eye_l - eye_r) / iod
+    up = np.array([d[1], -d[0]])
+    center = p[17:27].mean(axis=0) + up * 0.35 * iod
+    half_w, half_h = 0.25 * iod, 0.10 * iod
+    x0, x1 = int(max(0, math.floor(center[0] - half_w))), int(min(W, math.ceil(center[0] + half_w) + 1))
+    y0, y1 = int(max(0, math.floor(center[1] - half_h))), int(min(H, math.ceil(center[1] + half_h) + 1))
+    patch = c[y0:y1, x0:x1] if (x1 > x0 and y1 > y0) else np.empty(0, np.float32)
+    patch = patch[np.isfinite(patch)] if patch.size else patch
+    out["forehead"] = float(patch.mean()) if patch.size else float("nan")
+    return {k: out[k] for k in TEMPERATURE_REGIONS}
+
+
+# ---- results -----------------------------------------------------------------------------------
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _r(v: Any, nd: int = 3) -> Any:
+    if isinstance(v, np.ndarray):
+        return np.round(v.astype(np.float64), nd).tolist()
+    if isinstance(v, float):
+        return None if not math.isfinite(v) else round(v, nd)
+    return v
+
+
+@dataclass
+class FrameResult:
+    """Everything the pipeline found on one frame (landmarks in the pixels of their own image)."""
+
+    index: int
+    t: float
+    source: str
+    chosen: str
+    decision: SpectrumDecision
+    landmarks: dict[str, np.ndarray] = field(default_factory=dict)   # spectrum -> (68, 2)
+    boundary: dict[str, np.ndarray] = field(default_factory=dict)    # spectrum -> [x, y, w, h]
+    mapped: dict[str, np.ndarray] = field(default_factory=dict)      # spectrum -> its landmarks in the OTHER image
+    measures: dict[str, dict] = field(default_factory=dict)          # "vis": illumination, "th": thermal contrast
+    temperatures: dict[str, float] = field(default_factory=dict)     # region -> degrees C (radiometric only)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    box_reused: dict[str, bool] = field(default_factory=dict)
+    nme: dict[str, float] = field(default_factory=dict)              # against meta ground truth when present
+    files: dict[str, str] = field(default_factory=dict)
+    dropped: int = 0                                                 # frames dropped so far (live)
+    pair: Optional[FramePair] = field(default=None, repr=False)
+
+    @property
+    def points(self) -> Optional[np.ndarray]:
+        """The chosen spectrum's landmarks."""
+        return self.landmarks.get(self.chosen)
+
+    def points_in(self, spectrum: str) -> Optional[np.ndarray]:
+        """The chosen landmarks drawn in ``spectrum``'s image (mapped when needed and possible)."""
+        if spectrum in self.landmarks:
+            return self.landmarks[spectrum]
+        other = "th" if spectrum == "vis" else "vis"
+        return self.mapped.get(other)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record (the JSONL export's line)."""
+        return {
+            "index": self.index, "t": _r(self.t, 4), "source": self.source, "files": self.files,
+            "spectrum": self.chosen, "decision": self.decision.to_dict(),
+            "landmarks": {k: _r(v, 2) for k, v in self.landmarks.items()},
+            "boundary": {k: _r(v, 2) for k, v in self.boundary.items()},
+            "mapped": {k: _r(v, 2) for k, v in self.mapped.items()},
+            "measures": self.measures, "temperatures": {k: _r(v, 3) for k, v in self.temperatures.items()},
+            "box_reused": self.box_reused, "nme": {k: _r(v, 5) for k, v in self.nme.items()},
+            "timings_ms": {k: _r(v, 2) for k, v in self.timings_ms.items()}, "dropped": self.dropped,
+        }
+
+
+@dataclass
+class StreamConfig:
+    """How the per-frame pipeline runs."""
+
+    mode: str = "auto"                       # auto | visible | thermal | both
+    selector: Optional[SelectorConfig] = None
+    smoothing: bool = False                  # One Euro filter on landmarks (video only)
+    smoothing_config: Optional[OneEuroConfig] = None
+    reuse_box: bool = False                  # place the face box from the previous landmarks
+    reuse_min_iou: float = 0.5
+    redetect_every: int = 30
+    temperatures: bool = True
+
+
+class StreamProcessor:
+    """Frame pair -> :class:`FrameResult`. Keeps the state a video needs (selector, filters, tracks)."""
+
+    def __init__(self, predictor: PredictorLike, config: Optional[StreamConfig] = None, **overrides: Any) -> None:
+        cfg = config or StreamConfig()
+        for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise TypeError(f"unknown stream option {k!r}")
+            setattr(cfg, k, v)
+        self.predictor = predictor
+        self.config = cfg
+        sel = cfg.selector or SelectorConfig()
+        sel.mode = cfg.mode
+        self.selector = SpectrumSelector(sel)
+        self.reset()
+
+    def reset(self) -> None:
+        self.selector.reset()
+        self._filters = {s: OneEuroFilter(self.config.smoothing_config) for s in SPECTRA}
+        self._prev: dict[str, tuple[int, np.ndarray]] = {}   # spectrum -> (index, raw landmarks)
+        self._good: dict[str, bool] = {}
+        self._since_detect: dict[str, int] = {}
+        self._last_index: Optional[int] = None
+        self._last_vis_box: Optional[np.ndarray] = None
+        self._ran_last: set[str] = set()
+        self.n_frames = 0
+        self.n_reused = 0
+
+    def set_mode(self, mode: str) -> None:
+        self.selector.mode = mode
+        self.config.mode = mode
+
+    @staticmethod
+    def image_for(pair: FramePair, spectrum: str) -> Optional[np.ndarray]:
+        return pair.vis if spectrum == "vis" else pair.th
+
+    def process(self, pair: FramePair, dropped: int = 0) -> FrameResult:
+        t_start = time.perf_counter()
+        cfg = self.config
+        H = homography_for_pair(pair)
+        decision = self.selector.update(pair.vis, pair.th is not None, pair.t, self._last_vis_box)
+        t_sel = time.perf_counter()
+        run = [s for s in decision.run if self.image_for(pair, s) is not None]
+        # face-box reuse
+        boxes: list[Optional[np.ndarray]] = []
+        reused: dict[str, bool] = {}
+        for s in run:
+            box = None
+            prev = self._prev.get(s)
+            if (cfg.reuse_box and prev is not None and self._last_index is not None and prev[0] == self._last_index
+                    and self._good.get(s, False) and self._since_detect.get(s, 0) < cfg.redetect_every):
+                try:
+                    box = boundary_from_points(prev[1])
+                except ValueError:
+                    box = None
+            boxes.append(box)
+            reused[s] = box is not None
+        images = [self.image_for(pair, s) for s in run]
+        refine = not (run and all(reused[s] for s in run))
+        preds = self.predictor.predict(images, boxes if any(b is not None for b in boxes) else None,
+                                       refine=refine) if run else []
+        t_pred = time.perf_counter()
+        landmarks: dict[str, np.ndarray] = {}
+        boundary: dict[str, np.ndarray] = {}
+        for s, b, p in zip(run, boxes, preds):
+            raw = np.asarray(p.landmarks, dtype=np.float64)
+            good = np.isfinite(raw).all()
+            if good and b is not None:
+                try:
+                    good = _iou(boundary_from_points(raw), b) >= cfg.reuse_min_iou
+                except ValueError:
+                    good = False
+            elif good:
+                try:
+                    nb = boundary_from_points(raw)
+                    good = nb[2] >= 4 and nb[3] >= 4
+                except ValueError:
+                    good = False
+            self._good[s] = bool(good)
+            self._since_detect[s] = self._since_detect.get(s, 0) + 1 if b is not None else 0
+            self._prev[s] = (pair.index, raw)
+            pts = raw
+            if cfg.smoothing:
+                if self._last_index is None or s not in self._ran_last:
+                    self._filters[s].reset()
+                pts = self._filters[s](raw, pair.t)
+            landmarks[s] = pts
+            boundary[s] = np.asarray(p.boundary, dtype=np.float64)
+        for s in SPECTRA:
+            if s not in run:
+                self._filters[s].reset()
+        self._ran_last = set(run)
+        self._last_index = pair.index
+        # mapped into the other spectrum
+        mapped: dict[str, np.ndarray] = {}
+        if H is not None:
+            if "vis" in landmarks and pair.th is not None:
+                mapped["vis"] = map_points(landmarks["vis"], np.linalg.inv(H))
+            if "th" in landmarks and pair.vis is not None:
+                mapped["th"] = map_points(landmarks["th"], H)
+        # the face box for the next frame's illumination measure (visible pixels)
+        vis_pts = landmarks.get("vis", mapped.get("th"))
+        try:
+            self._last_vis_box = boundary_from_points(vis_pts) if vis_pts is not None else None
+        except ValueError:
+            self._last_vis_box = None
+        measures: dict[str, dict] = {}
+        if decision.measures is not None:
+            measures["vis"] = decision.measures.to_dict()
+        if pair.th is not None:
+            th_pts = landmarks.get("th", mapped.get("vis"))
+            th_box = None
+            if th_pts is not None:
+                try:
+                    th_box = boundary_from_points(th_pts)
+                except ValueError:
+                    th_box = None
+            measures["th"] = measure_thermal(pair.th, pair.th_celsius, th_box)
+        temps: dict[str, float] = {}
+        if cfg.temperatures and pair.th_celsius is not None:
+            th_pts = landmarks.get("th", mapped.get("vis"))
+            if th_pts is not None:
+                temps = temperatures_at(pair.th_celsius, th_pts)
+        nme: dict[str, float] = {}
+        for s, key in (("vis", "landmarks_gt"), ("th", "landmarks_gt_th")):
+            gt = pair.meta.get(key)
+            if s == "th" and gt is None and pair.registered:
+                gt = pair.meta.get("landmarks_gt")
+            if gt is not None and s in landmarks:
+                try:
+                    from .evaluation import nme_per_image
+                    nme[s] = nme_per_image(landmarks[s], gt)
+                except ValueError:
+                    pass
+        t_end = time.perf_counter()
+        self.n_frames += 1
+        self.n_reused += int(any(reused.values()))
+        return FrameResult(
+            index=pair.index, t=pair.t, source=pair.source, chosen=decision.chosen, decision=decision,
+            landmarks=landmarks, boundary=boundary, mapped=mapped, measures=measures, temperatures=temps,
+            timings_ms={"select": 1000 * (t_sel - t_start), "predict": 1000 * (t_pred - t_sel),
+                        "total": 1000 * (t_end - t_start)},
+            box_reused=reused, nme=nme, files=dict(pair.meta.get("files", {})), dropped=dropped, pair=pair)
+
+
+
+# ---- the live loop -----------------------------------------------------------------------------
+class LatestFrameGrabber:
+    """Reads a source on a thread and keeps only the newest pair; counts the pairs nobody took."""
+
+    def __init__(self, source: Any, stop: Optional[threading.Event] = None) -> None:
+        self.source = source
+        self.stop_event = stop or threading.Event()
+        self._cond = threading.Condition()
+        self._pending: Optional[FramePair] = None
+        self.received = 0
+        self.dropped = 0
+        self.taken = 0
+        self.error: Optional[BaseException] = None
+        self.finished = False
+        self.last_frame_time = time.monotonic()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "LatestFrameGrabber":
+        self._thread = threading.Thread(target=self._run, name="dmsl-grabber", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for pair in self.source:
+                with self._cond:
+                    if self._pending is not None:
+                        self.dropped += 1
+                    self._pending = pair
+                    self.received += 1
+                    self.last_frame_time = time.monotonic()
+                    self._cond.notify_all()
+                if self.stop_event.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer as an error event
+            self.error = exc
+        finally:
+            with self._cond:
+                self.finished = True
+                self._cond.notify_all()
+
+    def get(self, timeout: Optional[float] = None) -> Optional[FramePair]:
+        """The newest pair not yet taken; None on timeout or when the source ended (see ``finished``)."""
+        with self._cond:
+            if self._pending is None and not self.finished:
+                self._cond.wait(timeout)
+            p, self._pending = self._pending, None
+            if p is not None:
+                self.taken += 1
+            return p
+
+    def stop(self, join_timeout: float = 2.0) -> None:
+        self.stop_event.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(join_timeout)
+
+
+@dataclass
+class StreamStats:
+    processed: int = 0
+    received: int = 0
+    dropped: int = 0
+    reused: int = 0
+    elapsed_s: float = 0.0
+    process_s: float = 0.0     # time spent in StreamProcessor.process (the pipeline alone)
+    switches: int = 0
+
+    @property
+    def fps(self) -> float:
+        """End-to-end frames per second (source decoding/rendering included)."""
+        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def pipeline_fps(self) -> float:
+        """Frames per second of the per-frame pipeline alone (selector, models, smoothing, temperatures)."""
+        return self.processed / self.process_s if self.process_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"processed": self.processed, "received": self.received, "dropped": self.dropped,
+                "box_reused_frames": self.reused, "switches": self.switches,
+                "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2),
+                "pipeline_fps": round(self.pipeline_fps, 2)}
+
+
+@dataclass
+class StreamEvent:
+    """``kind``: started (info), result (result), error (error text), finished (stats)."""
+
+    kind: str
+    result: Optional[FrameResult] = None
+    error: str = ""
+    info: dict = field(default_factory=dict)
+    stats: Optional[StreamStats] = None
+
+
+class StreamRunner:
+    """The frame loop over a source (see the module docstring).
+
+    ``live=None`` follows ``source.info["live"]``. ``stall_timeout_s``: a live source that
+    delivers nothing for this long ends the stream with an error event.
+    """
+
+    def __init__(self, source: Any, processor: StreamProcessor, max_frames: Optional[int] = None,
+                 stop: Optional[threading.Event] = None, live: Optional[bool] = None,
+                 stall_timeout_s: float = 5.0) -> None:
+        self.source = source
+        self.processor = processor
+        self.max_frames = max_frames
+        self.stop_event = stop or threading.Event()
+        info = getattr(source, "info", {}) or {}
+        self.live = bool(info.get("live")) if live is None else live
+        self.stall_timeout_s = stall_timeout_s
+        self.stats = StreamStats()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _pairs(self) -> Iterator[tuple[FramePair, int, int]]:
+        """(pair, received so far, dropped so far)."""
+        if not self.live:
+            n = 0
+            for pair in self.source:
+                n += 1
+                yield pair, n, 0
+                if self.stop_event.is_set():
+                    return
+            return
+        grabber = LatestFrameGrabber(self.source, self.stop_event).start()
+        try:
+            while not self.stop_event.is_set():
+                pair = grabber.get(timeout=0.1)
+                if pair is None:
+                    if grabber.finished:
+                        pair = grabber.get(timeout=0)
+                        if pair is None:
+                            break
+                    elif time.monotonic() - grabber.last_frame_time > self.stall_timeout_s:
+                        raise TimeoutError(f"{getattr(self.source, 'uri', 'source')}: no frame for "
+                                           f"{self.stall_timeout_s:g} s (camera stalled or disconnected)")
+                    else:
+                        continue
+                yield pair, grabber.received, grabber.dropped
+            if grabber.error is not None:
+                raise grabber.error
+        finally:
+            grabber.stop(join_timeout=0.5)
+            self.stats.received, self.stats.dropped = grabber.received, grabber.dropped
+
+    def events(self) -> Iterator[StreamEvent]:
+        """Run the loop, yielding events; always ends with a ``finished`` event."""
+        yield StreamEvent("started", info=dict(getattr(self.source, "info", {}) or {}))
+        t0 = time.perf_counter()
+        error = ""
+        try:
+            for pair, received, dropped in self._pairs():
+                tp = time.perf_counter()
+                res = self.processor.process(pair, dropped=dropped)
+                self.stats.process_s += time.perf_counter() - tp
+                self.stats.processed += 1
+                self.stats.received = max(self.stats.received, received)
+                self.stats.dropped = dropped
+                self.stats.elapsed_s = time.perf_counter() - t0
+                yield StreamEvent("result", result=res)
+                if self.max_frames is not None and self.stats.processed >= self.max_frames:
+                    break
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a failing source or model ends the stream with its text
+            log.warning("stream ended with an error: %s", exc)
+            error = str(exc) or type(exc).__name__
+        self.stats.elapsed_s = time.perf_counter() - t0
+        self.stats.reused = self.processor.n_reused
+        self.stats.switches = self.processor.selector.switches
+        if error:
+            yield StreamEvent("error", error=error, stats=self.stats)
+        yield StreamEvent("finished", stats=self.stats)
+
+    def run(self, on_result: Optional[Callable[[FrameResult], None]] = None,
+            on_error: Optional[Callable[[str], None]] = None,
+            on_event: Optional[Callable[[StreamEvent], None]] = None) -> StreamStats:
+        """Run to the end with callbacks; returns the statistics."""
+        for ev in self.events():
+            if on_event is not None:
+                on_event(ev)
+            if ev.kind == "result" and on_result is not None and ev.result is not None:
+                on_result(ev.result)
+            elif ev.kind == "error" and on_error is not None:
+                on_error(ev.error)
+        return self.stats
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+BENCH_CONFIGS: dict[str, dict] = {
+    "single": {"mode": "auto"},
+    "both": {"mode": "both"},
+    "single+reuse": {"mode": "auto", "reuse_box": True},
+    "both+reuse": {"mode": "both", "reuse_box": True},
+}
+
+
+def benchmark_pipeline(predictor: PredictorLike, pairs: Sequence[FramePair], configs: Optional[dict] = None,
+                       repeat: int = 3, smoothing: bool = True) -> dict[str, dict]:
+    """Pipeline speed (and NME where the pairs carry ground truth) of several stream configurations.
+
+    The pairs are decoded/rendered beforehand, so the figures are the per-frame pipeline alone.
+    The configurations take turns (``repeat`` rounds, a fresh processor each run) and each one's
+    fastest run counts - the usual convention on a shared machine, where load comes and goes.
+    Returns ``{name: {"fps", "ms_per_frame", "nme_vis", "nme_th", "nme_chosen", "reused_frac", "switches"}}``.
+    """
+    configs = configs or BENCH_CONFIGS
+    best: dict[str, float] = {name: math.inf for name in configs}
+    out: dict[str, dict] = {}
+    for _ in range(max(1, repeat)):
+        for name, opts in configs.items():
+            proc = StreamProcessor(predictor, StreamConfig(smoothing=smoothing, **opts))
+            nmes: dict[str, list[float]] = {"vis": [], "th": [], "chosen": []}
+            t0 = time.perf_counter()
+            for p in pairs:
+                r = proc.process(p)
+                for s, v in r.nme.items():
+                    nmes[s].append(v)
+                if r.chosen in r.nme:
+                    nmes["chosen"].append(r.nme[r.chosen])
+            dt = time.perf_counter() - t0
+            if dt < best[name]:
+                best[name] = dt
+                out[name] = {"frames": len(pairs), "fps": len(pairs) / dt, "ms_per_frame": 1000 * dt / len(pairs),
+                             "reused_frac": proc.n_reused / max(1, proc.n_frames), "switches": proc.selector.switches,
+                             **{f"nme_{k}": (float(np.mean(v)) if v else None) for k, v in nmes.items()}}
+    return out

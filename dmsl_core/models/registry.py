@@ -82,6 +82,10 @@ register_config(ModelConfig(
     description="Same architecture at a quarter of the widths and a 256-node hidden layer, for CPUs.",
     tags=("cpu",)))
 register_config(ModelConfig(
+    "dmsl-fast", (8, 16, 32, 64), 256, 96, blackout_margin=0.05,
+    description="A real-time CPU size: four U-Net levels of widths 8-64, 96x96 input, FC hidden 256.",
+    tags=("cpu", "realtime")))
+register_config(ModelConfig(
     "dmsl-tiny", (4, 8, 16), 32, 64, blackout_margin=0.05,
     description="A toy size for tests and smoke runs (64x64 input); not for real use.",
     tags=("test",)))

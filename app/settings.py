@@ -1,0 +1,332 @@
+"""The app's settings: a dataclass saved in QSettings, and the Settings dialog that edits it.
+
+Stored as one JSON value (``app/settings``) so an old or hand-edited store never breaks the app:
+unknown keys are ignored and bad values fall back to the defaults. Window geometry/state and the
+recent sources live beside it (``window/geometry``, ``window/state``, ``sources/recent``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6 import QtCore, QtWidgets
+
+from .palettes import PALETTES
+
+MODES = ("auto", "visible", "thermal", "both")
+MAX_RECENT = 10
+
+
+def default_record_dir() -> str:
+    return str(Path.home() / "dmsl-recordings")
+
+
+@dataclass
+class AppSettings:
+    weights: str = ""                 # "" = the shipped default model
+    fallback_config: str = "dmsl-compact"  # untrained stand-in while no model is shipped
+    device: str = "auto"
+    threads: int = 0                  # torch CPU threads (0 = torch's default)
+    smoothing: bool = True
+    reuse_box: bool = False           # face box from the previous frame's landmarks (skips M_b while tracking)
+    mode: str = "auto"                # spectrum mode
+    palette: str = "iron"
+    points: bool = True
+    contours: bool = True
+    box: bool = True
+    projected: bool = True
+    temperatures: bool = True
+    point_size: float = 5.0
+    colour_groups: bool = True
+    selector: dict = field(default_factory=dict)   # SpectrumSelector parameters (name -> value)
+    record_dir: str = field(default_factory=default_record_dir)
+    record_csv: bool = True
+    record_json: bool = False
+    record_video: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: Optional[str]) -> "AppSettings":
+        s = cls()
+        if not text:
+            return s
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            return s
+        if not isinstance(data, dict):
+            return s
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            v, cur = data[f.name], getattr(s, f.name)
+            if isinstance(cur, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(cur, (int, float)):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                v = type(cur)(v) if ok else v
+            elif isinstance(cur, dict):
+                ok = isinstance(v, dict)
+            else:
+                ok = isinstance(v, str)
+            if ok:
+                setattr(s, f.name, v)
+        if s.mode not in MODES:
+            s.mode = "auto"
+        if s.palette not in PALETTES:
+            s.palette = "iron"
+        return s
+
+
+class SettingsStore:
+    """QSettings access: the app settings, recent sources, window geometry."""
+
+    def __init__(self, qsettings: Optional[QtCore.QSettings] = None) -> None:
+        self.q = qsettings if qsettings is not None else QtCore.QSettings("DMSL", "DMSL Studio")
+
+    def load(self) -> AppSettings:
+        return AppSettings.from_json(self.q.value("app/settings", "", type=str))
+
+    def save(self, s: AppSettings) -> None:
+        self.q.setValue("app/settings", s.to_json())
+        self.q.sync()
+
+    def recent(self) -> list[str]:
+        try:
+            v = json.loads(self.q.value("sources/recent", "[]", type=str) or "[]")
+        except ValueError:
+            return []
+        return [str(x) for x in v if isinstance(x, str) and x.strip()][:MAX_RECENT] if isinstance(v, list) else []
+
+    def add_recent(self, uri: str) -> list[str]:
+        items = [uri] + [u for u in self.recent() if u != uri]
+        items = items[:MAX_RECENT]
+        self.q.setValue("sources/recent", json.dumps(items))
+        self.q.sync()
+        return items
+
+    def clear_recent(self) -> None:
+        self.q.setValue("sources/recent", "[]")
+
+    def value(self, key: str, default: Any = None) -> Any:
+        return self.q.value(key, default)
+
+    def set_value(self, key: str, value: Any) -> None:
+        self.q.setValue(key, value)
+
+
+def selector_parameters() -> dict[str, float]:
+    """The spectrum selector's tunable thresholds and their defaults (empty if the module is absent)."""
+    try:
+        from dmsl_core import spectrum
+    except ImportError:
+        return {}
+    cfg_cls = None
+    for name in ("SelectorConfig", "SpectrumConfig", "SelectorParams", "Thresholds"):
+        cfg_cls = getattr(spectrum, name, None)
+        if cfg_cls is not None:
+            break
+    if cfg_cls is None or not dataclasses.is_dataclass(cfg_cls):
+        return {}
+    out = {}
+    for f in dataclasses.fields(cfg_cls):
+        try:
+            v = getattr(cfg_cls(), f.name)
+        except TypeError:
+            return {}
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f.name] = v
+    return out
+
+
+class SettingsDialog(QtWidgets.QDialog):
+    """Model/weights, device, smoothing, drawing options, selector thresholds, recording."""
+
+    def __init__(self, s: AppSettings, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self.setMinimumWidth(520)
+        self._orig = s
+        tabs = QtWidgets.QTabWidget()
+
+        # --- model
+        w = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(w)
+        self.weights = QtWidgets.QComboBox()
+        self.weights.setEditable(True)
+        self.weights.addItem("(shipped default model)", "")
+        try:
+            from dmsl_core.models.weights import shipped_models
+            for name in shipped_models():
+                self.weights.addItem(name, name)
+        except Exception:  # pragma: no cover
+            pass
+        self._set_combo(self.weights, s.weights)
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.clicked.connect(self._browse_weights)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.weights, 1)
+        row.addWidget(browse)
+        form.addRow("Weights", row)
+        hint = QtWidgets.QLabel("A run folder (model.safetensors), a .safetensors file or a shipped model name.")
+        hint.setObjectName("Hint")
+        hint.setWordWrap(True)
+        form.addRow("", hint)
+        self.fallback = QtWidgets.QComboBox()
+        from dmsl_core.models import list_configs
+        self.fallback.addItems(list_configs())
+        self.fallback.setCurrentText(s.fallback_config)
+        self.fallback.setToolTip("Used with random weights while no trained model is available")
+        form.addRow("Untrained stand-in", self.fallback)
+        self.device = QtWidgets.QComboBox()
+        self.device.setEditable(True)
+        for d in self._devices():
+            self.device.addItem(d)
+        self.device.setCurrentText(s.device)
+        form.addRow("Device", self.device)
+        self.threads = QtWidgets.QSpinBox()
+        self.threads.setRange(0, os.cpu_count() or 64)
+        self.threads.setSpecialValueText("default")
+        self.threads.setValue(s.threads)
+        form.addRow("CPU threads", self.threads)
+        self.smoothing = QtWidgets.QCheckBox("Smooth landmarks over time (live sources)")
+        self.smoothing.setChecked(s.smoothing)
+        form.addRow("", self.smoothing)
+        self.reuse_box = QtWidgets.QCheckBox("Track the face box between frames (faster: skips M_b while tracking)")
+        self.reuse_box.setChecked(s.reuse_box)
+        form.addRow("", self.reuse_box)
+        tabs.addTab(w, "Model")
+
+        # --- drawing
+        w = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(w)
+        self.points = QtWidgets.QCheckBox("Points")
+        self.contours = QtWidgets.QCheckBox("Contours (jaw, brows, nose, eyes, lips)")
+        self.box = QtWidgets.QCheckBox("Face box")
+        self.projected = QtWidgets.QCheckBox("Landmarks from the other spectrum (when registered)")
+        self.temperatures = QtWidgets.QCheckBox("Temperatures at landmark regions (radiometric thermal)")
+        self.colour_groups = QtWidgets.QCheckBox("Colour points by region")
+        for cb, val in ((self.points, s.points), (self.contours, s.contours), (self.box, s.box),
+                        (self.projected, s.projected), (self.temperatures, s.temperatures),
+                        (self.colour_groups, s.colour_groups)):
+            cb.setChecked(val)
+            form.addRow("", cb)
+        self.point_size = QtWidgets.QDoubleSpinBox()
+        self.point_size.setRange(1.0, 20.0)
+        self.point_size.setSingleStep(0.5)
+        self.point_size.setValue(s.point_size)
+        form.addRow("Point size", self.point_size)
+        self.palette = QtWidgets.QComboBox()
+        self.palette.addItems(PALETTES)
+        self.palette.setCurrentText(s.palette)
+        form.addRow("Thermal palette", self.palette)
+        tabs.addTab(w, "Drawing")
+
+        # --- spectrum selector
+        w = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(w)
+        self.selector_fields: dict[str, QtWidgets.QDoubleSpinBox] = {}
+        params = selector_parameters()
+        if not params:
+            form.addRow(QtWidgets.QLabel("The spectrum selector has no tunable thresholds in this build."))
+        for name, default in params.items():
+            sb = QtWidgets.QDoubleSpinBox()
+            sb.setDecimals(3 if isinstance(default, float) else 0)
+            sb.setRange(-1e6, 1e6)
+            sb.setSingleStep(0.01 if isinstance(default, float) and abs(default) < 2 else 1.0)
+            sb.setValue(float(s.selector.get(name, default)))
+            sb.setProperty("default", default)
+            self.selector_fields[name] = sb
+            form.addRow(name.replace("_", " "), sb)
+        if params:
+            reset = QtWidgets.QPushButton("Reset to defaults")
+            reset.clicked.connect(lambda: [sb.setValue(float(sb.property("default")))
+                                           for sb in self.selector_fields.values()])
+            form.addRow("", reset)
+        tabs.addTab(w, "Spectrum selector")
+
+        # --- recording
+        w = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(w)
+        self.record_dir = QtWidgets.QLineEdit(s.record_dir)
+        b = QtWidgets.QPushButton("Browse…")
+        b.clicked.connect(self._browse_dir)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.record_dir, 1)
+        row.addWidget(b)
+        form.addRow("Output folder", row)
+        self.record_csv = QtWidgets.QCheckBox("Landmarks as CSV")
+        self.record_json = QtWidgets.QCheckBox("Landmarks as JSON lines")
+        self.record_video = QtWidgets.QCheckBox("Overlay video (MP4)")
+        for cb, val in ((self.record_csv, s.record_csv), (self.record_json, s.record_json),
+                        (self.record_video, s.record_video)):
+            cb.setChecked(val)
+            form.addRow("", cb)
+        tabs.addTab(w, "Recording")
+
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.addWidget(tabs)
+        lay.addWidget(buttons)
+
+    @staticmethod
+    def _devices() -> list[str]:
+        out = ["auto", "cpu"]
+        try:
+            import torch
+            if torch.cuda.is_available():
+                out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+            if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+                out.append("mps")
+        except Exception:  # pragma: no cover
+            pass
+        return out
+
+    @staticmethod
+    def _set_combo(combo: QtWidgets.QComboBox, value: str) -> None:
+        i = combo.findData(value)
+        if i >= 0:
+            combo.setCurrentIndex(i)
+        else:
+            combo.setEditText(value)
+
+    def _browse_weights(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Model weights", "", "Weights (*.safetensors);;All files (*)")
+        if path:
+            self.weights.setEditText(path)
+
+    def _browse_dir(self) -> None:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Recording folder", self.record_dir.text())
+        if d:
+            self.record_dir.setText(d)
+
+    def result_settings(self) -> AppSettings:
+        s = dataclasses.replace(self._orig)
+        i = self.weights.currentIndex()
+        text = self.weights.currentText().strip()
+        s.weights = "" if (i >= 0 and self.weights.itemText(i) == text and self.weights.itemData(i) == "") else (
+            self.weights.itemData(i) if i >= 0 and self.weights.itemText(i) == text else text)
+        s.fallback_config = self.fallback.currentText()
+        s.device = self.device.currentText().strip() or "auto"
+        s.threads = self.threads.value()
+        s.smoothing = self.smoothing.isChecked()
+        s.reuse_box = self.reuse_box.isChecked()
+        s.points, s.contours, s.box = self.points.isChecked(), self.contours.isChecked(), self.box.isChecked()
+        s.projected, s.temperatures = self.projected.isChecked(), self.temperatures.isChecked()
+        s.colour_groups = self.colour_groups.isChecked()
+        s.point_size = self.point_size.value()
+        s.palette = self.palette.currentText()
+        s.selector = {name: (sb.value() if isinstance(sb.property("default"), float) else int(sb.value()))
+                      for name, sb in self.selector_fields.items()}
+        s.record_dir = self.record_dir.text().strip() or default_record_dir()
+        s.record_csv, s.record_json = self.record_csv.isChecked(), self.record_json.isChecked()
+        s.record_video = self.record_video.isChecked()
+        return s

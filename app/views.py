@@ -1,0 +1,288 @@
+"""The image views: a frame with the 68 landmarks, their contours and the face box drawn over it.
+
+One :class:`SpectrumView` per spectrum. The image, the points (a ``ScatterPlotItem``), the
+contours (one ``PlotCurveItem`` with a ``connect`` array), the face box, the points projected
+from the other spectrum and ground truth all live in the same ``ViewBox`` (image pixel
+coordinates, row-major, y down), so they always line up whatever the zoom.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from dmsl_core.landmarks import CONTOURS, COARSE_GROUPS, N_POINTS
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="#15171a", foreground="#d0d4da")
+
+ACCENT = "#f5a623"        # the trusted spectrum
+GT_COLOUR = "#4cd964"
+PROJ_COLOUR = "#e8e8e8"
+GROUP_COLOURS = {"jaw": "#4fc3f7", "brows": "#ffd54f", "nose": "#ff8a65", "eyes": "#81c784", "mouth": "#f06292"}
+
+
+def _contour_index(contours=CONTOURS) -> tuple[np.ndarray, np.ndarray]:
+    """Point indices of the polylines, closed ones repeating their first point, and the
+    ``connect`` array that breaks the line between polylines."""
+    idx, conn = [], []
+    for points, closed in contours:
+        seq = list(points) + ([points[0]] if closed else [])
+        idx.extend(seq)
+        conn.extend([1] * (len(seq) - 1) + [0])
+    return np.array(idx, dtype=np.int64), np.array(conn, dtype=bool)
+
+
+CONTOUR_IDX, CONTOUR_CONNECT = _contour_index()
+
+
+def _group_of(points: tuple[int, ...]) -> str:
+    return next(name for name, rng in COARSE_GROUPS.items() if points[0] in rng)
+
+
+# one (indices, connect) pair per coarse group, so each group's contour gets its colour
+GROUP_CONTOURS: dict[str, tuple[np.ndarray, np.ndarray]] = {
+    g: _contour_index([c for c in CONTOURS if _group_of(c[0]) == g]) for g in COARSE_GROUPS}
+
+
+def _group_brushes() -> list[QtGui.QBrush]:
+    colours = ["#ffffff"] * N_POINTS
+    for name, rng in COARSE_GROUPS.items():
+        for i in rng:
+            colours[i] = GROUP_COLOURS[name]
+    return [pg.mkBrush(c) for c in colours]
+
+
+@dataclass
+class DrawOptions:
+    points: bool = True
+    contours: bool = True
+    box: bool = True
+    projected: bool = True
+    temperatures: bool = True
+    point_size: float = 5.0
+    colour_groups: bool = True
+
+
+class SpectrumView(QtWidgets.QFrame):
+    """A titled image view with the landmark overlay and a readout line under it."""
+
+    hovered = QtCore.Signal(float, float)  # image pixel coordinates under the cursor
+
+    def __init__(self, title: str, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("SpectrumView")
+        self.title = title
+        self.options = DrawOptions()
+        self._brushes = _group_brushes()
+        self._plain_brush = pg.mkBrush("#4fc3f7")
+        self._image: Optional[np.ndarray] = None
+        self._shape: Optional[tuple[int, int]] = None
+        self.value_at: Optional[Callable[[int, int], str]] = None
+        self.trusted = False
+
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(3, 3, 3, 3)
+        lay.setSpacing(2)
+        head = QtWidgets.QHBoxLayout()
+        head.setContentsMargins(6, 2, 6, 0)
+        self.title_label = QtWidgets.QLabel(title)
+        self.title_label.setObjectName("ViewTitle")
+        self.badge = QtWidgets.QLabel("")
+        self.badge.setObjectName("Badge")
+        self.info_label = QtWidgets.QLabel("")
+        self.info_label.setObjectName("ViewInfo")
+        self.info_label.setAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+        head.addWidget(self.title_label)
+        head.addWidget(self.badge)
+        head.addStretch(1)
+        head.addWidget(self.info_label)
+        lay.addLayout(head)
+
+        self.graphics = pg.GraphicsView()
+        self.graphics.setMinimumSize(200, 160)
+        self.vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.vb.setDefaultPadding(0.0)
+        self.graphics.setCentralItem(self.vb)
+        self.image_item = pg.ImageItem()
+        self.vb.addItem(self.image_item)
+
+        self.contour_item = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255, 170), width=1.2))
+        self.group_items = {g: pg.PlotCurveItem(pen=pg.mkPen(pg.mkColor(c), width=1.4)) for g, c in GROUP_COLOURS.items()}
+        self.proj_contour_item = pg.PlotCurveItem(pen=pg.mkPen(PROJ_COLOUR, width=1.0, style=QtCore.Qt.DashLine))
+        self.box_item = pg.PlotCurveItem(pen=pg.mkPen(ACCENT, width=1.5))
+        self.gt_item = pg.ScatterPlotItem(size=7, symbol="x", pen=pg.mkPen(GT_COLOUR, width=1.5), brush=None)
+        self.proj_item = pg.ScatterPlotItem(size=6, symbol="o", pen=pg.mkPen(PROJ_COLOUR, width=1.0), brush=None)
+        self.points_item = pg.ScatterPlotItem(size=5, pen=pg.mkPen((0, 0, 0, 160), width=0.6))
+        for it in (self.contour_item, *self.group_items.values(), self.proj_contour_item, self.box_item,
+                   self.gt_item, self.proj_item, self.points_item):
+            self.vb.addItem(it)
+        self.temp_items: list[pg.TextItem] = []
+        self.message_item = pg.TextItem("", color="#8a9099", anchor=(0.5, 0.5))
+        self.message_item.setFont(QtGui.QFont("Sans", 11))
+        self.vb.addItem(self.message_item)
+        lay.addWidget(self.graphics, 1)
+
+        self.readout = QtWidgets.QLabel(" ")
+        self.readout.setObjectName("Readout")
+        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        lay.addWidget(self.readout)
+        self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.set_trusted(False)
+        self.show_message("no frame yet")
+
+    # ---- image ------------------------------------------------------------------------------
+    def set_image(self, img: Optional[np.ndarray], levels: Optional[tuple[float, float]] = None,
+                  lut: Optional[np.ndarray] = None) -> None:
+        if img is None:
+            self._image = None
+            self.image_item.clear()
+            self.clear_overlay()
+            return
+        shape = img.shape[:2]
+        self.message_item.setText("")
+        if levels is None:
+            levels = (0, 255) if img.dtype == np.uint8 else (float(np.nanmin(img)), float(np.nanmax(img)) + 1e-6)
+        self.image_item.setImage(img, autoLevels=False, levels=levels, lut=lut)
+        self._image = img
+        if shape != self._shape:
+            self._shape = shape
+            self.vb.setRange(xRange=(0, shape[1]), yRange=(0, shape[0]), padding=0.0)
+            self.vb.setLimits(xMin=-shape[1], xMax=2 * shape[1], yMin=-shape[0], yMax=2 * shape[0])
+            self.message_item.setPos(shape[1] / 2, shape[0] / 2)
+
+    def show_message(self, text: str) -> None:
+        """A grey line in the middle of an empty view (no frame, spectrum absent)."""
+        if self._image is not None and text:
+            self.image_item.clear()
+            self._image = None
+        self.clear_overlay()
+        w, h = (self._shape[1], self._shape[0]) if self._shape else (320, 256)
+        if self._shape is None:
+            self.vb.setRange(xRange=(0, w), yRange=(0, h), padding=0.0)
+        self.message_item.setPos(w / 2, h / 2)
+        self.message_item.setText(text)
+
+    def reset_view(self) -> None:
+        if self._shape:
+            self.vb.setRange(xRange=(0, self._shape[1]), yRange=(0, self._shape[0]), padding=0.0)
+
+    # ---- overlay ----------------------------------------------------------------------------
+    def clear_overlay(self) -> None:
+        for it in (self.contour_item, *self.group_items.values(), self.proj_contour_item, self.box_item):
+            it.setData([], [])
+        for it in (self.points_item, self.proj_item, self.gt_item):
+            it.setData([])
+        self.set_temperatures(None)
+
+    def set_landmarks(self, pts: Optional[np.ndarray], box: Optional[np.ndarray] = None) -> None:
+        o = self.options
+        if pts is None or not np.isfinite(np.asarray(pts, float)).any():
+            self.points_item.setData([])
+            self.contour_item.setData([], [])
+            for it in self.group_items.values():
+                it.setData([], [])
+        else:
+            pts = np.asarray(pts, dtype=np.float64)
+            if o.points:
+                brush = self._brushes if o.colour_groups else self._plain_brush
+                self.points_item.setData(pos=pts, size=o.point_size, brush=brush)
+            else:
+                self.points_item.setData([])
+            self.contour_item.setData([], [])
+            for g, it in self.group_items.items():
+                it.setData([], [])
+            if o.contours and o.colour_groups:
+                for g, it in self.group_items.items():
+                    idx, conn = GROUP_CONTOURS[g]
+                    c = pts[idx]
+                    it.setData(c[:, 0], c[:, 1], connect=conn)
+            elif o.contours:
+                c = pts[CONTOUR_IDX]
+                self.contour_item.setData(c[:, 0], c[:, 1], connect=CONTOUR_CONNECT)
+        if box is not None and o.box and np.isfinite(np.asarray(box, float)).all():
+            x, y, w, h = (float(v) for v in box)
+            self.box_item.setData([x, x + w, x + w, x, x], [y, y, y + h, y + h, y])
+        else:
+            self.box_item.setData([], [])
+
+    def set_projected(self, pts: Optional[np.ndarray]) -> None:
+        """Landmarks found in the other spectrum, mapped into this image (hollow, dashed)."""
+        if pts is None or not self.options.projected:
+            self.proj_item.setData([])
+            self.proj_contour_item.setData([], [])
+            return
+        pts = np.asarray(pts, dtype=np.float64)
+        self.proj_item.setData(pos=pts, size=max(4.0, self.options.point_size + 1))
+        if self.options.contours:
+            c = pts[CONTOUR_IDX]
+            self.proj_contour_item.setData(c[:, 0], c[:, 1], connect=CONTOUR_CONNECT)
+        else:
+            self.proj_contour_item.setData([], [])
+
+    def set_ground_truth(self, pts: Optional[np.ndarray]) -> None:
+        if pts is None:
+            self.gt_item.setData([])
+        else:
+            p = np.asarray(pts, dtype=np.float64)
+            p = p[np.isfinite(p).all(axis=1)]
+            self.gt_item.setData(pos=p)
+
+    def set_temperatures(self, temps: Optional[list[tuple]]) -> None:
+        """Small labels ``(name, x, y, degrees[, anchor])`` at landmark regions."""
+        temps = temps if (temps and self.options.temperatures) else []
+        while len(self.temp_items) < len(temps):
+            it = pg.TextItem("", color="#ffffff", fill=pg.mkBrush(0, 0, 0, 150), anchor=(0.5, 1.2))
+            it.setFont(QtGui.QFont("Sans", 8))
+            self.vb.addItem(it)
+            self.temp_items.append(it)
+        for k, it in enumerate(self.temp_items):
+            if k < len(temps):
+                name, x, y, deg = temps[k][:4]
+                it.setAnchor(temps[k][4] if len(temps[k]) > 4 else (0.5, 1.2))
+                it.setText(f"{deg:.1f}°")
+                it.setToolTip(name)
+                it.setPos(x, y)
+                it.setVisible(True)
+            else:
+                it.setVisible(False)
+
+    # ---- header / highlight ---------------------------------------------------------------------
+    def set_trusted(self, trusted: bool, badge: str = "") -> None:
+        self.trusted = trusted
+        self.setProperty("trusted", bool(trusted))
+        self.badge.setText(badge)
+        self.badge.setVisible(bool(badge))
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.box_item.setPen(pg.mkPen(ACCENT if trusted else "#9aa0a6", width=1.6 if trusted else 1.0))
+
+    def set_info(self, text: str) -> None:
+        self.info_label.setText(text)
+
+    # ---- cursor readout ---------------------------------------------------------------------
+    def _mouse_moved(self, pos: QtCore.QPointF) -> None:
+        if self._image is None:
+            return
+        p = self.vb.mapSceneToView(pos)
+        x, y = p.x(), p.y()
+        h, w = self._image.shape[:2]
+        if 0 <= x < w and 0 <= y < h:
+            ix, iy = int(x), int(y)
+            extra = self.value_at(ix, iy) if self.value_at else ""
+            self.readout.setText(f"x {ix:4d}  y {iy:4d}   {extra}")
+            self.hovered.emit(x, y)
+        else:
+            self.readout.setText(" ")
+
+    def hover_at(self, x: float, y: float) -> str:
+        """Readout for a given pixel (used by tests and by the other view's cursor)."""
+        if self._image is None:
+            return ""
+        ix, iy = int(x), int(y)
+        extra = self.value_at(ix, iy) if self.value_at else ""
+        text = f"x {ix:4d}  y {iy:4d}   {extra}"
+        self.readout.setText(text)
+        return text

@@ -328,10 +328,17 @@ class StreamProcessor:
 
 # ---- the live loop -----------------------------------------------------------------------------
 class LatestFrameGrabber:
-    """Reads a source on a thread and keeps only the newest pair; counts the pairs nobody took."""
+    """Reads a source on a thread and keeps only the newest pair; counts the pairs nobody took.
+
+    A source whose ``info["on_demand"]`` is true (the demo: it renders the frame the wall clock is
+    at when asked) is read at most one frame ahead of the consumer, so no frame is rendered only to
+    be dropped; the frames it skipped (``source.skipped``) count as dropped.
+    """
 
     def __init__(self, source: Any, stop: Optional[threading.Event] = None) -> None:
         self.source = source
+        self.on_demand = bool((getattr(source, "info", {}) or {}).get("on_demand"))
+        self._replaced = 0
         self.stop_event = stop or threading.Event()
         self._cond = threading.Condition()
         self._pending: Optional[FramePair] = None
@@ -353,11 +360,14 @@ class LatestFrameGrabber:
             for pair in self.source:
                 with self._cond:
                     if self._pending is not None:
-                        self.dropped += 1
+                        self._replaced += 1
                     self._pending = pair
                     self.received += 1
+                    self._count_drops()
                     self.last_frame_time = time.monotonic()
                     self._cond.notify_all()
+                    while self.on_demand and self._pending is not None and not self.stop_event.is_set():
+                        self._cond.wait(0.1)
                 if self.stop_event.is_set():
                     break
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer as an error event
@@ -375,7 +385,12 @@ class LatestFrameGrabber:
             p, self._pending = self._pending, None
             if p is not None:
                 self.taken += 1
+                self._count_drops()
+                self._cond.notify_all()  # an on-demand source may render the next frame now
             return p
+
+    def _count_drops(self) -> None:
+        self.dropped = self._replaced + int(getattr(self.source, "skipped", 0) or 0)
 
     def stop(self, join_timeout: float = 2.0) -> None:
         self.stop_event.set()

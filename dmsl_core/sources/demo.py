@@ -264,7 +264,8 @@ class DemoSource(FrameSource):
         self.scene = DemoScene(size=size, fps=fps, cycle=cycle, seed=seed, rig=rig)
         self.realtime, self.n_frames = realtime, frames
         self.skipped = 0  # realtime: frames not rendered because rendering was slower than fps
-        self._info.update(fps=fps, frames=frames, live=realtime, spectra=("vis", "th"), radiometric=True,
+        self._info.update(fps=fps, frames=frames, live=realtime, on_demand=realtime, spectra=("vis", "th"),
+                          radiometric=True,
                           pairing="demo: rendered together (pixel-registered)" if not rig else
                           "demo: rendered together, thermal offset by a rig homography",
                           cycle=cycle, size=size)

@@ -250,3 +250,31 @@ def test_benchmark_pipeline_reports_each_configuration():
     assert set(res) == {"single", "both", "single+reuse", "both+reuse"}
     assert all(r["fps"] > 0 and r["frames"] == 4 for r in res.values())
     assert res["single+reuse"]["reused_frac"] == 0.75 and res["single"]["nme_chosen"] is not None
+
+
+def test_on_demand_demo_renders_only_what_is_consumed():
+    """The realtime demo is read at most one frame ahead: frames a slow consumer cannot take are
+    skipped by the wall clock (and counted as dropped), not rendered and thrown away."""
+    src = open_source("demo:?fps=50&size=96x80&realtime=1")
+    assert src.info["on_demand"]
+    rendered = []
+    orig = src.scene.pair
+
+    def counting(i, uri):
+        rendered.append(i)
+        return orig(i, uri)
+    src.scene.pair = counting
+    grabber = LatestFrameGrabber(src).start()
+    try:
+        taken = []
+        for _ in range(5):
+            p = grabber.get(timeout=5)
+            assert p is not None
+            taken.append(p.index)
+            time.sleep(0.2)          # a slow consumer: 10 frames of the source pass meanwhile
+    finally:
+        grabber.stop()
+        src.close()
+    assert len(rendered) <= len(taken) + 2
+    assert taken == sorted(taken) and taken[-1] - taken[0] >= 20  # the scene ran at wall-clock speed
+    assert grabber.dropped >= 20 and grabber.dropped == src.skipped

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import queue
 import threading
 import time
@@ -25,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 from PySide6 import QtCore
 
-from .workers import Stopped, Worker, explain
+from .workers import Worker, explain
 
 log = logging.getLogger("dmsl.app.live")
 
@@ -252,7 +250,6 @@ class LiveWorker(Worker):
         return dataclasses.asdict(self.stats)
 
     def _make_processor(self):
-        from dmsl_core.spectrum import SelectorConfig
         from dmsl_core.stream import StreamConfig, StreamProcessor
 
         o = self.options

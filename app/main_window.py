@@ -33,7 +33,7 @@ from .palettes import PALETTES, LevelTracker, lut
 from .settings import AppSettings, SettingsDialog, SettingsStore
 from .spectrum_panel import SelectorChart, SpectrumPanel
 from .views import SpectrumView
-from .workers import FunctionWorker, WorkerHandle, explain, start_worker
+from .workers import FunctionWorker, WorkerHandle, start_worker
 
 TEMP_LABELS = {"inner_eye_r": "inner eye (right)", "inner_eye_l": "inner eye (left)", "forehead": "forehead",
                "nose_tip": "nose tip"}
@@ -92,7 +92,7 @@ class Banner(QtWidgets.QFrame):
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    """The application window. ``source``: URI to open at start (default: the last one, or the demo)."""
+    """The application window. ``source``: URI to open at start (default: the built-in demo)."""
 
     resultDrawn = QtCore.Signal(int)   # frames drawn so far (tests, --screenshot)
     liveFinished = QtCore.Signal()
@@ -151,8 +151,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_playing(False)
         self._update_actions()
         if autostart:
-            recent = self.store.recent()
-            self.open_source(source or (recent[0] if recent else "demo"))
+            self.open_source(source or "demo")  # recent sources are one click away in the URI box
 
     # ---- construction -----------------------------------------------------------------------------
     @staticmethod
@@ -959,7 +958,7 @@ class MainWindow(QtWidgets.QMainWindow):
 # ---- command line ----------------------------------------------------------------------------------
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="dmsl-studio", description="DMSL Studio desktop app")
-    p.add_argument("--source", default=None, help="source URI to open (default: the last one, or the demo)")
+    p.add_argument("--source", default=None, help="source URI to open (default: the built-in demo)")
     p.add_argument("--folder", default=None, help="open this image folder in the folder browser")
     p.add_argument("--sort-nme", action="store_true", help="with --folder: sort the pairs by NME, worst first")
     p.add_argument("--frames", type=int, default=60, help="with --screenshot: frames to draw first (default 60)")
@@ -1066,8 +1065,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.sort_nme and not args.screenshot:
             win.browser.handle.on("finished", win.browser.sort_by_nme)
     if args.source or not args.folder:
-        recent = store.recent()
-        win.open_source(args.source or (recent[0] if recent and not args.screenshot else "demo"))
+        win.open_source(args.source or "demo")
         if args.folder:
             win.tabs.setCurrentWidget(win.browser)
     rc = _screenshot_run(app, win, args) if args.screenshot else app.exec()

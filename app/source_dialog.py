@@ -6,7 +6,6 @@ Every page composes a source URI (shown, editable, at the bottom - the same synt
 from __future__ import annotations
 
 import glob
-import os
 import sys
 from pathlib import Path
 from typing import Optional

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import torch
 from torch import nn
 
 from ..atomic import atomic_path

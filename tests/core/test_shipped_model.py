@@ -29,8 +29,8 @@ def test_shipped_model_finds_faces_it_never_saw(tmp_path):
     generate_dataset(tmp_path / "d", subjects=2, seed=4242, variations=["neutral", "smile", "glasses", "hat"])
     samples = load_samples(tmp_path / "d")
     rep = evaluate_predictor(Predictor.from_weights(None, device="cpu"), samples)
-    # untrained weights score about 0.5-3; the shipped model is far better (measured ~0.1-0.2)
-    assert rep["nme"]["th"] < 0.3 and rep["nme"]["vis"] < 0.3
+    # untrained weights score about 0.5-3; the shipped model measured 0.066 / 0.059 on held-out subjects
+    assert rep["nme"]["th"] < 0.15 and rep["nme"]["vis"] < 0.15
 
 
 def test_dmsl_run_on_the_demo_works_out_of_the_box(tmp_path):

@@ -297,6 +297,18 @@ def split_frame(frame: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]
     return (a, b) if first == "vis" else (b, a)
 
 
+def _reader_frames(src: FrameSource) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(index, time in s, frame) of ``src.reader`` until it ends, fails to decode or ``src`` closes."""
+    fps = src.reader.fps or 0.0
+    for i in range(src.reader.count):
+        if src._closed:
+            return
+        f = src.reader.get(i)
+        if f is None:
+            return
+        yield i, (i / fps if fps else float(i)), f
+
+
 class SplitSource(FrameSource):
     """One composite video (or image sequence) whose frames hold visible and thermal side by side or stacked."""
 
@@ -313,18 +325,12 @@ class SplitSource(FrameSource):
                           pairing=f"split: each frame of {reader.name} halved ({where})")
 
     def _frames(self) -> Iterator[FramePair]:
-        fps = self.reader.fps or 0.0
-        for i in range(self.reader.count):
-            if self._closed:
-                return
-            f = self.reader.get(i)
-            if f is None:
-                return
+        for i, ts, f in _reader_frames(self):
             if f.ndim == 2:
                 f = cv2.cvtColor(f, cv2.COLOR_GRAY2RGB)
             v, t = split_frame(f, self.layout)
             yield FramePair(vis=np.ascontiguousarray(v), th=cv2.cvtColor(np.ascontiguousarray(t), cv2.COLOR_RGB2GRAY),
-                            t=(i / fps if fps else float(i)), index=i, source=self.uri, registered=self.registered,
+                            t=ts, index=i, source=self.uri, registered=self.registered,
                             meta={"files": {"vis": self.reader.file_name(i), "th": self.reader.file_name(i)}})
 
     def _release(self) -> None:
@@ -345,14 +351,7 @@ class SingleSource(FrameSource):
                           pairing=f"single: {'visible' if spectrum == 'vis' else 'thermal'} only ({reader.name})")
 
     def _frames(self) -> Iterator[FramePair]:
-        fps = self.reader.fps or 0.0
-        for i in range(self.reader.count):
-            if self._closed:
-                return
-            f = self.reader.get(i)
-            if f is None:
-                return
-            t = i / fps if fps else float(i)
+        for i, t, f in _reader_frames(self):
             name = self.reader.file_name(i)
             if self.spectrum == "vis":
                 if f.ndim == 2:

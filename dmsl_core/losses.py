@@ -29,3 +29,19 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor 
 def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 4: pixel-wise binary cross-entropy between the target mask (0..1) and the predicted one."""
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def point_distance_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None,
+                        eps: float = 1e-8) -> torch.Tensor:
+    """Mean Euclidean distance between predicted and true points (normalised units), over the
+    points that exist and the batch: what NME measures, up to the normaliser. Used by the heatmap
+    head (integral regression trains best on an L1-type loss; eq. 2's square under-weights the
+    small errors that decide NME)."""
+    p = pred.reshape(pred.shape[0], -1, 2)
+    t = target.reshape(target.shape[0], -1, 2)
+    d = torch.sqrt(((p - t) ** 2).sum(dim=2) + eps)
+    if valid is None:
+        return d.mean(dim=1).mean()
+    v = valid.to(d.dtype)
+    d = torch.where(valid, d, torch.zeros_like(d))
+    return (d.sum(dim=1) / v.sum(dim=1).clamp_min(1)).mean()

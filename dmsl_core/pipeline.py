@@ -77,11 +77,44 @@ class Predictor:
     def name(self) -> str:
         return self.card.get("name") or self.config.name
 
+    # ---- speed options --------------------------------------------------------------------
+    def optimise(self, channels_last: bool = False, compile: bool = False, backend: str = "torch",
+                 grad_mode: str = "inference") -> "Predictor":
+        """Speed options (``dmsl bench`` measures each; none changes the results beyond float
+        rounding): ``channels_last`` memory format, ``torch.compile``, ``backend="onnxruntime"``
+        (exports both models to ONNX in memory; needs the ``onnx`` extra), and the autograd mode
+        of the forward (``"inference"`` = torch.inference_mode, ``"no_grad"``). Returns self."""
+        if backend not in ("torch", "onnxruntime"):
+            raise ValueError(f"unknown backend {backend!r} (torch or onnxruntime)")
+        if grad_mode not in ("inference", "no_grad"):
+            raise ValueError(f"unknown grad mode {grad_mode!r} (inference or no_grad)")
+        self.options = {"channels_last": bool(channels_last), "compile": bool(compile), "backend": backend,
+                        "grad_mode": grad_mode}
+        self._runners = {}
+        mf = torch.channels_last if channels_last else torch.contiguous_format
+        for name in ("boundary", "landmark"):
+            model = getattr(self, name).to(memory_format=mf)
+            if backend == "onnxruntime":
+                self._runners[name] = _OrtRunner(model, self.config.input_size, self.device)
+            elif compile:
+                self._runners[name] = torch.compile(model)
+        return self
+
+    options: dict = {"channels_last": False, "compile": False, "backend": "torch", "grad_mode": "inference"}
+    _runners: dict = {}
+
     # ---- inference ----------------------------------------------------------------------
     def _forward(self, model: torch.nn.Module, views: list[np.ndarray]) -> np.ndarray:
-        x = torch.from_numpy(np.stack(views)[:, None]).to(self.device, self.dtype)
-        with torch.inference_mode():
-            y = model(x)
+        x = np.stack(views)[:, None].astype(np.float32, copy=False)
+        runner = self._runners.get("boundary" if model is self.boundary else "landmark")
+        if isinstance(runner, _OrtRunner):
+            return runner(x).astype(np.float64)
+        x = torch.from_numpy(x).to(self.device, self.dtype)
+        if self.options["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ctx = torch.inference_mode() if self.options["grad_mode"] == "inference" else torch.no_grad()
+        with ctx:
+            y = (runner if runner is not None else model)(x)
         return y.float().cpu().numpy().astype(np.float64)
 
     def predict(self, images: Sequence[np.ndarray], boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
@@ -124,3 +157,42 @@ class Predictor:
 
     def predict_one(self, image: np.ndarray, box: Optional[np.ndarray] = None) -> Prediction:
         return self.predict([image], None if box is None else [box])[0]
+
+
+class _OrtRunner:
+    """One model exported to ONNX (in memory) and run by ONNX Runtime."""
+
+    def __init__(self, model: torch.nn.Module, size: int, device: torch.device) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RuntimeError("the onnxruntime backend needs ONNX Runtime: pip install 'dmsl-studio[onnx]'") from None
+        import io
+        buf = io.BytesIO()
+        export_onnx(model, buf, size)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"
+                     else ["CPUExecutionProvider"])
+        avail = set(ort.get_available_providers())
+        self.session = ort.InferenceSession(buf.getvalue(), opts, providers=[p for p in providers if p in avail])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"x": x})[0]
+
+
+def export_onnx(model: torch.nn.Module, out, size: int, opset: int = 17) -> None:
+    """Export one model (M_b or M_l) to ONNX: input ``x`` (N, 1, S, S) float32 in 0..1, output ``y``
+    (N, 4) or (N, 136) normalised, dynamic batch. ``out``: a path or a binary file object."""
+    import copy
+    import warnings
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise RuntimeError("ONNX export needs the onnx package: pip install 'dmsl-studio[onnx]'") from None
+    m = copy.deepcopy(model).float().cpu().eval().to(memory_format=torch.contiguous_format)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, torch.rand(1, 1, size, size), out, dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=opset)

@@ -33,7 +33,7 @@ from .atomic import atomic_path, atomic_write_text
 from .data.sample import Sample
 from .device import describe_device, resolve_device
 from .evaluation import evaluate_predictor
-from .losses import boundary_loss, landmark_loss, mask_loss
+from .losses import boundary_loss, landmark_loss, mask_loss, point_distance_loss
 from .models import create_models, get_config
 from .models.weights import load_weights, save_weights
 from .views import Augment, ViewBank, make_item
@@ -53,6 +53,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     head_lr: float = 1e-3
+    lr_schedule: str = "constant"        # constant | cosine (per stage: lr -> 5% of lr over its epochs)
     seed: int = 0
     device: str = "auto"
     augment: bool = True
@@ -61,6 +62,7 @@ class TrainConfig:
     head_aug_copies: int = 3             # augmented views per image cached for stage 2 (augment on)
     num_threads: Optional[int] = None
     init_weights: Optional[str] = None   # start from these weights (fine-tuning)
+    init_models: str = "both"            # which models take init_weights: both | boundary | landmark
     data: str = ""                       # what the data is (for the model card)
     spectra: tuple[str, ...] = ("vis", "th")
     fold: Optional[int] = None
@@ -206,8 +208,11 @@ class Trainer:
         bs = cfg.batch_size
         for start in range(0, len(order), bs):
             batch = [make_item(bank, items[j][0], kind, rng, aug, items[j][1], self.mcfg.blackout_margin,
-                               with_mask=(stage == 1)) for j in order[start:start + bs]]
+                               with_mask=(stage == 1 and not self._end_to_end(kind))) for j in order[start:start + bs]]
             yield self._collate(batch)
+
+    def _end_to_end(self, kind: str) -> bool:
+        return kind == "landmark" and self.mcfg.head != "fc"
 
     @staticmethod
     def _collate(batch: list[dict]):
@@ -220,6 +225,39 @@ class Trainer:
 
     def _n_items(self, bank: ViewBank, kind: str, augment: bool) -> int:
         return len(bank) * (2 if (kind == "boundary" and not augment) else 1)
+
+    def phases(self) -> list[tuple[str, int]]:
+        """The configuration's phases; an end-to-end M_l (heatmap head) has no stage 2."""
+        e2e = self.mcfg.head != "fc"
+        return [(m, s) for m, s in self.cfg.phases() if not (e2e and m == "landmark" and s == 2)]
+
+    def _init_from(self, spec: str, mb: torch.nn.Module, ml: torch.nn.Module) -> None:
+        """Load ``spec``'s weights into the models ``init_models`` names. A model whose architecture
+        differs (another configuration: e.g. an FC M_l into a heatmap M_l) keeps its fresh weights;
+        that is logged and announced, never silent. Nothing loadable at all is an error."""
+        which = {"both": ("boundary", "landmark"), "boundary": ("boundary",), "landmark": ("landmark",)}
+        if self.cfg.init_models not in which:
+            raise ValueError(f"init_models must be both, boundary or landmark, got {self.cfg.init_models!r}")
+        icfg, imb, iml, _, ipath = load_weights(spec)
+        loaded, skipped = [], []
+        for kind, dst, src in (("boundary", mb, imb), ("landmark", ml, iml)):
+            if kind not in which[self.cfg.init_models]:
+                continue
+            a, b = dst.state_dict(), src.state_dict()
+            if a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a):
+                dst.load_state_dict(b)
+                loaded.append(kind)
+            else:
+                skipped.append(kind)
+        if not loaded:
+            raise ValueError(f"{ipath}: configuration {icfg.name!r} has no model that fits {self.mcfg.name!r} "
+                             f"(asked for {self.cfg.init_models})")
+        self.init_report = {"from": str(ipath), "config": icfg.name, "loaded": loaded, "fresh": skipped}
+        msg = f"initialised {', '.join(loaded)} from {ipath} ({icfg.name})"
+        if skipped:
+            msg += f"; {', '.join(skipped)} start fresh (architecture of {icfg.name!r} differs)"
+        log.info(msg)
+        self._pending_status = msg
 
     # ------------------------------------------------------------------ main
     def run(self, resume: bool = False) -> Path:
@@ -244,14 +282,11 @@ class Trainer:
             atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "dmsl_version": __version__}, indent=2))
 
         # models
+        mb, ml = create_models(self.mcfg, seed=cfg.seed)
         if cfg.init_weights:
-            icfg, mb, ml, _, _ = load_weights(cfg.init_weights)
-            if icfg.name != self.mcfg.name:
-                raise ValueError(f"{cfg.init_weights}: configuration {icfg.name!r} differs from {self.mcfg.name!r}")
-        else:
-            mb, ml = create_models(self.mcfg, seed=cfg.seed)
+            self._init_from(cfg.init_weights, mb, ml)
         models = self.models = {"boundary": mb.to(device), "landmark": ml.to(device)}
-        phases = cfg.phases()
+        phases = self.phases()
         state = {"phase": 0, "epoch": 0, "best": None, "best_state": None, "opt": None}
         if resume and last.exists():
             ck = torch.load(last, map_location="cpu", weights_only=True)
@@ -271,6 +306,8 @@ class Trainer:
                    f"{len(self.val_samples)} validation images",
                    extra={"device": str(device), "device_name": describe_device(device), "run_dir": str(self.run_dir),
                           "resumed": bool(resume and last.exists())})
+        if getattr(self, "_pending_status", None):
+            self._emit(kind="status", message=self._pending_status)
         train_bank = ViewBank(self.train_samples, S, cs)
         val_bank = ViewBank(self.val_samples, S, cs) if self.val_samples else None
         log.info("loaded images in %.1fs", time.perf_counter() - t0)
@@ -293,7 +330,13 @@ class Trainer:
     def _run_phase(self, pi, n_phases, kind, stage, model, train_bank, val_bank, device, start_epoch, state):
         cfg = self.cfg
         epochs = cfg.epochs if stage == 1 else cfg.head_epochs
-        if stage == 1:
+        e2e = bool(getattr(model, "end_to_end", False))
+        if stage == 1 and e2e:
+            for p in model.parameters():
+                p.requires_grad_(True)
+            params = list(model.parameters())
+            lr = cfg.lr
+        elif stage == 1:
             for p in model.parameters():
                 p.requires_grad_(False)
             for p in model.unet.parameters():
@@ -313,7 +356,7 @@ class Trainer:
         if state is not None and state.get("opt") is not None:
             opt.load_state_dict(state["opt"])
             best, best_state = state.get("best"), state.get("best_state")
-        part = model.unet if stage == 1 else torch.nn.ModuleList([model.fc1, model.fc2])
+        part = model if e2e else (model.unet if stage == 1 else torch.nn.ModuleList([model.fc1, model.fc2]))
         self._emit(kind="phase_start", phase=pi, n_phases=n_phases, model=kind, stage=stage,
                    epoch=start_epoch, epochs=epochs)
         cache = None
@@ -323,6 +366,12 @@ class Trainer:
         step_times: list[float] = []
         end_phase = False
         for epoch in range(start_epoch, epochs):
+            if cfg.lr_schedule == "cosine":  # a function of the epoch alone, so resume needs no scheduler state
+                f = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs)))
+                for g_ in opt.param_groups:
+                    g_["lr"] = lr * f
+            elif cfg.lr_schedule != "constant":
+                raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r} (constant or cosine)")
             model.train()
             tot, n_img, t_ep = 0.0, 0, time.perf_counter()
             if cache is not None:
@@ -340,7 +389,9 @@ class Trainer:
                     return "cancelled"
                 x, t, v = x.to(device), t.to(device), v.to(device)
                 opt.zero_grad(set_to_none=True)
-                if stage == 1:
+                if e2e:
+                    loss = point_distance_loss(model(x), t, v)
+                elif stage == 1:
                     loss = mask_loss(model.mask_logits(x), m.to(device))
                 else:
                     out = model.head(x) if cache is not None else model(x)
@@ -366,7 +417,7 @@ class Trainer:
                     break
             train_loss = tot / max(n_img, 1)
             val_loss, val_nme = self._validate(model, kind, stage, val_bank, device, cache)
-            score = val_nme if (val_nme is not None and stage == 2 and kind == "landmark") else \
+            score = val_nme if (val_nme is not None and kind == "landmark" and (stage == 2 or e2e)) else \
                 (val_loss if val_loss is not None else train_loss)
             improved = best is None or score < best
             if improved:
@@ -386,9 +437,9 @@ class Trainer:
                 break
         if best_state is not None:
             part.load_state_dict(best_state)
+        nme_scored = kind == "landmark" and (stage == 2 or e2e)
         self._emit(kind="phase_end", phase=pi, n_phases=n_phases, model=kind, stage=stage, epochs=epochs,
-                   val_loss=best if not (stage == 2 and kind == "landmark") else None,
-                   val_nme=best if (stage == 2 and kind == "landmark") else None)
+                   val_loss=best if not nme_scored else None, val_nme=best if nme_scored else None)
         return "ok"
 
     def _truncate_metrics(self, phase: int, epoch: int) -> None:
@@ -445,13 +496,15 @@ class Trainer:
                            for s in range(0, len(feats), 64))
             else:
                 batches = self._batches(val_bank, kind, stage, 0, 0, False)
+            e2e = self._end_to_end(kind)
             for x, m, t, v in batches:
                 x, t, v = x.to(device), t.to(device), v.to(device)
-                if stage == 1:
+                if stage == 1 and not e2e:
                     loss = mask_loss(model.mask_logits(x), m.to(device))
                 else:
                     out = model.head(x) if cache is not None else model(x)
-                    loss = boundary_loss(out, t) if kind == "boundary" else landmark_loss(out, t, v)
+                    loss = (point_distance_loss(out, t, v) if e2e else
+                            boundary_loss(out, t) if kind == "boundary" else landmark_loss(out, t, v))
                     if kind == "landmark":
                         from .evaluation import nme_per_image
                         p = out.float().cpu().numpy().reshape(-1, 68, 2) * S
@@ -476,6 +529,7 @@ class Trainer:
                          "train_subjects": sorted({s.subject for s in self.train_samples}),
                          "val_subjects": sorted({s.subject for s in self.val_samples})},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **({"init": self.init_report} if getattr(self, "init_report", None) else {}),
             "dmsl_version": __version__,
         }
         pred = Predictor(copy.deepcopy(models["boundary"]).cpu(), copy.deepcopy(models["landmark"]).cpu(),

@@ -1,51 +1,113 @@
-"""Copy a trained run into assets/models/NAME (float16 safetensors + model card).
+"""Ship a trained run as assets/models/NAME: float16 safetensors + a model card whose figures are
+measured on the very weights that ship.
 
-    python tools/ship_model.py RUN_DIR --name dmsl-default --report eval.json [--bench bench.json]
+    python tools/ship_model.py RUN_DIR --name dmsl-default --data DATA --fold 0 \
+        --synth-subjects 50 --synth-seed 0 [--bench bench.json]
 
-The card keeps the run's card (configuration, training data, subjects, validation NME) and adds
-the held-out evaluation report's figures (NME per spectrum and per variation, baselines) and,
-when given, the speed figures. The weights replace the previous ones in place.
+Steps: the run's weights are stored in half precision in a temporary folder; the held-out test
+subjects of ``--fold`` are evaluated with those weights (``dmsl eval`` with the Dlib baselines on
+the same images); the card gets the run's card (configuration, training data, subjects), the
+held-out figures (NME per spectrum and per variation, AUC, failure rates, baselines), the data
+recipe (so ``tests/core/test_shipped_model.py`` can re-create the test images and re-measure),
+the speed figures of ``--bench`` (a ``dmsl bench --json`` report) and the weights' sha256; then the
+files replace the previous ones in place (each renamed into place atomically).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dmsl_core.atomic import atomic_write_text  # noqa: E402
 from dmsl_core.models.weights import assets_dir, load_weights, save_weights  # noqa: E402
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bench_summary(bench: dict, name: str) -> dict:
+    """The figures of the shipped model (and Dlib, and the targets) from a dmsl bench report."""
+    mine = [e for e in bench.get("pipeline", []) if e.get("model") == name]
+    return {"schema": bench.get("schema"), "created": bench.get("created"), "threads": bench.get("threads"),
+            "frames": bench.get("frames"), "machine": bench.get("machine"), "pipeline": mine,
+            "dlib": bench.get("dlib"), "options": [o for o in bench.get("options", []) if o.get("model") == name],
+            "best_option": bench.get("best_option"), "targets": bench.get("targets"),
+            "command": "dmsl bench --json bench.json"}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
     p.add_argument("--name", default="dmsl-default")
-    p.add_argument("--report", required=True, help="dmsl eval --json report on held-out subjects")
-    p.add_argument("--bench", default=None, help="dmsl run --bench / dmsl bench JSON")
+    p.add_argument("--data", required=True, help="the dataset folder the run was trained on")
+    p.add_argument("--fold", type=int, required=True, help="the fold whose test subjects are held out")
+    p.add_argument("--synth-subjects", type=int, default=None, help="`dmsl synth --subjects` that made --data")
+    p.add_argument("--synth-seed", type=int, default=None, help="`dmsl synth --seed` that made --data")
+    p.add_argument("--bench", default=None, help="a dmsl bench --json report measured with these weights")
+    p.add_argument("--baseline", default="dlib,dlib+mb")
     args = p.parse_args()
-    cfg, mb, ml, card, path = load_weights(args.run)
-    rep = json.loads(Path(args.report).read_text())
-    card = dict(card)
-    card["name"] = args.name
-    card["source_run"] = str(Path(args.run).resolve())
-    card["heldout_eval"] = {
-        "data": rep.get("data"), "fold": rep.get("fold"), "n_images": rep["n_images"], "nme": rep["nme"],
-        "auc_0.08": rep["auc_0.08"], "failure_rate_0.08": rep["failure_rate_0.08"],
-        "failure_rate_0.10": rep["failure_rate_0.10"],
-        "per_variation": {k: {"th": v["th"], "vis": v["vis"]} for k, v in rep["per_variation"].items()},
-        "baselines": {name: {"nme": b["nme"], "misses": {"th": b["misses"]["th"], "vis": b["misses"]["vis"]},
-                             "n_images": b["n_images"]}
-                      for name, b in (rep.get("baselines") or {}).items()},
-        "command": rep.get("command", ""),
-    }
-    if args.bench:
-        card["bench"] = json.loads(Path(args.bench).read_text())
+
+    cfg, mb, ml, card, _ = load_weights(args.run)
     out = assets_dir() / "models" / args.name
-    w = save_weights(out, mb, ml, cfg, card, half=True)
-    print(f"{w} ({w.stat().st_size / 1e6:.1f} MB)")
+    with tempfile.TemporaryDirectory(prefix="ship-") as tmp:
+        tmp = Path(tmp)
+        w = save_weights(tmp / "model", mb, ml, cfg, card, half=True)
+        report_path = tmp / "eval.json"
+        cmd = [sys.executable, "-m", "dmsl_core.cli", "eval", "--data", args.data, "--weights", str(w.parent),
+               "--fold", str(args.fold), "--baseline", args.baseline, "--device", "cpu", "--json", str(report_path)]
+        subprocess.run(cmd, check=True)
+        rep = json.loads(report_path.read_text())
+        from dmsl_core.commands.core import _split_subjects
+        _, _, test_subjects = _split_subjects(args.data, args.fold, 10)
+        card = dict(card)
+        card["name"] = args.name
+        card["source_run"] = str(Path(args.run).resolve())
+        card["heldout_eval"] = {
+            "what": "the shipped (float16) weights on the held-out test subjects of the fold, lights-off visible "
+                    "images excluded as in the paper; baselines on the same images",
+            "data": rep.get("data"), "fold": rep.get("fold"), "test_subjects": list(test_subjects),
+            "n_images": rep["n_images"], "nme": rep["nme"], "auc_0.08": rep["auc_0.08"],
+            "failure_rate_0.08": rep["failure_rate_0.08"], "failure_rate_0.10": rep["failure_rate_0.10"],
+            "per_variation": {k: {"th": v["th"], "vis": v["vis"]} for k, v in rep["per_variation"].items()},
+            "baselines": {name: {"nme": b["nme"], "misses": {"th": b["misses"]["th"], "vis": b["misses"]["vis"]},
+                                 "n_images": b["n_images"]}
+                          for name, b in (rep.get("baselines") or {}).items()},
+            "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --baseline {args.baseline}",
+        }
+        if args.synth_subjects is not None and args.synth_seed is not None:
+            card["data_recipe"] = {"generator": "dmsl synth", "subjects": args.synth_subjects, "seed": args.synth_seed,
+                                   "command": f"dmsl synth --out DATA --subjects {args.synth_subjects} "
+                                              f"--seed {args.synth_seed}"}
+        if args.bench:
+            card["bench"] = bench_summary(json.loads(Path(args.bench).read_text()), args.name)
+        card["sha256"] = sha256(w)
+        card["size_bytes"] = w.stat().st_size
+        card["config"] = cfg.to_dict()
+        card["weights"] = w.name
+        card["dtype"] = "float16"
+        atomic_write_text(w.with_name("model.json"), json.dumps(card, indent=2))
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ("model.safetensors", "model.json"):
+            staged = out / (f + ".part")
+            shutil.copyfile(w.with_name(f), staged)
+            os.replace(staged, out / f)
+    n = card["heldout_eval"]["nme"]
+    print(f"{out / 'model.safetensors'} ({card['size_bytes'] / 1e6:.1f} MB): held-out NME TH {n['th']:.4f} "
+          f"VIS {n['vis']:.4f}")
     return 0
 
 

@@ -110,8 +110,10 @@ def cmd_train(args) -> int:
     else:
         cfg = TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
                           batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
+                          lr_schedule=args.lr_schedule,
                           device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
-                          num_threads=args.threads, init_weights=args.init, data=str(Path(args.data).resolve()),
+                          num_threads=args.threads, init_weights=args.init, init_models=args.init_models,
+                          data=str(Path(args.data).resolve()),
                           spectra=spectra, fold=args.fold, train_models=args.models, name=args.name or "")
     train_s, val_s, test_s = _split_subjects(cfg.data or args.data, cfg.fold, args.folds)
     rep = LoadReport()
@@ -206,14 +208,30 @@ def cmd_predict(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from ..bench import run_bench
+    from ..bench import OPTION_SETS, run_bench
+    opts = None
+    if args.options is not None:
+        names = {k.split(" ")[0]: k for k in OPTION_SETS}
+        opts = []
+        for o in filter(None, args.options.split(",")):
+            if o not in names:
+                raise ValueError(f"--options: unknown option {o!r} (known: {', '.join(names)})")
+            opts.append(names[o])
+        if opts and opts[0] != next(iter(OPTION_SETS)):
+            opts.insert(0, next(iter(OPTION_SETS)))  # ratios are against the baseline option
     report = run_bench(configs=args.configs.split(",") if args.configs else None,
+                       shipped=None if args.shipped is None else [s for s in args.shipped.split(",") if s],
                        batches=[int(b) for b in args.batch.split(",")], threads=args.threads,
-                       repeat=args.repeat, device=args.device, image_size=args.image_size,
+                       repeat=args.repeat, device=args.device, image_size=args.image_size, frames=args.frames,
+                       dlib=not args.no_dlib, options=opts,
+                       threads_options=[int(t) for t in args.threads_options.split(",") if t],
                        printer=lambda s: print(s, file=sys.stderr))
+    for name, t in report["targets"].items():
+        print(f"target {name}: " + ", ".join(f"{k}={v}" for k, v in t.items()), file=sys.stderr)
     if args.json:
         from ..atomic import atomic_write_text
         atomic_write_text(args.json, json.dumps(report, indent=2))
+        print(f"report -> {args.json}", file=sys.stderr)
     return 0
 
 
@@ -232,6 +250,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3, help="stage-1 learning rate (Adam)")
     p.add_argument("--head-lr", type=float, default=1e-3, help="stage-2 learning rate (Adam)")
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="per stage: constant, or cosine decay to 5%% of the rate over the stage's epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (default auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -240,7 +260,10 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--no-augment", action="store_true", help="no scale/rotation/photometric augmentation")
     p.add_argument("--no-mirror", action="store_true", help="no mirrored copies")
-    p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
+    p.add_argument("--init", default=None, help="start from these weights (fine-tuning); a model whose "
+                   "architecture differs (another configuration) starts fresh, as the log says")
+    p.add_argument("--init-models", default="both", choices=["both", "boundary", "landmark"],
+                   help="which models take --init's weights")
     p.add_argument("--name", default=None, help="model name for the card (default: the run folder's name)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.set_defaults(func=cmd_train)
@@ -266,12 +289,20 @@ def register(sub) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("bench", help="speed of each configuration (ms per image, pipeline fps)")
-    p.add_argument("--configs", default=None, help="comma-separated configurations (default: paper and compact)")
+    p = sub.add_parser("bench", help="pipeline speed of every configuration and shipped model, Dlib on the same frames, "
+                       "the ratio, peak memory and speed options")
+    p.add_argument("--configs", default=None, help="comma-separated configurations (default: all registered)")
+    p.add_argument("--shipped", default=None, help="comma-separated shipped models (default: dmsl-default; '' for none)")
     p.add_argument("--batch", default="1,8", help="batch sizes")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     p.add_argument("--repeat", type=int, default=10)
-    p.add_argument("--image-size", default="640x512", help="frame size for the pipeline figure")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", default=None)
+    p.add_argument("--frames", type=int, default=8, help="demo frames to measure on")
+    p.add_argument("--image-size", default="640x512", help="frame size WxH")
+    p.add_argument("--device", default=None, help="one device (default: every device present)")
+    p.add_argument("--no-dlib", action="store_true", help="skip Dlib's detector + predictor")
+    p.add_argument("--options", default=None,
+                   help="speed options to measure on the shipped model, comma-separated from: baseline, no_grad, "
+                        "channels_last, torch.compile, onnxruntime ('' for none; default all)")
+    p.add_argument("--threads-options", default="1,2,4", help="thread counts to compare for the shipped model")
+    p.add_argument("--json", default=None, help="write the report (schema dmsl-bench/2) here")
     p.set_defaults(func=cmd_bench)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from .heads import BoundaryModel, LandmarkModel
+from .heads import BoundaryModel, HeatmapLandmarkModel, LandmarkModel
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class ModelConfig:
     # Inference/training geometry (shared by the trainer and the Predictor so both see the same views):
     crop_scale: float = 1.5        # side of the square crop around the face box, in units of max(w, h)
     blackout_margin: float = 0.0   # grow B by this fraction of (w, h) on each side before blacking out
+    head: str = "fc"               # M_l's head: "fc" (the paper's) or "heatmap" (soft-argmax, end to end)
     description: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -37,10 +38,13 @@ class ModelConfig:
         kw = dict(d)
         kw["widths"] = tuple(int(w) for w in kw["widths"])
         kw["tags"] = tuple(kw.get("tags", ()))
+        if kw.get("head", "fc") not in HEADS:
+            raise ValueError(f"unknown landmark head {kw['head']!r} (known: {', '.join(HEADS)})")
         return cls(**kw)
 
 
 _REGISTRY: dict[str, ModelConfig] = {}
+HEADS = {"fc": LandmarkModel, "heatmap": HeatmapLandmarkModel}
 
 
 def register_config(cfg: ModelConfig, overwrite: bool = False) -> ModelConfig:
@@ -61,6 +65,14 @@ def list_configs() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def build_models(cfg: ModelConfig) -> tuple[BoundaryModel, LandmarkModel]:
+    """(M_b, M_l) for a configuration (M_l's class follows ``cfg.head``)."""
+    if cfg.head not in HEADS:
+        raise ValueError(f"configuration {cfg.name!r}: unknown landmark head {cfg.head!r} (known: {', '.join(HEADS)})")
+    return (BoundaryModel(cfg.widths, cfg.hidden, cfg.input_size),
+            HEADS[cfg.head](cfg.widths, cfg.hidden, cfg.input_size))
+
+
 def create_models(cfg: ModelConfig | str, seed: Optional[int] = None) -> tuple[BoundaryModel, LandmarkModel]:
     """(M_b, M_l) with fresh weights; ``seed`` makes the initialisation reproducible."""
     if isinstance(cfg, str):
@@ -68,9 +80,8 @@ def create_models(cfg: ModelConfig | str, seed: Optional[int] = None) -> tuple[B
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return (BoundaryModel(cfg.widths, cfg.hidden, cfg.input_size),
-                    LandmarkModel(cfg.widths, cfg.hidden, cfg.input_size))
-    return BoundaryModel(cfg.widths, cfg.hidden, cfg.input_size), LandmarkModel(cfg.widths, cfg.hidden, cfg.input_size)
+            return build_models(cfg)
+    return build_models(cfg)
 
 
 register_config(ModelConfig(
@@ -89,3 +100,16 @@ register_config(ModelConfig(
     "dmsl-tiny", (4, 8, 16), 32, 64, blackout_margin=0.05,
     description="A toy size for tests and smoke runs (64x64 input); not for real use.",
     tags=("test",)))
+register_config(ModelConfig(
+    "dmsl-fast-hm", (8, 16, 32, 64), 256, 96, blackout_margin=0.05, head="heatmap",
+    description="dmsl-fast with a heatmap head on M_l: 68 U-Net output maps, soft-argmax, trained end to end "
+                "on the point distance (M_b is dmsl-fast's).",
+    tags=("cpu", "realtime", "heatmap")))
+register_config(ModelConfig(
+    "dmsl-compact-hm", (16, 32, 64, 128, 256), 256, 128, blackout_margin=0.05, head="heatmap",
+    description="dmsl-compact with the heatmap head on M_l (soft-argmax, end to end).",
+    tags=("cpu", "heatmap")))
+register_config(ModelConfig(
+    "dmsl-tiny-hm", (4, 8, 16), 32, 64, blackout_margin=0.05, head="heatmap",
+    description="dmsl-tiny with the heatmap head, for tests.",
+    tags=("test", "heatmap")))

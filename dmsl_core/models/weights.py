@@ -17,7 +17,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from .heads import BoundaryModel, LandmarkModel
-from .registry import ModelConfig
+from .registry import ModelConfig, build_models
 
 FORMAT = "dmsl-v1"
 WEIGHTS_NAME = "model.safetensors"
@@ -128,8 +128,11 @@ def load_weights(spec: str | os.PathLike | None) -> tuple[ModelConfig, BoundaryM
     except (ValueError, KeyError, TypeError) as exc:
         raise WeightsError(f"{path}: bad model configuration in metadata ({exc})") from None
     models = []
-    for prefix, cls in (("boundary", BoundaryModel), ("landmark", LandmarkModel)):
-        model = cls(config.widths, config.hidden, config.input_size)
+    try:
+        fresh = build_models(config)
+    except ValueError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
+    for prefix, model in zip(("boundary", "landmark"), fresh):
         state = {k[len(prefix) + 1:]: v.float() for k, v in tensors.items() if k.startswith(prefix + ".")}
         try:
             model.load_state_dict(state, strict=True)

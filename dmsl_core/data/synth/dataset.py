@@ -100,8 +100,12 @@ def _render_pair(task: tuple) -> PairRecord:
 def generate_dataset(out_dir: str | os.PathLike, subjects: int = 50, seed: int = 0,
                      size: tuple[int, int] = DEFAULT_SIZE, jobs: int = 1, progress: Optional[ProgressFn] = None,
                      variations: Optional[Sequence[str]] = None, write_float: bool = False,
-                     jpeg: bool = True) -> dict:
+                     jpeg: bool = True, subject_indices: Optional[Sequence[int]] = None) -> dict:
     """Render ``subjects`` x ``variations`` (default all 21 :data:`VARIATIONS`) pairs into ``out_dir``.
+
+    ``subject_indices`` renders only those subjects (0-based, e.g. ``[45, 46]`` = s045, s046) of the
+    same generator: each pair depends only on (seed, subject, variation), so they are the very
+    pairs a full run writes (used to re-create a held-out split without rendering everything).
 
     Returns a summary: ``pairs``, ``subjects``, ``variations``, ``seconds``, ``pairs_per_s``,
     ``size``, ``seed``, ``manifest`` (path). ``progress(done, total)`` is called after each pair.
@@ -117,7 +121,10 @@ def generate_dataset(out_dir: str | os.PathLike, subjects: int = 50, seed: int =
     W, H = int(size[0]), int(size[1])
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    tasks = [(str(root), int(seed), s, v, bool(write_float)) for s in range(subjects) for v in names]
+    ids = list(range(subjects)) if subject_indices is None else [int(i) for i in subject_indices]
+    if any(i < 0 for i in ids):
+        raise ValueError(f"subject indices must be >= 0, got {ids}")
+    tasks = [(str(root), int(seed), s, v, bool(write_float)) for s in ids for v in names]
     total = len(tasks)
     t0 = time.perf_counter()
     records: list[PairRecord] = []
@@ -138,7 +145,7 @@ def generate_dataset(out_dir: str | os.PathLike, subjects: int = 50, seed: int =
     manifest = write_manifest(root, records)
     dt = time.perf_counter() - t0
     return {
-        "out_dir": str(root), "manifest": str(manifest), "pairs": total, "subjects": subjects,
+        "out_dir": str(root), "manifest": str(manifest), "pairs": total, "subjects": len(ids),
         "variations": names, "size": [W, H], "seed": int(seed), "jobs": jobs,
         "seconds": round(dt, 3), "pairs_per_s": round(total / dt, 2) if dt > 0 else float("inf"),
     }

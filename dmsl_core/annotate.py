@@ -24,7 +24,8 @@ Files, per pair (paths from the pair's ``landmarks`` column, e.g. ``pts/s001_neu
     model's points (``--source both``), ``checked`` is set when a person accepted the pair.
 ``pts/s001_neutral.orig.pts``
     the annotation as it was before it was first overwritten (by ``--overwrite`` or a hand
-    edit); never overwritten itself. (``.th.orig.pts`` likewise for thermal files.)
+    edit), with its origins as ``pts/s001_neutral.orig.origin.json`` when it had some; never
+    overwritten itself. (``.th.orig.pts`` likewise for thermal files.)
 
 Per dataset: ``annotate_report.json`` (what ``dmsl annotate`` did: misses, dark pairs, errors,
 counts, timing) and, only while an edit is being saved, ``.annotate.autosave.json`` - a journal
@@ -96,6 +97,10 @@ def keep_original(pts_path: str | os.PathLike) -> Optional[Path]:
         return backup
     if not p.exists():
         return None
+    # the origins that went with it first (``NAME.orig.origin.json``), then the points
+    side, side_backup = origin_path(p), origin_path(backup)
+    if side.exists() and not side_backup.exists():
+        atomic_write_bytes(side_backup, side.read_bytes())
     atomic_write_bytes(backup, p.read_bytes())
     return backup
 
@@ -375,7 +380,7 @@ class _Auto:
 ProgressFn = Callable[[int, int, str], None]
 
 
-def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = "neighbour",
+def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = "model",
                      overwrite: bool = False, calibration=None, predictor=None, dlib=None,
                      weights: Optional[str] = None, device: str = "cpu",
                      progress: Optional[ProgressFn] = None, report_path: Optional[str | os.PathLike] = None,
@@ -386,9 +391,11 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
     (the DMSL model on the visible image) or ``both`` (Dlib's points where it finds a face, the
     model's otherwise; their NME is recorded as ``disagreement``). Points are transferred to the
     thermal image (identity when registered, the homography otherwise). ``dark``: what a black
-    "lights off" visible image gets - the points of the nearest annotated pair of the same
-    subject (``neighbour``), the model's points on the thermal image (``model``), or nothing
-    (``skip``; still listed). Pairs that already have an annotation are kept unless
+    "lights off" visible image gets - the model's points on the thermal image (``model``, the
+    default: on generated data NME 0.034 against 0.29 for ``neighbour``, whose head has moved),
+    the points of the nearest annotated pair of the same subject (``neighbour``; good for
+    consecutive video frames), or nothing (``skip``; still listed). The model is loaded only
+    when it is needed. Pairs that already have an annotation are kept unless
     ``overwrite`` (the old file is then kept as ``.orig.pts``).
     """
     if source not in SOURCES:
@@ -399,17 +406,24 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
     aset = AnnotationSet(root, calibration)
     recovered = aset.recover()
     n = len(aset)
-    need_model = source in ("model", "both") or dark == "model"
-    if need_model and predictor is None:
-        from .pipeline import Predictor
-        predictor = Predictor.from_weights(weights, device=device)
+    model_box = [predictor]
+
+    def model():
+        # loaded on first use: a run that meets no dark image with ``--source dlib`` never needs it
+        if model_box[0] is None:
+            from .pipeline import Predictor
+            model_box[0] = Predictor.from_weights(weights, device=device)
+        return model_box[0]
+
+    if source in ("model", "both"):
+        model()
     if source in ("dlib", "both") and dlib is None:
         from .baselines import DlibBaseline
         dlib = DlibBaseline()
     report: dict = {"format": "dmsl-annotate-report", "version": 1, "data": str(aset.root), "source": source,
                     "dark": dark, "overwrite": bool(overwrite), "pairs": n, "written": [], "kept": [],
                     "misses": [], "dark_pairs": [], "no_transfer": [], "errors": [],
-                    "model": getattr(predictor, "source", None) if predictor is not None else None}
+                    "model": None}
     if recovered:
         report["recovered"] = recovered
     autos: dict[int, _Auto] = {}
@@ -451,7 +465,7 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
             timings["dlib_s"] += time.perf_counter() - t
         if source in ("model", "both"):
             t = time.perf_counter()
-            m_pts = predictor.predict([img])[0].landmarks
+            m_pts = model().predict([img])[0].landmarks
             timings["model_s"] += time.perf_counter() - t
         if d_pts is not None and m_pts is not None:
             a.disagreement = interocular_nme(m_pts, d_pts)
@@ -499,7 +513,7 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
                 entry["result"] = f"no annotated pair of subject {subj!r} to copy from"
         elif dark == "model" and i in images:
             t = time.perf_counter()
-            th_pts = predictor.predict([images[i]["th"]])[0].landmarks
+            th_pts = model().predict([images[i]["th"]])[0].landmarks
             timings["model_s"] += time.perf_counter() - t
             a = _Auto(vis=aset.th_to_vis(i, th_pts), th=th_pts, vis_origin="transferred", th_origin="model")
         else:
@@ -531,6 +545,8 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
                                   **({"disagreement": round(a.disagreement, 5)}
                                      if a.disagreement is not None and np.isfinite(a.disagreement) else {})})
     aset.write_manifest_if_needed()
+    if model_box[0] is not None:
+        report["model"] = str(getattr(model_box[0], "source", "") or getattr(model_box[0], "name", ""))
     dis = [w["disagreement"] for w in report["written"] if "disagreement" in w]
     report["counts"] = {"pairs": n, "written": len(report["written"]), "kept": len(report["kept"]),
                         "misses": len(report["misses"]),
@@ -610,9 +626,9 @@ def add_annotate_arguments(p) -> None:
     p.add_argument("--source", default="dlib", choices=SOURCES,
                    help="points from Dlib on the visible image (default), the DMSL model, or both "
                         "(Dlib's, the model's where Dlib finds no face; their disagreement recorded)")
-    p.add_argument("--dark", default="neighbour", choices=DARK_MODES,
-                   help="black 'lights off' visible images: copy the nearest annotated pair of the same subject "
-                        "(default), the DMSL model on the thermal image, or skip (listed either way)")
+    p.add_argument("--dark", default="model", choices=DARK_MODES,
+                   help="black 'lights off' visible images: the DMSL model on the thermal image (default), the "
+                        "points of the nearest annotated pair of the same subject, or skip (listed either way)")
     p.add_argument("--overwrite", action="store_true",
                    help="re-annotate pairs that have an annotation (the old one is kept as .orig.pts)")
     p.add_argument("--calib", default=None, help="thermal->visible calibration JSON for unregistered pairs "

@@ -129,11 +129,21 @@ def test_existing_annotations_are_kept_and_overwrite_keeps_the_original(truth, t
 
     annotate_dataset(data, source="dlib", overwrite=True, dlib=FakeDetector(truth, offset=(5.0, 5.0)))
     assert original_path(p).read_bytes() == before            # the original, byte for byte
+    assert not origin_path(original_path(p)).exists()          # it had no origins to keep
     assert not np.allclose(read_pts(p), read_pts(original_path(p)))
     # a second overwrite replaces the file again but never the kept original
     annotate_dataset(data, source="dlib", overwrite=True, dlib=FakeDetector(truth, offset=(9.0, 9.0)))
     assert original_path(p).read_bytes() == before
     np.testing.assert_allclose(read_pts(p), gt_of(truth)["pts/s001_neutral.pts"] + 9.0, atol=2e-3)
+    # a pair annotated by the command and then replaced keeps the command's points and origins
+    q = data / "pts/s001_smile.pts"
+    q.unlink()
+    origin_path(q).unlink()
+    original_path(q).unlink()
+    annotate_dataset(data, source="dlib", dlib=FakeDetector(truth, offset=(1.0, 1.0)))
+    annotate_dataset(data, source="dlib", overwrite=True, dlib=FakeDetector(truth, offset=(3.0, 3.0)))
+    np.testing.assert_allclose(read_pts(original_path(q)), gt_of(truth)["pts/s001_smile.pts"] + 1.0, atol=2e-3)
+    assert json.loads(origin_path(original_path(q)).read_text())["vis"] == ["dlib"] * 68
     # a pair Dlib misses keeps its file untouched even with --overwrite
     assert read_pts(data / "pts/s001_hand_mouth.pts") == pytest.approx(gt_of(truth)["pts/s001_hand_mouth.pts"], abs=2e-3)
 
@@ -312,3 +322,24 @@ def test_cli_annotate_with_dlib_fills_the_files_and_prints_the_misses(truth, tmp
             assert nme_per_image(read_pts(data / w["pair"]), gt[w["pair"]]) < 0.25   # Dlib, not noise
     for m in missed:
         assert not (data / m).exists()
+
+
+def test_source_model_with_real_weights_runs_the_predictor_on_visible_and_dark_thermal(truth, tmp_path):
+    """The real Predictor path (an untrained dmsl-tiny: the points are not accurate, the plumbing is)."""
+    from dmsl_core.models import create_models, get_config
+    from dmsl_core.models.weights import save_weights
+    cfg = get_config("dmsl-tiny")
+    mb, ml = create_models(cfg, seed=0)
+    save_weights(tmp_path / "w", mb, ml, cfg, card={"name": "tiny-test", "untrained": True})
+    data = stripped(truth, tmp_path / "d")
+    rep = annotate_dataset(data, source="model", weights=str(tmp_path / "w"))   # --dark model is the default
+    assert rep["counts"]["written"] == 8 and rep["counts"]["misses"] == 0
+    assert rep["dark"] == "model" and rep["model"] and "w" in rep["model"]
+    for r in read_manifest(data):
+        meta = json.loads(origin_path(data / r.landmarks).read_text())
+        pts = read_pts(data / r.landmarks)
+        assert pts.shape == (68, 2) and np.isfinite(pts).all()
+        if r.variation == "dark":
+            assert meta["th"] == ["model"] * 68 and meta["vis"] == ["transferred"] * 68
+        else:
+            assert meta["vis"] == ["model"] * 68 and meta["th"] == ["transferred"] * 68

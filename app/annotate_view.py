@@ -160,6 +160,8 @@ class PairCanvas(QtWidgets.QGraphicsView):
         self.setDragMode(QtWidgets.QGraphicsView.NoDrag)
         self.setMouseTracking(True)
         self.setMinimumSize(240, 200)
+        self.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)   # pan by dragging; the bars still scroll
+        self.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         self.pixmap_item = QtWidgets.QGraphicsPixmapItem()
         self.pixmap_item.setTransformationMode(QtCore.Qt.SmoothTransformation)
         self.scene().addItem(self.pixmap_item)

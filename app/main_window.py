@@ -988,6 +988,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--source", default=None, help="source URI to open (default: the built-in demo)")
     p.add_argument("--folder", default=None, help="open this image folder in the folder browser")
     p.add_argument("--sort-nme", action="store_true", help="with --folder: sort the pairs by NME, worst first")
+    p.add_argument("--annotate", default=None, metavar="DIR", help="open the annotation view on this dataset folder")
     p.add_argument("--frames", type=int, default=60, help="with --screenshot: frames to draw first (default 60)")
     p.add_argument("--screenshot", default=None, help="save a screenshot of the window to this PNG and exit")
     p.add_argument("--timeout", type=float, default=300.0, help="with --screenshot: give up after this many seconds")
@@ -1091,6 +1092,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         win.open_folder(args.folder)
         if args.sort_nme and not args.screenshot:
             win.browser.handle.on("finished", win.browser.sort_by_nme)
+    if args.annotate and not args.screenshot:
+        win.open_annotation(args.annotate)
     if args.source or not args.folder:
         win.open_source(args.source or "demo")
         if args.folder:

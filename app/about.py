@@ -24,6 +24,12 @@ SHORTCUTS = [
     ("Ctrl+,", "settings"),
     ("0", "reset the zoom of both views"),
     ("F1", "about"),
+    ("N / P (PgDown / PgUp)", "annotation view: next / previous pair"),
+    ("Ctrl+Z, Ctrl+Shift+Z", "annotation view: undo, redo"),
+    ("T", "annotation view: show both images / visible / thermal"),
+    ("A or Return", "annotation view: accept the pair (checked) and go on"),
+    ("G, + / -", "annotation view: next group, scale the group"),
+    ("F", "annotation view: fit the images"),
 ]
 
 

@@ -123,6 +123,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._seeking = False
         self.playing = False
         self.last_recording: list[str] = []
+        self.annotate_windows: list = []
 
         self._build_views()
         self._build_actions()
@@ -314,6 +315,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                          tip="Export the current frame as PNG (Ctrl+E)")
         self.act_snapshot.setIcon(st.standardIcon(QtWidgets.QStyle.SP_DialogSaveButton))
         self.act_settings = self._action("&Settings…", self.settings_dialog, "Ctrl+,", tip="Settings (Ctrl+,)")
+        self.act_annotate = self._action("&Annotate dataset…", self.annotate_dialog,
+                                         tip="Correct a dataset's landmarks by hand, both spectra side by side")
         self.act_about = self._action("&About DMSL Studio", self.about_dialog, "F1")
         self.act_keys = self._action("&Keyboard shortcuts", lambda: ShortcutsDialog(self).exec())
         self.act_quit = self._action("&Quit", self.close, QtGui.QKeySequence.Quit)
@@ -414,6 +417,8 @@ class MainWindow(QtWidgets.QMainWindow):
         m.addAction(self.act_record)
         m.addAction("Open the recordings folder", self._open_record_dir)
         m = mb.addMenu("&Tools")
+        m.addAction(self.act_annotate)
+        m.addSeparator()
         m.addAction(self.act_settings)
         m = mb.addMenu("&Help")
         m.addAction(self.act_keys)
@@ -498,6 +503,24 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_folder(uri)
         else:
             self.open_source(uri)
+
+    def annotate_dialog(self) -> None:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a dataset folder to annotate",
+                                                       self.browser.folder or "")
+        if d:
+            self.open_annotation(d)
+
+    def open_annotation(self, folder: str):
+        """The annotation view on a dataset folder, in its own window (its keys are its own)."""
+        from .annotate_view import AnnotateWindow
+
+        w = AnnotateWindow()
+        w.setAttribute(QtCore.Qt.WA_DeleteOnClose, False)
+        w.view.message.connect(lambda text, err: err and self.show_message(text, "error"))
+        self.annotate_windows.append(w)
+        w.show()
+        w.view.open_dataset(folder)
+        return w
 
     def open_folder_dialog(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open an image folder", self.browser.folder or "")
@@ -938,6 +961,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop every worker (bounded waits); True when all threads ended."""
         ok = self.stop_live(timeout_ms)
         ok = self.browser.stop(timeout_ms) and ok
+        for w in self.annotate_windows:
+            ok = w.view.stop(timeout_ms) and ok
         for h in self.export_handles + self._old_handles:
             ok = h.wait(timeout_ms) and ok
         return ok
@@ -946,6 +971,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._status_timer.stop()
         self._chart_timer.stop()
         self.shutdown()
+        for w in self.annotate_windows:
+            w.close()
         try:
             self.store.set_value("window/geometry", self.saveGeometry())
             self.store.set_value("window/state", self.saveState())
@@ -961,6 +988,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--source", default=None, help="source URI to open (default: the built-in demo)")
     p.add_argument("--folder", default=None, help="open this image folder in the folder browser")
     p.add_argument("--sort-nme", action="store_true", help="with --folder: sort the pairs by NME, worst first")
+    p.add_argument("--annotate", default=None, metavar="DIR", help="open the annotation view on this dataset folder")
     p.add_argument("--frames", type=int, default=60, help="with --screenshot: frames to draw first (default 60)")
     p.add_argument("--screenshot", default=None, help="save a screenshot of the window to this PNG and exit")
     p.add_argument("--timeout", type=float, default=300.0, help="with --screenshot: give up after this many seconds")
@@ -1064,6 +1092,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         win.open_folder(args.folder)
         if args.sort_nme and not args.screenshot:
             win.browser.handle.on("finished", win.browser.sort_by_nme)
+    if args.annotate and not args.screenshot:
+        win.open_annotation(args.annotate)
     if args.source or not args.folder:
         win.open_source(args.source or "demo")
         if args.folder:

@@ -4,6 +4,6 @@ The list in :data:`COMMAND_MODULES` fixes the order in ``dmsl --help``.
 """
 COMMAND_MODULES = [
     "dmsl_core.commands.core",     # models, train, eval, predict, bench
-    "dmsl_core.commands.data",     # synth, import, split
+    "dmsl_core.commands.data",     # synth, import, split, annotate
     "dmsl_core.commands.streams",  # run, calibrate, sources
 ]

@@ -1,4 +1,5 @@
-"""Data sub-commands: ``synth`` (synthetic generator), ``import`` (dataset importers), ``split`` (10-fold protocol).
+"""Data sub-commands: ``synth`` (synthetic generator), ``import`` (dataset importers), ``split`` (10-fold protocol),
+``annotate`` (automatic annotation).
 
 Each owner adds a ``_register_*`` helper and calls it from :func:`register`.
 """
@@ -12,6 +13,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_synth(subparsers)
     _register_import(subparsers)
     _register_split(subparsers)
+    _register_annotate(subparsers)
+
+
+def _register_annotate(sub: argparse._SubParsersAction) -> None:
+    from ..annotate import add_annotate_arguments, run_annotate_command
+
+    p = sub.add_parser("annotate", help="fill in a dataset's landmark files: Dlib (or the model) on the visible "
+                                        "image, transferred to the thermal one",
+                       description="The paper's way of annotating paired images: Dlib's 68-point predictor on the "
+                                   "visible image (or the DMSL model, or both with their disagreement recorded), "
+                                   "the points transferred to the thermal image (identity for registered pairs, "
+                                   "the rig's homography otherwise). Images without a face found are listed; each "
+                                   "point's origin is kept in a .origin.json beside its .pts; an annotation that "
+                                   "is replaced is kept as .orig.pts. Correct the result in the app "
+                                   "(Tools > Annotate dataset).")
+    add_annotate_arguments(p)
+    p.set_defaults(func=run_annotate_command)
 
 
 def _register_import(sub: argparse._SubParsersAction) -> None:

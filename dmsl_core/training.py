@@ -333,6 +333,7 @@ class Trainer:
             d.barrier()  # every rank has read last.pt before rank 0 rewrites anything
             if d.is_main:
                 self._truncate_metrics(state["phase"], state["epoch"])
+                self._remove_stale_temporaries()
         if state["phase"] >= len(phases) and (self.run_dir / "model.safetensors").exists():
             self._emit(kind="done", n_phases=len(phases), message="run already complete")
             return self.run_dir / "model.safetensors"
@@ -502,6 +503,16 @@ class Trainer:
                    val_loss=best if not (stage == 2 and kind == "landmark") else None,
                    val_nme=best if (stage == 2 and kind == "landmark") else None)
         return "ok"
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporaries of atomic writes cut short by a kill (``.last.pt.*.tmp``...); resuming redoes them."""
+        for folder in (self.run_dir, self.ckpt_dir):
+            for tmp in folder.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                    log.info("removed %s (left by an interrupted write)", tmp)
+                except OSError:
+                    pass
 
     def _truncate_metrics(self, phase: int, epoch: int) -> None:
         """Drop metric lines of epochs after the checkpoint (they are redone on resume)."""

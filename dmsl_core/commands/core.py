@@ -265,6 +265,9 @@ def cmd_eval(args) -> int:
     from ..evaluation import evaluate_predictor, write_report
     from ..pipeline import Predictor
     ctx = init_from_env(args.device)
+    if args.threads:
+        import torch
+        torch.set_num_threads(int(args.threads))
     spectra = _spectra(args.spectra)
     subjects = None
     if args.fold is not None:
@@ -396,6 +399,9 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (torchrun sets 1 per process by default; the report is the "
+                        "same byte for byte for the same data and the same threads per process)")
     p.add_argument("--baseline", default=None,
                    help="also evaluate baselines on the same images: dlib (its own detector; misses counted), "
                         "dlib+mb (face box from DMSL's M_b); comma-separated")

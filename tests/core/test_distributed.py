@@ -74,6 +74,14 @@ def _assert_same_weights(a: Path, b: Path, atol: float) -> float:
     return diff
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _keep_torch_threads():
+    """In-process runs here use --threads 1; give the rest of the session its thread count back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def one_process_run(synth_data, tmp_path_factory):
     """The reference: one process, the same arguments."""

@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel of torch first (it lies on disk on our machines); pyproject's range accepts it.
 	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.2,<3"
-	$(PY) -m pip install -q -e ".[dev,dlib]"
+	$(PY) -m pip install -q -e ".[dev,dlib,onnx]"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -79,6 +79,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             note = f"{exc}; running on the CPU instead - choose the device in Settings"
         try:
             pred = Predictor.from_weights(spec.weights or None, device=device)
+            pred.apply_measured_speed_option()
             untrained = bool(pred.card.get("untrained"))
         except WeightsError as exc:
             note = (note + ". ") if note else ""

@@ -147,10 +147,10 @@ def _mean(vals: Sequence[float]) -> Optional[float]:
     return float(np.mean(v)) if v else None
 
 
-def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, method: str = "dmsl") -> dict:
-    """Run a Predictor (or a baseline with the same ``predict``) over samples and build the report.
-
-    A prediction whose ``landmarks`` is None is a miss (no face found)."""
+def predict_records(predictor, samples, batch_size: int = 16, progress=None) -> list[EvalRecord]:
+    """Run a Predictor (or a baseline with the same ``predict``) over samples, ``batch_size`` images
+    per call; one :class:`EvalRecord` per sample, in order. A prediction whose ``landmarks`` is None
+    is a miss (no face found)."""
     recs: list[EvalRecord] = []
     samples = list(samples)
     for start in range(0, len(samples), batch_size):
@@ -163,6 +163,29 @@ def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, 
             recs.append(EvalRecord(s.name, s.spectrum, s.variation, s.subject, err, n_ok))
         if progress:
             progress(min(start + batch_size, len(samples)), len(samples))
+    return recs
+
+
+def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, method: str = "dmsl",
+                       dist=None) -> dict:
+    """Run a Predictor (or a baseline with the same ``predict``) over samples and build the report.
+
+    A prediction whose ``landmarks`` is None is a miss (no face found).
+
+    ``dist`` (a ``dmsl_core.distributed.DistContext`` of a torchrun job): each rank predicts a
+    contiguous share of the samples - shares start on multiples of ``batch_size``, so every image is
+    predicted in the same batch as in one process - and the records are gathered in the original
+    order; every rank returns the same report (built from all the records).
+    """
+    samples = list(samples)
+    if dist is None or not dist.active:
+        return build_report(predict_records(predictor, samples, batch_size, progress), method=method)
+    from .distributed import shard_range
+    lo, hi = shard_range(len(samples), dist.rank, dist.world_size, align=batch_size)
+    mine = predict_records(predictor, samples[lo:hi], batch_size, progress)
+    recs = [r for part in dist.all_gather_object(mine) for r in part]
+    if len(recs) != len(samples):
+        raise RuntimeError(f"gathered {len(recs)} evaluation records for {len(samples)} images")
     return build_report(recs, method=method)
 
 

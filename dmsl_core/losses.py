@@ -45,3 +45,30 @@ def point_distance_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.T
     v = valid.to(d.dtype)
     d = torch.where(valid, d, torch.zeros_like(d))
     return (d.sum(dim=1) / v.sum(dim=1).clamp_min(1)).mean()
+
+
+def gaussian_targets(target: torch.Tensor, size: int, sigma: float = 1.0) -> torch.Tensor:
+    """(N, P, size, size) distributions: a Gaussian of ``sigma`` map pixels at each normalised point
+    (pixel-centre convention, as the heatmap head's soft-argmax), normalised to sum 1."""
+    t = target.reshape(target.shape[0], -1, 2) * size - 0.5          # map pixel coordinates
+    r = torch.arange(size, dtype=t.dtype, device=t.device)
+    gx = torch.exp(-0.5 * ((r[None, None, :] - t[..., 0:1]) / sigma) ** 2)   # (N, P, size)
+    gy = torch.exp(-0.5 * ((r[None, None, :] - t[..., 1:2]) / sigma) ** 2)
+    g = gy[..., :, None] * gx[..., None, :]
+    return g / g.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+
+
+def heatmap_landmark_loss(points: torch.Tensor, log_maps: torch.Tensor, target: torch.Tensor,
+                          valid: torch.Tensor | None = None, weight: float = 0.01, sigma: float = 1.0) -> torch.Tensor:
+    """The heatmap head's loss: point distance (what NME measures) + ``weight`` x the cross-entropy
+    between each map and a Gaussian at the true point (gives every map a sharp, local signal from
+    the first step; the point term alone learns slowly). Missing points count in neither."""
+    size = log_maps.shape[-1]
+    q = gaussian_targets(target, size, sigma).to(log_maps.dtype)
+    ce = -(q * log_maps).sum(dim=(-2, -1))                          # (N, P)
+    if valid is None:
+        ce_m = ce.mean()
+    else:
+        v = valid.to(ce.dtype)
+        ce_m = ((ce * v).sum(dim=1) / v.sum(dim=1).clamp_min(1)).mean()
+    return point_distance_loss(points, target, valid) + weight * ce_m

@@ -100,6 +100,25 @@ class Predictor:
                 self._runners[name] = torch.compile(model)
         return self
 
+    def apply_measured_speed_option(self) -> str:
+        """Use the speed option that ``dmsl bench`` measured fastest for this model (the card's
+        ``bench.best_option``), when it was measured on this kind of device with the same landmarks
+        and can run here (e.g. ONNX Runtime installed); else keep the plain torch path.
+        Returns what is in use, for the log/status bar."""
+        from .bench import OPTION_SETS
+        best = ((self.card or {}).get("bench") or {}).get("best_option") or {}
+        name, dev = best.get("option"), best.get("device", "cpu")
+        if name not in OPTION_SETS or torch.device(dev).type != self.device.type or not OPTION_SETS[name]:
+            return "torch (default)"
+        try:
+            self.optimise(**OPTION_SETS[name])
+        except Exception as exc:  # not available here (package missing, compiler missing ...)
+            log.info("measured speed option %r unavailable here (%s); using plain torch", name, exc)
+            self.optimise()
+            return "torch (default)"
+        log.info("using the speed option %r (measured x%s by dmsl bench)", name, best.get("ratio"))
+        return name
+
     options: dict = {"channels_last": False, "compile": False, "backend": "torch", "grad_mode": "inference"}
     _runners: dict = {}
 

@@ -10,6 +10,18 @@ The run folder holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
 the best weights so far), ``checkpoints/best-<phase>.pt`` and, when done, ``model.safetensors`` +
 ``model.json``. ``train(..., resume=True)`` continues from ``last.pt`` after a crash or kill
 (the epoch in progress is redone). Checkpoints are loaded with ``weights_only=True``.
+
+**Several processes** (``torchrun``; pass ``dist=dmsl_core.distributed.init_from_env()``): the part
+being trained (U-Net in stage 1, head in stage 2) is wrapped in DistributedDataParallel; every
+rank draws the same permutation of each epoch's items and takes a contiguous share of each
+*global* batch of ``batch_size`` items, and each rank's loss is weighted by its share so the
+averaged gradient equals the one-process gradient of the whole batch (also for an uneven last
+batch). Augmentations are drawn per item (seeded by seed, phase, epoch and item), so the
+training path does not depend on the number of processes. Train loss and validation figures are
+all-reduced sums and counts. Each rank computes the whole stage-2 feature cache itself (simple and
+deterministic; it costs one U-Net forward pass per cached view on every rank). Rank 0 alone writes
+files and emits events; the others wait at a barrier after each write. Checkpoints hold plain
+(non-DDP) state dicts, so a run can be resumed with any number of processes.
 """
 from __future__ import annotations
 
@@ -32,8 +44,9 @@ from . import __version__
 from .atomic import atomic_path, atomic_write_text
 from .data.sample import Sample
 from .device import describe_device, resolve_device
+from .distributed import DistContext, shard_range
 from .evaluation import evaluate_predictor
-from .losses import boundary_loss, landmark_loss, mask_loss, point_distance_loss
+from .losses import boundary_loss, heatmap_landmark_loss, landmark_loss, mask_loss, point_distance_loss
 from .models import create_models, get_config
 from .models.weights import load_weights, save_weights
 from .views import Augment, ViewBank, make_item
@@ -159,13 +172,32 @@ def _state_cpu(module: torch.nn.Module) -> dict:
     return {k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}
 
 
+def _plain_state(state: dict) -> dict:
+    """A state dict without DistributedDataParallel's ``module.`` prefixes."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+class _Call(torch.nn.Module):
+    """``model.<method>(x)`` as a module's forward, so DDP can wrap the trained part of a model."""
+
+    def __init__(self, model: torch.nn.Module, method: str) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, self.method)(x)
+
+
 class Trainer:
     """Trains M_b and M_l on ``train`` samples, validating on ``val`` samples every epoch."""
 
     def __init__(self, config: TrainConfig, run_dir: str | os.PathLike, train: Sequence[Sample],
                  val: Sequence[Sample] = (), test: Sequence[Sample] = (),
                  on_event: Optional[Callable[[TrainEvent], None]] = None,
-                 control: Optional[StopControl] = None) -> None:
+                 control: Optional[StopControl] = None, dist: Optional[DistContext] = None) -> None:
         if not train:
             raise ValueError("no training samples")
         self.cfg = config
@@ -175,12 +207,15 @@ class Trainer:
         self.test_samples = list(test)
         self.on_event = on_event or (lambda e: None)
         self.control = control or StopControl()
+        self.dist = dist or DistContext()
         self.mcfg = get_config(config.model)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
 
     # ------------------------------------------------------------------ helpers
     def _emit(self, **kw) -> None:
+        if not self.dist.is_main:
+            return  # progress comes from rank 0 only
         try:
             self.on_event(TrainEvent(**kw))
         except TrainingCancelled:
@@ -188,8 +223,9 @@ class Trainer:
         except Exception:  # a broken listener must not kill training
             log.exception("progress callback failed")
 
-    def _batches(self, bank: ViewBank, kind: str, stage: int, epoch: int, phase_idx: int, augment: bool):
-        """Yield (x, mask|None, target, valid) batches for one epoch."""
+    def _epoch_items(self, bank: ViewBank, kind: str, epoch: int, phase_idx: int, augment: bool):
+        """(items, order, aug) of one epoch: ``items`` are (view index, whole frame?) pairs, ``order``
+        the epoch's permutation of them (the same on every rank)."""
         cfg = self.cfg
         aug = Augment(mirror=cfg.mirror) if augment else Augment.off()
         n = len(bank)
@@ -204,12 +240,42 @@ class Trainer:
             items = [(i, False) for i in range(n)]
         g = torch.Generator().manual_seed(cfg.seed * 1000003 + phase_idx * 1009 + epoch)
         order = torch.randperm(len(items), generator=g).tolist() if augment else list(range(len(items)))
-        rng = np.random.default_rng([cfg.seed, phase_idx, epoch]) if augment else None
-        bs = cfg.batch_size
+        return items, order, aug
+
+    def _make(self, bank, items, j, kind, stage, epoch, phase_idx, aug):
+        # one generator per item (not one per epoch): the views do not depend on how the epoch's
+        # items are split over batches or processes
+        rng = np.random.default_rng([self.cfg.seed, phase_idx, epoch, j]) if aug.enabled else None
+        return make_item(bank, items[j][0], kind, rng, aug, items[j][1], self.mcfg.blackout_margin,
+                         with_mask=(stage == 1 and not self._end_to_end(kind)))
+
+    def _batches(self, bank: ViewBank, kind: str, stage: int, epoch: int, phase_idx: int, augment: bool,
+                 span: Optional[tuple[int, int]] = None):
+        """Yield (x, mask|None, target, valid) batches for one epoch (of items ``span`` of the order)."""
+        items, order, aug = self._epoch_items(bank, kind, epoch, phase_idx, augment)
+        if span is not None:
+            order = order[span[0]:span[1]]
+        bs = self.cfg.batch_size
         for start in range(0, len(order), bs):
-            batch = [make_item(bank, items[j][0], kind, rng, aug, items[j][1], self.mcfg.blackout_margin,
-                               with_mask=(stage == 1 and not self._end_to_end(kind))) for j in order[start:start + bs]]
-            yield self._collate(batch)
+            yield self._collate([self._make(bank, items, j, kind, stage, epoch, phase_idx, aug)
+                                 for j in order[start:start + bs]])
+
+    def _train_batches(self, bank: ViewBank, kind: str, stage: int, epoch: int, phase_idx: int, augment: bool):
+        """Yield (x, mask|None, target, valid, n_local, n_global) for this rank: its contiguous share
+        of every global batch. A rank whose share is empty (a last batch smaller than the world)
+        gets the batch's first item with n_local 0 (its loss is weighted 0, DDP still needs a pass)."""
+        items, order, aug = self._epoch_items(bank, kind, epoch, phase_idx, augment)
+        bs, d = self.cfg.batch_size, self.dist
+        for start in range(0, len(order), bs):
+            chunk = order[start:start + bs]
+            lo, hi = shard_range(len(chunk), d.rank, d.world_size)
+            local = chunk[lo:hi]
+            n_local = len(local)
+            if not local:
+                local = chunk[:1]
+            x, m, t, v = self._collate([self._make(bank, items, j, kind, stage, epoch, phase_idx, aug)
+                                        for j in local])
+            yield x, m, t, v, n_local, len(chunk)
 
     def _end_to_end(self, kind: str) -> bool:
         return kind == "landmark" and self.mcfg.head != "fc"
@@ -264,7 +330,9 @@ class Trainer:
         cfg = self.cfg
         if cfg.num_threads:
             torch.set_num_threads(int(cfg.num_threads))
-        device = resolve_device(cfg.device)
+        d = self.dist
+        device = d.device if d.device is not None else resolve_device(cfg.device)
+        self.device = device
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.run_dir / "config.json"
         last = self.ckpt_dir / "last.pt"
@@ -279,7 +347,9 @@ class Trainer:
             if last.exists():
                 raise ValueError(f"{self.run_dir}: already holds a training run; use --resume to continue it "
                                  f"or choose another output folder")
-            atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "dmsl_version": __version__}, indent=2))
+            d.barrier()  # every rank has looked for last.pt before rank 0 writes anything
+            if d.is_main:
+                atomic_write_text(cfg_path, json.dumps({**cfg.to_dict(), "dmsl_version": __version__}, indent=2))
 
         # models
         mb, ml = create_models(self.mcfg, seed=cfg.seed)
@@ -290,12 +360,15 @@ class Trainer:
         state = {"phase": 0, "epoch": 0, "best": None, "best_state": None, "opt": None}
         if resume and last.exists():
             ck = torch.load(last, map_location="cpu", weights_only=True)
-            mb.load_state_dict(ck["boundary"])
-            ml.load_state_dict(ck["landmark"])
+            mb.load_state_dict(_plain_state(ck["boundary"]))
+            ml.load_state_dict(_plain_state(ck["landmark"]))
             state.update(phase=int(ck["phase"]), epoch=int(ck["epoch"]), best=ck.get("best"),
                          best_state=ck.get("best_state"), opt=ck.get("opt"))
             log.info("resuming at phase %d epoch %d", state["phase"], state["epoch"] + 1)
-            self._truncate_metrics(state["phase"], state["epoch"])
+            d.barrier()  # every rank has read last.pt before rank 0 rewrites anything
+            if d.is_main:
+                self._truncate_metrics(state["phase"], state["epoch"])
+                self._remove_stale_temporaries()
         if state["phase"] >= len(phases) and (self.run_dir / "model.safetensors").exists():
             self._emit(kind="done", n_phases=len(phases), message="run already complete")
             return self.run_dir / "model.safetensors"
@@ -305,7 +378,8 @@ class Trainer:
         self._emit(kind="start", n_phases=len(phases), message=f"loading {len(self.train_samples)} training and "
                    f"{len(self.val_samples)} validation images",
                    extra={"device": str(device), "device_name": describe_device(device), "run_dir": str(self.run_dir),
-                          "resumed": bool(resume and last.exists())})
+                          "resumed": bool(resume and last.exists()), "world_size": d.world_size,
+                          "backend": d.backend})
         if getattr(self, "_pending_status", None):
             self._emit(kind="status", message=self._pending_status)
         train_bank = ViewBank(self.train_samples, S, cs)
@@ -324,11 +398,16 @@ class Trainer:
                 raise TrainingCancelled(f"training cancelled; resume from {self.run_dir}")
             state = {"phase": pi + 1, "epoch": 0, "best": None, "best_state": None, "opt": None}
             self._save_checkpoint(pi + 1, 0, models, None, None, None)
+            d.barrier()
 
-        return self._finish(models, device, phases)
+        path = self.run_dir / "model.safetensors"
+        if d.is_main:
+            path = self._finish(models, device, phases)
+        d.barrier()  # the other ranks return once the weights are written
+        return path
 
     def _run_phase(self, pi, n_phases, kind, stage, model, train_bank, val_bank, device, start_epoch, state):
-        cfg = self.cfg
+        cfg, d = self.cfg, self.dist
         epochs = cfg.epochs if stage == 1 else cfg.head_epochs
         e2e = bool(getattr(model, "end_to_end", False))
         if stage == 1 and e2e:
@@ -362,9 +441,17 @@ class Trainer:
         cache = None
         if stage == 2 and cfg.cache_features:
             cache = self._feature_cache(model, kind, train_bank, val_bank, device, pi)
+        # the module that is trained: the U-Net (stage 1) or the head (stage 2); DDP only sees the
+        # parameters that require a gradient, i.e. exactly that part
+        net: torch.nn.Module = _Call(model, "forward_train" if e2e else "mask_logits" if stage == 1 else
+                                     ("head" if cache is not None else "forward"))
+        if d.active:
+            from torch.nn.parallel import DistributedDataParallel
+            net = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
         steps = math.ceil((len(cache[0][0]) if cache else self._n_items(train_bank, kind, cfg.augment)) / cfg.batch_size)
         step_times: list[float] = []
         end_phase = False
+        bs = cfg.batch_size
         for epoch in range(start_epoch, epochs):
             if cfg.lr_schedule == "cosine":  # a function of the epoch alone, so resume needs no scheduler state
                 f = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / max(1, epochs)))
@@ -378,43 +465,63 @@ class Trainer:
                 feats, targets, valids = cache[0]
                 g = torch.Generator().manual_seed(cfg.seed * 7919 + pi * 131 + epoch)
                 perm = torch.randperm(len(feats), generator=g)
-                batches = ((feats[perm[s:s + cfg.batch_size]].float().to(device), None,
-                            targets[perm[s:s + cfg.batch_size]].to(device), valids[perm[s:s + cfg.batch_size]].to(device))
-                           for s in range(0, len(feats), cfg.batch_size))
+
+                def cached_batches(perm=perm, feats=feats, targets=targets, valids=valids):
+                    for s in range(0, len(perm), bs):
+                        chunk = perm[s:s + bs]
+                        lo, hi = shard_range(len(chunk), d.rank, d.world_size)
+                        idx = chunk[lo:hi] if hi > lo else chunk[:1]
+                        yield (feats[idx].float().to(device), None, targets[idx].to(device), valids[idx].to(device),
+                               hi - lo, len(chunk))
+                batches = cached_batches()
             else:
-                batches = self._batches(train_bank, kind, stage, epoch, pi, cfg.augment)
-            for step, (x, m, t, v) in enumerate(batches, start=1):
+                batches = self._train_batches(train_bank, kind, stage, epoch, pi, cfg.augment)
+            for step, (x, m, t, v, n_local, n_global) in enumerate(batches, start=1):
                 ts = time.perf_counter()
-                if self.control.cancelled:
+                if not d.active and self.control.cancelled:
                     return "cancelled"
                 x, t, v = x.to(device), t.to(device), v.to(device)
                 opt.zero_grad(set_to_none=True)
+                out = net(x)
                 if e2e:
-                    loss = point_distance_loss(model(x), t, v)
+                    loss = heatmap_landmark_loss(out[0], out[1], t, v)
                 elif stage == 1:
-                    loss = mask_loss(model.mask_logits(x), m.to(device))
+                    loss = mask_loss(out, m.to(device))
                 else:
-                    out = model.head(x) if cache is not None else model(x)
                     loss = boundary_loss(out, t) if kind == "boundary" else landmark_loss(out, t, v)
-                loss.backward()
+                if d.active:
+                    # DDP averages gradients over ranks; weighting each rank's per-item mean by its
+                    # share makes that average the gradient of the mean over the whole global batch
+                    (loss * (n_local * d.world_size / n_global)).backward()
+                else:
+                    loss.backward()
                 opt.step()
                 lv = float(loss.detach())
                 if not math.isfinite(lv):
                     raise FloatingPointError(f"loss became {lv} at {kind} stage {stage} epoch {epoch + 1} step {step}; "
                                              f"lower the learning rate")
-                tot += lv * len(x)
-                n_img += len(x)
+                tot += lv * n_local
+                n_img += n_local
                 step_times.append(time.perf_counter() - ts)
                 step_times = step_times[-50:]
                 per_step = float(np.mean(step_times))
                 remaining = (epochs - epoch - 1) * steps + (steps - step)
                 self._emit(kind="step", phase=pi, n_phases=n_phases, model=kind, stage=stage, epoch=epoch + 1,
                            epochs=epochs, step=step, steps=steps, loss=lv, eta_s=remaining * per_step,
-                           images_per_s=len(x) / max(per_step, 1e-9))
-                if self.control.take_early():
+                           images_per_s=n_global / max(per_step, 1e-9))
+                early = self.control.take_early()
+                if d.active:  # every rank must take the same branch
+                    cancel, early = d.any(self.control.cancelled, early)
+                    if cancel:
+                        return "cancelled"
+                if early:
                     end_phase = True  # finish this epoch's bookkeeping, then end the phase
                     epochs = epoch + 1
                     break
+            if d.active:
+                per_rank = d.all_reduce_sum([n_img if r == d.rank else 0 for r in range(d.world_size)])
+                tot, n_all = d.all_reduce_sum([tot, n_img])
+                n_img = int(round(n_all))
             train_loss = tot / max(n_img, 1)
             val_loss, val_nme = self._validate(model, kind, stage, val_bank, device, cache)
             score = val_nme if (val_nme is not None and kind == "landmark" and (stage == 2 or e2e)) else \
@@ -423,16 +530,23 @@ class Trainer:
             if improved:
                 best = score
                 best_state = _state_cpu(part)
-                _atomic_torch_save({"phase": pi, "epoch": epoch + 1, "kind": kind, "stage": stage, "score": best,
-                                    "state": best_state}, self.ckpt_dir / f"best-{kind}-s{stage}.pt")
+                if d.is_main:
+                    _atomic_torch_save({"phase": pi, "epoch": epoch + 1, "kind": kind, "stage": stage, "score": best,
+                                        "state": best_state}, self.ckpt_dir / f"best-{kind}-s{stage}.pt")
+            seconds = time.perf_counter() - t_ep
             rec = {"phase": pi, "model": kind, "stage": stage, "epoch": epoch + 1, "epochs": epochs,
                    "train_loss": train_loss, "val_loss": val_loss, "val_nme": val_nme, "best": improved,
-                   "seconds": time.perf_counter() - t_ep, "time": time.time()}
-            _append_jsonl(self.metrics_path, rec)
+                   "seconds": seconds, "time": time.time(), "images": n_img, "world_size": d.world_size}
+            if d.active:
+                rec["images_per_rank"] = [int(round(c)) for c in per_rank]
+            if d.is_main:
+                _append_jsonl(self.metrics_path, rec)
             self._save_checkpoint(pi, epoch + 1, self.models, opt.state_dict(), best, best_state)
+            d.barrier()  # nobody starts the next epoch before rank 0 has written this one
             self._emit(kind="epoch", phase=pi, n_phases=n_phases, model=kind, stage=stage, epoch=epoch + 1,
                        epochs=epochs, loss=train_loss, val_loss=val_loss, val_nme=val_nme, best=improved,
-                       eta_s=(epochs - epoch - 1) * steps * (float(np.mean(step_times)) if step_times else 0.0))
+                       eta_s=(epochs - epoch - 1) * steps * (float(np.mean(step_times)) if step_times else 0.0),
+                       images_per_s=n_img / max(seconds, 1e-9), extra={"world_size": d.world_size})
             if end_phase:
                 break
         if best_state is not None:
@@ -441,6 +555,16 @@ class Trainer:
         self._emit(kind="phase_end", phase=pi, n_phases=n_phases, model=kind, stage=stage, epochs=epochs,
                    val_loss=best if not nme_scored else None, val_nme=best if nme_scored else None)
         return "ok"
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporaries of atomic writes cut short by a kill (``.last.pt.*.tmp``...); resuming redoes them."""
+        for folder in (self.run_dir, self.ckpt_dir):
+            for tmp in folder.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                    log.info("removed %s (left by an interrupted write)", tmp)
+                except OSError:
+                    pass
 
     def _truncate_metrics(self, phase: int, epoch: int) -> None:
         """Drop metric lines of epochs after the checkpoint (they are redone on resume)."""
@@ -457,6 +581,8 @@ class Trainer:
         atomic_write_text(self.metrics_path, "".join(k + "\n" for k in keep))
 
     def _save_checkpoint(self, phase, epoch, models, opt_state, best, best_state):
+        if not self.dist.is_main:
+            return
         _atomic_torch_save({"phase": phase, "epoch": epoch,
                             "boundary": _state_cpu(models["boundary"]), "landmark": _state_cpu(models["landmark"]),
                             "opt": opt_state, "best": best, "best_state": best_state,
@@ -484,18 +610,25 @@ class Trainer:
         return train, val
 
     def _validate(self, model, kind, stage, val_bank, device, cache):
+        """(validation loss, validation NME or None). Under several processes each rank takes a
+        contiguous share of the validation items and the sums and counts are all-reduced."""
         if val_bank is None:
             return None, None
+        d = self.dist
         model.eval()
         tot, n, nmes = 0.0, 0, []
         S = self.mcfg.input_size
         with torch.inference_mode():
             if cache is not None and cache[1] is not None:
                 feats, targets, valids = cache[1]
-                batches = ((feats[s:s + 64].float(), None, targets[s:s + 64], valids[s:s + 64])
-                           for s in range(0, len(feats), 64))
+                lo, hi = shard_range(len(feats), d.rank, d.world_size)
+                batches = ((feats[s:min(s + 64, hi)].float(), None, targets[s:min(s + 64, hi)],
+                            valids[s:min(s + 64, hi)]) for s in range(lo, hi, 64))
             else:
-                batches = self._batches(val_bank, kind, stage, 0, 0, False)
+                span = None
+                if d.active:
+                    span = shard_range(self._n_items(val_bank, kind, False), d.rank, d.world_size)
+                batches = self._batches(val_bank, kind, stage, 0, 0, False, span=span)
             e2e = self._end_to_end(kind)
             for x, m, t, v in batches:
                 x, t, v = x.to(device), t.to(device), v.to(device)
@@ -516,6 +649,9 @@ class Trainer:
                             nmes.append(nme_per_image(pi_, gi))
                 tot += float(loss) * len(x)
                 n += len(x)
+        if d.active:
+            tot, n, nme_sum, nme_n = d.all_reduce_sum([tot, n, float(np.sum(nmes)) if nmes else 0.0, len(nmes)])
+            return tot / max(n, 1), (nme_sum / nme_n if nme_n else None)
         return tot / max(n, 1), (float(np.mean(nmes)) if nmes else None)
 
     def _finish(self, models, device, phases) -> Path:
@@ -547,6 +683,9 @@ class Trainer:
 
 def train(config: TrainConfig, run_dir, train: Sequence[Sample], val: Sequence[Sample] = (),
           test: Sequence[Sample] = (), on_event=None, control: Optional[StopControl] = None,
-          resume: bool = False) -> Path:
-    """Train both models (as ``config`` says) and write the run folder; returns the weights path."""
-    return Trainer(config, run_dir, train, val, test, on_event, control).run(resume=resume)
+          resume: bool = False, dist: Optional[DistContext] = None) -> Path:
+    """Train both models (as ``config`` says) and write the run folder; returns the weights path.
+
+    ``dist``: the process's place in a torchrun job (``dmsl_core.distributed.init_from_env()``);
+    None trains in this process alone."""
+    return Trainer(config, run_dir, train, val, test, on_event, control, dist).run(resume=resume)

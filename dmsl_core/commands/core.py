@@ -23,13 +23,16 @@ class ProgressPrinter:
 
     NAMES = {"boundary": "M_b", "landmark": "M_l"}
 
-    def __init__(self, stream=None, width: int = 24) -> None:
+    def __init__(self, stream=None, width: int = 24, prefix: str = "", tty: bool = True) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = getattr(stream, "isatty", lambda: False)()
+        self.tty = tty and getattr(stream, "isatty", lambda: False)()
         self.width = width
+        self.prefix = prefix
 
     def __call__(self, e) -> None:
         name = f"{self.NAMES.get(e.model, e.model)} stage {e.stage}"
+        if self.prefix:
+            name = f"{self.prefix}{name}"
         if e.kind == "step" and self.tty and e.steps:
             frac = e.step / e.steps
             bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
@@ -96,49 +99,177 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from ..data.folder import LoadReport, load_samples
-    from ..training import TrainConfig, TrainingCancelled, train
-    spectra = _spectra(args.spectra)
-    out = Path(args.out)
-    if args.resume and (out / "config.json").exists():
-        cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+def _parse_fold_arg(arg, n_folds: int):
+    """``--fold``: None, one fold (int: one run in --out), or a list (cross-validation: ``all`` or
+    ``0,1,2``, one run per fold in OUT/fold-K)."""
+    if arg is None:
+        return None
+    if isinstance(arg, int):
+        return arg
+    text = str(arg).strip().lower()
+    if text == "all":
+        return list(range(n_folds))
+    try:
+        if "," not in text:
+            return int(text)
+        folds = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ValueError(f"--fold {arg!r}: use a fold number, a comma-separated list (0,1,2) or all") from None
+    bad = [k for k in folds if not 0 <= k < n_folds]
+    if bad:
+        raise ValueError(f"--fold {arg!r}: fold {bad[0]} does not exist; folds are 0..{n_folds - 1}")
+    if not folds:
+        raise ValueError(f"--fold {arg!r}: no fold given")
+    return list(dict.fromkeys(folds))
+
+
+def _train_config(args, out: Path, fold, resume: bool, name: str = ""):
+    from ..training import TrainConfig
+    if resume and (out / "config.json").exists():
+        try:
+            cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"{out / 'config.json'}: not a valid training configuration ({exc})") from None
         for k in ("device", "num_threads"):
             v = getattr(args, "threads" if k == "num_threads" else k)
             if v is not None:
                 setattr(cfg, k, v)
-    else:
-        cfg = TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
-                          batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
-                          lr_schedule=args.lr_schedule,
-                          device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
-                          num_threads=args.threads, init_weights=args.init, init_models=args.init_models,
-                          data=str(Path(args.data).resolve()),
-                          spectra=spectra, fold=args.fold, train_models=args.models, name=args.name or "")
+        return cfg
+    return TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
+                       batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
+                       lr_schedule=args.lr_schedule,
+                       device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
+                       num_threads=args.threads, init_weights=args.init, init_models=args.init_models,
+                       data=str(Path(args.data).resolve()),
+                       spectra=_spectra(args.spectra), fold=fold, train_models=args.models, name=name)
+
+
+def _train_samples(cfg, args, say: bool, tag: str = ""):
+    from ..data.folder import LoadReport, load_samples
     train_s, val_s, test_s = _split_subjects(cfg.data or args.data, cfg.fold, args.folds)
     rep = LoadReport()
     train_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=train_s, report=rep)
     val_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=val_s, report=rep) if val_s else []
     test_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=test_s, report=rep) if test_s else []
-    print(f"data: {len(train_samples)} training images ({len(train_s)} subjects), {len(val_samples)} validation "
-          f"({len(val_s)}), {len(test_samples)} test ({len(test_s)}); dropped {rep.dropped_dark} black visible "
-          f"images; {len(rep.skipped)} skipped", file=sys.stderr)
-    for s in rep.skipped[:10]:
-        print(f"  skipped: {s}", file=sys.stderr)
+    if say:
+        print(f"{tag}data: {len(train_samples)} training images ({len(train_s)} subjects), {len(val_samples)} "
+              f"validation ({len(val_s)}), {len(test_samples)} test ({len(test_s)}); dropped {rep.dropped_dark} "
+              f"black visible images; {len(rep.skipped)} skipped", file=sys.stderr)
+        for s in rep.skipped[:10]:
+            print(f"  skipped: {s}", file=sys.stderr)
+    return train_samples, val_samples, test_samples
+
+
+def cmd_train(args) -> int:
+    """``dmsl train``; under torchrun (WORLD_SIZE > 1) one DDP run, or folds spread over the ranks."""
+    from ..distributed import init_from_env, shutdown
+    folds = _parse_fold_arg(args.fold, args.folds)
+    ctx = init_from_env(args.device)
+    if ctx.active:
+        print(f"dmsl train: rank {ctx.rank} of {ctx.world_size} ({ctx.backend}, {ctx.device})", file=sys.stderr)
+    rc = _train_folds(args, folds, ctx) if isinstance(folds, list) else _train_one(args, folds, ctx)
+    shutdown(ctx)  # not reached after an error: torchrun ends the other ranks
+    return rc
+
+
+def _train_one(args, fold, ctx) -> int:
+    from ..training import TrainingCancelled, train
+    out = Path(args.out)
+    cfg = _train_config(args, out, fold, args.resume, name=args.name or "")
+    train_samples, val_samples, test_samples = _train_samples(cfg, args, say=ctx.is_main)
     try:
-        path = train(cfg, out, train_samples, val_samples, test_samples, on_event=ProgressPrinter(),
-                     resume=args.resume)
+        path = train(cfg, out, train_samples, val_samples, test_samples,
+                     on_event=ProgressPrinter() if ctx.is_main else None, resume=args.resume, dist=ctx)
     except TrainingCancelled as exc:
         print(str(exc), file=sys.stderr)
         return 130
-    print(path)
+    if ctx.is_main:
+        print(path)
     return 0
+
+
+def _fold_summary(run: Path) -> dict:
+    card = json.loads((run / "model.json").read_text())
+    return {"nme_test": card.get("nme_test"), "nme_val": card.get("nme_val")}
+
+
+def _train_folds(args, folds: list, ctx) -> int:
+    """Cross-validation: fold k in OUT/fold-k, run by rank k mod world size as a one-process training.
+    A fold with weights is skipped, a fold with a started run is resumed. Rank 0 gathers the results
+    into OUT/cv_report.json and prints a table."""
+    from ..atomic import atomic_write_text
+    from ..distributed import DistContext
+    from ..training import TrainConfig, train
+    out = Path(args.out)
+    mine = [k for k in folds if k % ctx.world_size == ctx.rank]
+    solo = DistContext(device=ctx.device)  # this rank's own device, no process group inside a fold
+    results = []
+    for k in mine:
+        run = out / f"fold-{k}"
+        tag = f"fold {k}: " if ctx.active or len(folds) > 1 else ""
+        res = {"fold": k, "run": str(run), "rank": ctx.rank}
+        try:
+            if (run / "model.safetensors").exists():
+                saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+                if saved.model != args.config or saved.fold != k:
+                    raise ValueError(f"{run}: holds a run of configuration {saved.model!r} fold {saved.fold}, "
+                                     f"not {args.config!r} fold {k}; choose another --out")
+                res.update(status="skipped (already trained)", **_fold_summary(run))
+            else:
+                resume = (run / "config.json").exists()
+                cfg = _train_config(args, run, k, resume, name=f"{args.name or out.name}-fold{k}")
+                if resume and cfg.model != args.config:
+                    raise ValueError(f"{run}: holds a run of configuration {cfg.model!r}, not {args.config!r}")
+                tr, va, te = _train_samples(cfg, args, say=True, tag=tag)
+                printer = ProgressPrinter(prefix=tag, tty=not ctx.active)  # several ranks: epoch lines only
+                train(cfg, run, tr, va, te, on_event=printer, resume=resume, dist=solo)
+                res.update(status="resumed" if resume else "trained", **_fold_summary(run))
+        except Exception as exc:  # one failed fold must not stop the others (or hang the gather)
+            print(f"{tag}failed: {exc}", file=sys.stderr)
+            res.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        results.append(res)
+    gathered = sorted((r for part in ctx.all_gather_object(results) for r in part), key=lambda r: r["fold"])
+    if not ctx.is_main:
+        return 0 if all(r["status"] != "failed" for r in gathered) else 1
+    report = _cv_report(gathered, args, ctx)
+    atomic_write_text(out / "cv_report.json", json.dumps(report, indent=2, allow_nan=False))
+    fmt = lambda v: "  --  " if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"\n{'fold':>4} {'NME TH':>8} {'NME VIS':>8} {'all':>8} {'images':>7}  status", file=sys.stderr)
+    for r in gathered:
+        n = r.get("nme_test") or {}
+        print(f"{r['fold']:>4} {fmt(n.get('th')):>8} {fmt(n.get('vis')):>8} {fmt(n.get('all')):>8} "
+              f"{n.get('n_images', 0):>7}  {r['status']}", file=sys.stderr)
+    m = report["mean_nme_test"]
+    print(f"{'mean':>4} {fmt(m['th']):>8} {fmt(m['vis']):>8} {fmt(m['all']):>8}", file=sys.stderr)
+    print(out / "cv_report.json")
+    failed = [r["fold"] for r in gathered if r["status"] == "failed"]
+    if failed:
+        print(f"dmsl train: fold(s) {failed} failed (see above); rerun the same command to retry them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cv_report(results: list, args, ctx) -> dict:
+    def mean(key):
+        vals = [(r.get("nme_test") or {}).get(key) for r in results]
+        vals = [v for v in vals if v is not None]
+        return float(np.mean(vals)) if vals else None
+    return {"n_folds": args.folds, "folds": results, "config": args.config,
+            "data": str(Path(args.data).resolve()), "world_size": ctx.world_size,
+            "mean_nme_test": {k: mean(k) for k in ("th", "vis", "all")},
+            "note": "mean_nme_test is the mean over folds of each fold's test NME (nme_test of its model.json)"}
 
 
 def cmd_eval(args) -> int:
     from ..data.folder import LoadReport, load_samples
+    from ..distributed import init_from_env, shutdown
     from ..evaluation import evaluate_predictor, write_report
     from ..pipeline import Predictor
+    ctx = init_from_env(args.device)
+    if args.threads:
+        import torch
+        torch.set_num_threads(int(args.threads))
     spectra = _spectra(args.spectra)
     subjects = None
     if args.fold is not None:
@@ -147,14 +278,18 @@ def cmd_eval(args) -> int:
     samples = load_samples(args.data, spectra, subjects=subjects, report=rep)
     if not samples:
         raise ValueError(f"{args.data}: no annotated images to evaluate")
-    pred = Predictor.from_weights(args.weights, device=args.device or "auto")
+    pred = Predictor.from_weights(args.weights, device=ctx.device if ctx.active else (args.device or "auto"))
     t0 = time.perf_counter()
-    report = evaluate_predictor(pred, samples, batch_size=args.batch_size,
-                                progress=lambda i, n: print(f"\r{i}/{n} images", end="", file=sys.stderr))
-    print(file=sys.stderr)
+    progress = (lambda i, n: print(f"\r{i}/{n} images", end="", file=sys.stderr)) if ctx.is_main else None
+    report = evaluate_predictor(pred, samples, batch_size=args.batch_size, progress=progress, dist=ctx)
+    seconds = time.perf_counter() - t0
+    if ctx.is_main:
+        print(file=sys.stderr)
+        print(f"{len(samples)} images in {seconds:.2f} s ({len(samples) / max(seconds, 1e-9):.1f} images/s, "
+              f"{ctx.world_size} process{'es' if ctx.world_size > 1 else ''})", file=sys.stderr)
+    # no timing in the report: the same data give the same JSON, whatever the number of processes
     report.update({"weights": pred.source, "model": pred.name, "data": str(Path(args.data).resolve()),
-                   "fold": args.fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped,
-                   "seconds": round(time.perf_counter() - t0, 3)})
+                   "fold": args.fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped})
     baselines = {}
     for name in [b.strip() for b in (args.baseline or "").split(",") if b.strip()]:
         from ..baselines import DlibBaseline
@@ -164,12 +299,16 @@ def cmd_eval(args) -> int:
             base = DlibBaseline(box_from=pred)
         else:
             raise ValueError(f"unknown baseline {name!r} (known: dlib, dlib+mb)")
-        print(f"baseline {base.name} ...", file=sys.stderr)
-        b = evaluate_predictor(base, samples, batch_size=args.batch_size, method=base.name)
+        if ctx.is_main:
+            print(f"baseline {base.name} ...", file=sys.stderr)
+        b = evaluate_predictor(base, samples, batch_size=args.batch_size, method=base.name, dist=ctx)
         b.pop("images", None)
         baselines[base.name] = b
     if baselines:
         report["baselines"] = baselines
+    if not ctx.is_main:
+        shutdown(ctx)
+        return 0
     if args.json:
         write_report(report, args.json)
     n = report["nme"]
@@ -184,6 +323,7 @@ def cmd_eval(args) -> int:
           f"failure@0.10 {fmt(report['failure_rate_0.10'])}")
     for var, v in report["per_variation"].items():
         print(f"  {var:<18} TH {fmt(v['th'])}  VIS {fmt(v['vis'])}")
+    shutdown(ctx)
     return 0
 
 
@@ -247,7 +387,9 @@ def register(sub) -> None:
     p.add_argument("--models", default="both", choices=["both", "boundary", "landmark"])
     p.add_argument("--epochs", type=int, default=30, help="stage-1 (U-Net) epochs")
     p.add_argument("--head-epochs", type=int, default=30, help="stage-2 (fully connected head) epochs")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="the GLOBAL batch: under torchrun each of N processes takes 1/N of every batch, "
+                        "so the run follows the same path as one process with this batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="stage-1 learning rate (Adam)")
     p.add_argument("--head-lr", type=float, default=1e-3, help="stage-2 learning rate (Adam)")
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
@@ -256,8 +398,11 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (default auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--spectra", default="both", help="vis, th or both")
-    p.add_argument("--fold", type=int, default=None, help="fold k of the paper's protocol (test group k)")
-    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--fold", default=None,
+                   help="fold k of the paper's protocol (test group k); a list (0,1,2) or 'all' runs "
+                        "cross-validation: one run per fold in OUT/fold-K (under torchrun fold K on rank "
+                        "K mod N), results in OUT/cv_report.json; finished folds are skipped, started ones resumed")
+    p.add_argument("--folds", type=int, default=10, help="number of folds of the protocol")
     p.add_argument("--no-augment", action="store_true", help="no scale/rotation/photometric augmentation")
     p.add_argument("--no-mirror", action="store_true", help="no mirrored copies")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning); a model whose "
@@ -277,6 +422,9 @@ def register(sub) -> None:
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (torchrun sets 1 per process by default; the report is the "
+                        "same byte for byte for the same data and the same threads per process)")
     p.add_argument("--baseline", default=None,
                    help="also evaluate baselines on the same images: dlib (its own detector; misses counted), "
                         "dlib+mb (face box from DMSL's M_b); comma-separated")

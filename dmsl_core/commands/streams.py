@@ -83,7 +83,9 @@ def load_predictor(weights: Optional[str], device: str = "auto"):
         print(f"dmsl run: warning: untrained {name} weights - landmarks are meaningless (speed tests only)",
               file=sys.stderr)
         return Predictor.untrained(name, device="cpu" if device == "auto" else device)
-    return Predictor.from_weights(weights, device=device)
+    pred = Predictor.from_weights(weights, device=device)
+    pred.apply_measured_speed_option()
+    return pred
 
 
 class _Progress:

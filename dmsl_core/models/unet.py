@@ -50,6 +50,23 @@ class UNet(nn.Module):
     def downsampling(self) -> int:
         return 2 ** (len(self.widths) - 1)
 
+    def decoder_features(self, x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+        """The bottom's output then the outputs of the first ``levels`` up steps (coarse to fine);
+        the finer steps and the output convolution are not computed (a head that reads a coarser
+        level skips them)."""
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottom(x)
+        out = [x]
+        for up, conv, skip in list(zip(self.up, self.up_conv, reversed(skips)))[:levels]:
+            x = up(x)
+            x = conv(torch.cat([skip, x], dim=1))
+            out.append(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for block in self.down:

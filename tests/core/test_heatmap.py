@@ -17,29 +17,44 @@ from dmsl_core.training import TrainConfig, Trainer, train
 
 
 def test_soft_argmax_returns_the_peak_pixel_in_the_pipeline_convention():
-    model = HeatmapLandmarkModel((4, 8), input_size=16)
-    S = 16
+    S = 32
+    model = HeatmapLandmarkModel((4, 8, 16), input_size=S)
+    M = model.map_size
+    assert M == S // 2
     rng = np.random.default_rng(0)
-    rows, cols = rng.integers(0, S, 68), rng.integers(0, S, 68)
+    rows, cols = rng.integers(0, M, 68), rng.integers(0, M, 68)
 
-    class Peaks(torch.nn.Module):
-        def forward(self, x):
-            out = torch.full((x.shape[0], 68, S, S), -1e4)
-            out[:, np.arange(68), rows, cols] = 1e4
-            return out
-    model.unet = Peaks()
+    def peaks(x):
+        out = torch.full((x.shape[0], 68, M, M), -1e4)
+        out[:, np.arange(68), rows, cols] = 1e4
+        return out
+    model.heatmap_logits = peaks
     y = model(torch.zeros(2, 1, S, S)).detach().numpy()
     assert y.shape == (2, 136)
     pts = from_normalised(y[0].reshape(68, 2), S)   # view pixels, as the Predictor reads them
-    np.testing.assert_allclose(pts[:, 0], cols, atol=1e-4)
-    np.testing.assert_allclose(pts[:, 1], rows, atol=1e-4)
+    # map pixel j covers view pixels 2j and 2j+1: its centre is 2j + 0.5
+    np.testing.assert_allclose(pts[:, 0], 2 * cols + 0.5, atol=1e-4)
+    np.testing.assert_allclose(pts[:, 1], 2 * rows + 0.5, atol=1e-4)
+
+
+def test_gaussian_targets_peak_under_the_point_and_the_loss_prefers_the_truth():
+    from dmsl_core.losses import gaussian_targets, heatmap_landmark_loss
+    M = 16
+    t = torch.tensor([[(5 + 0.5) / M, (9 + 0.5) / M] * 68])
+    q = gaussian_targets(t, M)
+    assert q.shape == (1, 68, M, M)
+    torch.testing.assert_close(q.sum(dim=(2, 3)), torch.ones(1, 68))
+    assert int(q[0, 0].argmax()) == 9 * M + 5
+    good = heatmap_landmark_loss(t, torch.log(q.clamp_min(1e-12)), t)
+    flat = heatmap_landmark_loss(t, torch.full((1, 68, M, M), -float(np.log(M * M))), t)
+    assert float(good) < float(flat)
 
 
 def test_heatmaps_are_distributions_and_outputs_stay_inside_the_view():
     _, ml = create_models("dmsl-tiny-hm", seed=0)
     x = torch.rand(3, 1, 64, 64)
     hm = ml.heatmaps(x)
-    assert hm.shape == (3, 68, 64, 64)
+    assert hm.shape == (3, 68, 32, 32)
     torch.testing.assert_close(hm.sum(dim=(2, 3)), torch.ones(3, 68))
     y = ml(x)
     assert y.shape == (3, 136) and float(y.min()) > 0 and float(y.max()) < 1
@@ -85,7 +100,8 @@ def test_heatmap_model_trains_end_to_end_without_a_stage_2(synth_data, tmp_path)
     cfg_l, mb, ml, card, _ = load_weights(path)
     assert cfg_l.head == "heatmap" and isinstance(ml, HeatmapLandmarkModel)
     changed = [k for k, v in ml.state_dict().items() if not torch.equal(v, fresh.state_dict()[k])]
-    assert "unet.out.weight" in changed and "unet.down.0.0.weight" in changed
+    assert "hm_head.4.weight" in changed and "unet.down.0.0.weight" in changed
+    assert not any(k.startswith("unet.out") for k in ml.state_dict())   # unused parts are not carried
     a = Predictor.from_weights(path, device="cpu").predict_one(val_s[0].load()).landmarks
     b = Predictor(mb, ml, cfg_l, device="cpu").predict_one(val_s[0].load()).landmarks
     assert np.isfinite(a).all() and a.shape == (68, 2)
@@ -132,3 +148,27 @@ def test_speed_options_give_the_same_landmarks(synth_data):
         np.testing.assert_allclose(got, ref, atol=1e-3)
     with pytest.raises(ValueError, match="backend"):
         pred.optimise(backend="tensorrt")
+
+
+@pytest.mark.parametrize("config", ["dmsl-tiny", "dmsl-tiny-hm"])
+def test_onnxruntime_backend_gives_the_same_landmarks(synth_data, config):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    img = load_samples(synth_data)[0].load()
+    ref = Predictor.untrained(config, seed=2).predict_one(img).landmarks
+    got = Predictor.untrained(config, seed=2).optimise(backend="onnxruntime").predict_one(img).landmarks
+    np.testing.assert_allclose(got, ref, atol=1e-2)
+
+
+def test_the_measured_speed_option_is_applied_only_where_it_can_run(tmp_path):
+    pred = Predictor.untrained("dmsl-tiny", seed=0)
+    assert pred.apply_measured_speed_option() == "torch (default)"          # no bench figures: plain torch
+    pred.card = {"bench": {"best_option": {"option": "channels_last", "device": "cpu", "ratio": 1.2}}}
+    assert pred.apply_measured_speed_option() == "channels_last" and pred.options["channels_last"]
+    pred.card = {"bench": {"best_option": {"option": "channels_last", "device": "cuda", "ratio": 1.2}}}
+    fresh = Predictor.untrained("dmsl-tiny", seed=0)
+    fresh.card = pred.card
+    assert fresh.apply_measured_speed_option() == "torch (default)"          # measured on another device
+    fresh.card = {"bench": {"best_option": {"option": "torch.compile", "device": "cpu"}}}
+    fresh.optimise = lambda **kw: (_ for _ in ()).throw(RuntimeError("no compiler")) if kw else Predictor.optimise(fresh)
+    assert fresh.apply_measured_speed_option() == "torch (default)"          # cannot run here: falls back

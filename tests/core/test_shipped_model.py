@@ -113,3 +113,17 @@ def test_dmsl_run_on_the_demo_works_out_of_the_box(tmp_path):
     assert header[:6] == ["index", "t", "source", "vis_file", "th_file", "spectrum"] and "y67" in header
     last = rows[-1].split(",")
     assert last[0] == "299" and last[5] in ("vis", "th")
+
+
+def test_dmsl_predict_without_weights_uses_the_shipped_model(synth_data, tmp_path):
+    from dmsl_core.cli import main
+    from dmsl_core.data.folder import load_samples
+    from dmsl_core.data.imageio import read_image
+    from dmsl_core.pipeline import Predictor
+    s = next(x for x in load_samples(synth_data) if x.spectrum == "vis")
+    out = tmp_path / "out.json"
+    assert main(["predict", str(s.path), "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert len(got) == 1 and np.asarray(got[0]["landmarks"]).shape == (68, 2)
+    want = Predictor.from_weights(None, device="cpu").predict_one(read_image(s.path)).landmarks
+    np.testing.assert_allclose(np.asarray(got[0]["landmarks"]), want, atol=2e-3)

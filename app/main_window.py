@@ -280,7 +280,46 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser.message.connect(lambda text, err: self.show_message(text, "error" if err else "warn"))
         self.tabs.addTab(live, "Live")
         self.tabs.addTab(self.browser, "Folder browser")
+        self._build_training_tabs()
         self.setCentralWidget(self.tabs)
+
+    def _build_training_tabs(self) -> None:
+        """Train / Evaluate / Models tabs (app/train_panel.py, eval_panel.py, models_panel.py)."""
+        from .eval_panel import EvalPanel
+        from .models_panel import ModelsPanel
+        from .train_panel import TrainPanel
+
+        runs = self.settings.runs_dir
+        self.train_panel = TrainPanel(runs)
+        self.eval_panel = EvalPanel(runs)
+        self.models_panel = ModelsPanel(runs)
+        self.tabs.addTab(self.train_panel, "Train")
+        self.tabs.addTab(self.eval_panel, "Evaluate")
+        self.tabs.addTab(self.models_panel, "Models")
+
+        def trained(run_dir: str) -> None:
+            self.models_panel.refresh()
+            self.eval_panel.refresh_models()
+            self.eval_panel.weights_box.setCurrentText(run_dir)
+            if not self.eval_panel.data_edit.text():
+                self.eval_panel.data_edit.setText(self.train_panel.data_edit.text())
+        self.train_panel.runFinished.connect(trained)
+        self.train_panel.runsChanged.connect(self.models_panel.refresh)
+
+        def use(spec: str) -> None:
+            self.apply_settings(dataclasses.replace(self.settings, weights=spec))
+            self.statusBar().showMessage(f"Live model: {spec}", 5000)
+        self.models_panel.useModel.connect(use)
+
+        def evaluate(path: str) -> None:
+            self.eval_panel.weights_box.setCurrentText(path)
+            self.tabs.setCurrentWidget(self.eval_panel)
+        self.models_panel.evaluateModel.connect(evaluate)
+
+        def resume(path: str) -> None:
+            self.tabs.setCurrentWidget(self.train_panel)
+            self.train_panel.resume(path)
+        self.models_panel.resumeRun.connect(resume)
 
     def _action(self, text: str, slot, shortcut=None, checkable: bool = False, tip: str = "") -> QtGui.QAction:
         a = QtGui.QAction(text, self)
@@ -415,6 +454,10 @@ class MainWindow(QtWidgets.QMainWindow):
         m.addAction("Open the recordings folder", self._open_record_dir)
         m = mb.addMenu("&Tools")
         m.addAction(self.act_settings)
+        m.addSeparator()
+        m.addAction("&Train a model", lambda: self.tabs.setCurrentWidget(self.train_panel))
+        m.addAction("&Evaluate a model", lambda: self.tabs.setCurrentWidget(self.eval_panel))
+        m.addAction("&Models", lambda: self.tabs.setCurrentWidget(self.models_panel))
         m = mb.addMenu("&Help")
         m.addAction(self.act_keys)
         m.addAction(self.act_about)
@@ -938,6 +981,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop every worker (bounded waits); True when all threads ended."""
         ok = self.stop_live(timeout_ms)
         ok = self.browser.stop(timeout_ms) and ok
+        ok = self.eval_panel.stop(timeout_ms) and ok
+        ok = self.train_panel.shutdown() and ok  # a running training is cancelled; it stays resumable
         for h in self.export_handles + self._old_handles:
             ok = h.wait(timeout_ms) and ok
         return ok

@@ -78,6 +78,16 @@ def _spectra(arg: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _stages(arg: str) -> tuple[int, ...]:
+    try:
+        st = tuple(sorted({int(x) for x in str(arg).split(",") if x.strip()}))
+    except ValueError:
+        st = ()
+    if not st or any(x not in (1, 2) for x in st):
+        raise ValueError(f"--stages {arg!r}: use 1, 2 or 1,2")
+    return st
+
+
 # ----------------------------------------------------------------------------- commands
 def cmd_models(args) -> int:
     from ..models import get_config, list_configs, create_models
@@ -98,7 +108,7 @@ def cmd_models(args) -> int:
 
 def cmd_train(args) -> int:
     from ..data.folder import LoadReport, load_samples
-    from ..training import TrainConfig, TrainingCancelled, train
+    from ..training import FileStopControl, TrainConfig, TrainingCancelled, train
     spectra = _spectra(args.spectra)
     out = Path(args.out)
     if args.resume and (out / "config.json").exists():
@@ -112,7 +122,8 @@ def cmd_train(args) -> int:
                           batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
                           device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
                           num_threads=args.threads, init_weights=args.init, data=str(Path(args.data).resolve()),
-                          spectra=spectra, fold=args.fold, train_models=args.models, name=args.name or "")
+                          spectra=spectra, fold=args.fold, train_models=args.models, name=args.name or "",
+                          stages=_stages(args.stages))
     train_s, val_s, test_s = _split_subjects(cfg.data or args.data, cfg.fold, args.folds)
     rep = LoadReport()
     train_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=train_s, report=rep)
@@ -123,14 +134,63 @@ def cmd_train(args) -> int:
           f"images; {len(rep.skipped)} skipped", file=sys.stderr)
     for s in rep.skipped[:10]:
         print(f"  skipped: {s}", file=sys.stderr)
+    control = FileStopControl(out)
+    control.clear_requests()  # a stale STOP_EARLY / CANCEL from an earlier run must not stop this one
+    printer = ProgressPrinter()
+    on_event = printer
+    if args.events_jsonl:
+        stream = EventStream(sys.stdout)
+        on_event = lambda e: (printer(e), stream(e))  # noqa: E731
+    restore = _install_stop_signals(control)
     try:
-        path = train(cfg, out, train_samples, val_samples, test_samples, on_event=ProgressPrinter(),
-                     resume=args.resume)
+        path = train(cfg, out, train_samples, val_samples, test_samples, on_event=on_event,
+                     resume=args.resume, control=control)
     except TrainingCancelled as exc:
         print(str(exc), file=sys.stderr)
         return 130
-    print(path)
+    finally:
+        restore()
+        control.clear_requests()
+    if not args.events_jsonl:
+        print(path)
     return 0
+
+
+class EventStream:
+    """``dmsl train --events-jsonl``: one JSON :class:`TrainEvent` per line on ``stream``, flushed.
+    Step events are thinned to at most one per ``step_interval`` seconds (plus each epoch's last)."""
+
+    def __init__(self, stream, step_interval: float = 0.25) -> None:
+        self.stream, self.step_interval, self._last = stream, step_interval, 0.0
+
+    def __call__(self, e) -> None:
+        from ..training import event_to_json
+        if e.kind == "step":
+            now = time.monotonic()
+            if now - self._last < self.step_interval and e.step != e.steps:
+                return
+            self._last = now
+        self.stream.write(event_to_json(e) + "\n")
+        self.stream.flush()
+
+
+def _install_stop_signals(control):
+    """SIGTERM -> cancel (resumable, like the CANCEL file), SIGUSR1 -> stop the stage early.
+    Returns a function restoring the previous handlers (POSIX only; no-op elsewhere)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {}
+    for name, fn in (("SIGTERM", lambda *_: control.cancel()), ("SIGUSR1", lambda *_: control.early())):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, fn)
+
+    def restore() -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    return restore
 
 
 def cmd_eval(args) -> int:
@@ -227,6 +287,7 @@ def register(sub) -> None:
     p.add_argument("--config", default="dmsl-compact", help="model configuration (see `dmsl models`)")
     p.add_argument("--out", required=True, help="run folder to create (or to resume)")
     p.add_argument("--models", default="both", choices=["both", "boundary", "landmark"])
+    p.add_argument("--stages", default="1,2", help="stages to run per model: 1 (U-Net on its mask), 2 (head), or 1,2")
     p.add_argument("--epochs", type=int, default=30, help="stage-1 (U-Net) epochs")
     p.add_argument("--head-epochs", type=int, default=30, help="stage-2 (fully connected head) epochs")
     p.add_argument("--batch-size", type=int, default=16)
@@ -243,6 +304,10 @@ def register(sub) -> None:
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
     p.add_argument("--name", default=None, help="model name for the card (default: the run folder's name)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--events-jsonl", action="store_true",
+                   help="print one JSON training event per line to stdout (for the app / other programs); "
+                        "stop early by creating OUT/STOP_EARLY or sending SIGUSR1, cancel (resumable) by "
+                        "creating OUT/CANCEL or sending SIGTERM")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="NME / CED / AUC / failure rates of a model on a dataset folder")

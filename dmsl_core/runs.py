@@ -1,0 +1,166 @@
+"""Training run folders and the models the app knows: listing, status, metrics, rename, delete.
+
+A *run folder* is what ``dmsl train --out RUN`` writes: ``config.json``, ``metrics.jsonl``,
+``checkpoints/last.pt`` (resumable) and, when finished, ``model.safetensors`` + ``model.json``.
+No Qt here: the app's model list and training panel call these functions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .models.weights import CARD_NAME, WEIGHTS_NAME, assets_dir, shipped_models
+
+__all__ = ["ModelEntry", "read_metrics", "run_status", "list_models", "list_runs", "rename_run", "delete_run",
+           "is_run_folder"]
+
+
+@dataclass
+class ModelEntry:
+    """One model the app can use: a shipped model or a training run."""
+
+    name: str
+    path: str                      # the folder (weights spec for a finished run)
+    kind: str                      # shipped | run
+    status: str                    # complete | resumable | started
+    config: str = ""
+    data: str = ""
+    date: str = ""
+    nme: dict = field(default_factory=dict)   # {"th", "vis", "all"} where measured
+    nme_source: str = ""           # test | val (which split the NME comes from)
+    size_bytes: int = 0
+    card: dict = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "complete"
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return p.is_dir() and ((p / "config.json").exists() or (p / WEIGHTS_NAME).exists())
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The epoch records of ``metrics.jsonl`` (a line cut by a kill is skipped)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "phase" in rec and "epoch" in rec:
+            out.append(rec)
+    return out
+
+
+def run_status(run_dir: str | os.PathLike) -> str:
+    """``complete`` (weights written), ``resumable`` (a checkpoint exists) or ``started``."""
+    p = Path(run_dir)
+    if (p / WEIGHTS_NAME).exists():
+        return "complete"
+    if (p / "checkpoints" / "last.pt").exists():
+        return "resumable"
+    return "started"
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _entry(folder: Path, kind: str) -> ModelEntry:
+    card: dict = {}
+    cp = folder / CARD_NAME
+    if cp.exists():
+        try:
+            card = json.loads(cp.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            card = {"error": f"{cp}: unreadable model card ({exc})"}
+    cfg: dict = {}
+    if (folder / "config.json").exists():
+        try:
+            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            cfg = {}
+    training = card.get("training") or cfg
+    nme, src = {}, ""
+    for tag in ("test", "val"):
+        if isinstance(card.get(f"nme_{tag}"), dict):
+            nme, src = {k: card[f"nme_{tag}"].get(k) for k in ("th", "vis", "all")}, tag
+            break
+    if not nme and isinstance(card.get("nme"), dict):
+        nme, src = {k: card["nme"].get(k) for k in ("th", "vis", "all")}, "card"
+    date = card.get("created") or ""
+    if not date:
+        ref = folder / WEIGHTS_NAME if (folder / WEIGHTS_NAME).exists() else folder
+        date = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ref.stat().st_mtime))
+    return ModelEntry(name=card.get("name") or folder.name if kind == "shipped" else folder.name,
+                      path=str(folder), kind=kind, status=run_status(folder),
+                      config=(card.get("config") or {}).get("name") or training.get("model", ""),
+                      data=str(training.get("data", "")), date=date, nme=nme, nme_source=src,
+                      size_bytes=_size(folder / WEIGHTS_NAME) if (folder / WEIGHTS_NAME).exists() else _size(folder),
+                      card=card)
+
+
+def list_runs(root: str | os.PathLike) -> list[ModelEntry]:
+    """Run folders directly under ``root`` (newest first); a missing root gives an empty list."""
+    r = Path(root)
+    if not r.is_dir():
+        return []
+    runs = [_entry(p, "run") for p in r.iterdir() if is_run_folder(p)]
+    return sorted(runs, key=lambda e: e.date, reverse=True)
+
+
+def list_models(runs_root: Optional[str | os.PathLike] = None) -> list[ModelEntry]:
+    """Shipped models (``assets/models``) then the runs under ``runs_root``."""
+    out = [_entry(assets_dir() / "models" / n, "shipped") for n in shipped_models()]
+    if runs_root:
+        out += list_runs(runs_root)
+    return out
+
+
+def _check_run(path: str | os.PathLike) -> Path:
+    p = Path(path).resolve()
+    if not is_run_folder(p):
+        raise ValueError(f"{p}: not a training run folder (no config.json or {WEIGHTS_NAME})")
+    if assets_dir().resolve() in p.parents:
+        raise ValueError(f"{p}: shipped models cannot be renamed or deleted")
+    return p
+
+
+def rename_run(path: str | os.PathLike, new_name: str) -> Path:
+    """Rename a run folder in place (same parent); the card's name follows when it had the old one."""
+    p = _check_run(path)
+    new_name = new_name.strip()
+    if not new_name or "/" in new_name or "\\" in new_name or new_name in (".", ".."):
+        raise ValueError(f"{new_name!r} is not a valid folder name")
+    dest = p.with_name(new_name)
+    if dest.exists():
+        raise ValueError(f"{dest} already exists")
+    p.rename(dest)
+    cp = dest / CARD_NAME
+    if cp.exists():
+        try:
+            card = json.loads(cp.read_text(encoding="utf-8"))
+            if card.get("name") == p.name:
+                from .atomic import atomic_write_text
+                card["name"] = new_name
+                atomic_write_text(cp, json.dumps(card, indent=2))
+        except (OSError, json.JSONDecodeError):
+            pass  # the folder is renamed; an unreadable card stays as it was
+    return dest
+
+
+def delete_run(path: str | os.PathLike) -> None:
+    """Delete a run folder (refuses anything that is not one, and shipped models)."""
+    shutil.rmtree(_check_run(path))

@@ -35,10 +35,12 @@ from dmsl_core.runs import read_metrics, run_status
 from dmsl_core.training import TrainConfig, event_from_dict, request_stop
 
 from .panel_common import MessageStrip, fmt_eta, fmt_num, path_row, title
+from .views import SpectrumView
 from .workers import FunctionWorker, WorkerHandle, start_worker
 
 MODEL_NAMES = {"boundary": "M_b", "landmark": "M_l"}
 CANCEL_KILL_MS = 20000
+N_PREVIEW = 4
 SPECTRA_CHOICES = {"both (visible + thermal)": "both", "thermal only": "th", "visible only": "vis"}
 
 
@@ -165,6 +167,9 @@ class TrainPanel(QtWidgets.QWidget):
         self._bars: dict[int, QtWidgets.QProgressBar] = {}
         self._phases: list[tuple[str, int]] = []
         self._gen_handle: Optional[WorkerHandle] = None
+        self._preview_handle: Optional[WorkerHandle] = None
+        self._preview_pending = False
+        self.previews_shown = 0
         self._kill_timer = QtCore.QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
@@ -342,6 +347,21 @@ class TrainPanel(QtWidgets.QWidget):
         self.nme_curve = self.nme_plot.plot([], [], pen=pg.mkPen("#81c784", width=2), symbol="o", symbolSize=5,
                                             symbolBrush="#81c784")
         pl.addWidget(self.nme_plot, 2)
+        pv = QtWidgets.QHBoxLayout()
+        pv.addWidget(title("Validation images, current weights"))
+        pv.addStretch(1)
+        self.preview_label = QtWidgets.QLabel("after the first epoch")
+        self.preview_label.setObjectName("Dim")
+        pv.addWidget(self.preview_label)
+        pl.addLayout(pv)
+        strip = QtWidgets.QHBoxLayout()
+        self.preview_views = []
+        for i in range(N_PREVIEW):
+            v = SpectrumView(f"#{i + 1}")
+            v.setMinimumHeight(150)
+            strip.addWidget(v)
+            self.preview_views.append(v)
+        pl.addLayout(strip, 2)
         self.log_view = QtWidgets.QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(500)
@@ -533,8 +553,9 @@ class TrainPanel(QtWidgets.QWidget):
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
         """Cancel a running training (it stays resumable) and wait for the process; True when it ended."""
-        if self._gen_handle is not None:
-            self._gen_handle.stop(3000)
+        for h in (self._gen_handle, self._preview_handle):
+            if h is not None:
+                h.stop(10000)
         if not self.running:
             return True
         self.cancel()
@@ -593,6 +614,7 @@ class TrainPanel(QtWidgets.QWidget):
                                  "val_nme": e.val_nme, "best": e.best})
             self._bar_update(e.phase, e.epoch / max(e.epochs, 1), e, e.eta_s)
             self._redraw()
+            self.refresh_preview()
         elif e.kind == "phase_end":
             self._bar_update(e.phase, 1.0, e, 0.0)
         elif e.kind == "status":
@@ -601,7 +623,47 @@ class TrainPanel(QtWidgets.QWidget):
             self.weights = e.extra.get("weights", "")
             for i in self._bars:
                 self._bar_update(i, 1.0, None, 0.0)
+            self.refresh_preview()
         self.eventReceived.emit(e)
+
+    def refresh_preview(self) -> None:
+        """Predict a few validation images with the run's last checkpoint, on a worker thread (at
+        most one at a time; an epoch that ends meanwhile is previewed when it is done)."""
+        if not self.run_dir:
+            return
+        if self._preview_handle is not None and self._preview_handle.running:
+            self._preview_pending = True
+            return
+        from dmsl_core.runs import preview_predictions
+        self._preview_pending = False
+
+        def finished() -> None:
+            if self._preview_pending:
+                QtCore.QTimer.singleShot(0, self.refresh_preview)
+
+        self._preview_handle = start_worker(
+            FunctionWorker(preview_predictions, self.run_dir, N_PREVIEW), "dmsl-preview",
+            on_result=self._show_preview, on_error=lambda m: self.preview_label.setText(f"preview failed: {m}"),
+            on_finished=finished, parent=self)
+
+    def _show_preview(self, items: list) -> None:
+        from .palettes import lut
+        for v, it in zip(self.preview_views, items):
+            img = it["image"]
+            if img.dtype != np.uint8:
+                a = img.astype(np.float32)
+                lo, hi = np.percentile(a[::2, ::2], [1, 99.5])
+                img = (np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+            v.set_image(img, lut=lut("iron") if it["spectrum"] == "th" and img.ndim == 2 else None)
+            v.set_landmarks(it["pred"])
+            v.set_ground_truth(it["gt"])
+            v.set_info(f"{it['spectrum']} · {it['variation']} · NME {fmt_num(it['nme'], 3)}")
+        if items:
+            ph = items[0]["phase"]
+            name = (f"{MODEL_NAMES.get(self._phases[ph][0], '')} stage {self._phases[ph][1]} epoch {items[0]['epoch']}"
+                    if ph < len(self._phases) else "end of training")
+            self.preview_label.setText(f"checkpoint: {name} · dots predicted, crosses ground truth")
+        self.previews_shown += 1
 
     def _on_process_error(self, err) -> None:
         if err == QtCore.QProcess.FailedToStart:

@@ -164,3 +164,44 @@ def rename_run(path: str | os.PathLike, new_name: str) -> Path:
 def delete_run(path: str | os.PathLike) -> None:
     """Delete a run folder (refuses anything that is not one, and shipped models)."""
     shutil.rmtree(_check_run(path))
+
+
+def preview_predictions(run_dir: str | os.PathLike, n: int = 4, device: str = "cpu") -> list[dict]:
+    """Predictions of the run's current weights (``checkpoints/last.pt``) on ``n`` fixed validation
+    images (training images when the run has no validation split) - the training panel shows them
+    after each epoch. Each item: ``image`` (array), ``pred`` / ``gt`` ((68, 2) pixels), ``nme``,
+    ``spectrum``, ``variation``, ``path``, ``phase`` / ``epoch`` of the checkpoint."""
+    import numpy as np
+    import torch
+
+    from .commands.core import _split_subjects
+    from .data.folder import load_samples
+    from .evaluation import nme_per_image
+    from .models import create_models, get_config
+    from .pipeline import Predictor
+    from .training import TrainConfig
+
+    run = Path(run_dir)
+    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text(encoding="utf-8")))
+    ck_path = run / "checkpoints" / "last.pt"
+    if not ck_path.exists():
+        raise FileNotFoundError(f"{ck_path}: no checkpoint yet")
+    ck = torch.load(ck_path, map_location="cpu", weights_only=True)
+    mcfg = get_config(cfg.model)
+    mb, ml = create_models(mcfg)
+    mb.load_state_dict(ck["boundary"])
+    ml.load_state_dict(ck["landmark"])
+    train_s, val_s, _ = _split_subjects(cfg.data, cfg.fold, 10)
+    samples = load_samples(cfg.data, cfg.spectra, subjects=val_s or train_s)
+    if not samples:
+        return []
+    idx = sorted({int(round(i)) for i in np.linspace(0, len(samples) - 1, min(n, len(samples)))})
+    chosen = [samples[i] for i in idx]
+    images = [s.load() for s in chosen]
+    preds = Predictor(mb, ml, mcfg, device=device).predict(images)
+    out = []
+    for s, img, p in zip(chosen, images, preds):
+        out.append({"image": img, "pred": np.asarray(p.landmarks, float), "gt": s.landmarks,
+                    "nme": nme_per_image(p.landmarks, s.landmarks), "spectrum": s.spectrum,
+                    "variation": s.variation, "path": s.name, "phase": int(ck["phase"]), "epoch": int(ck["epoch"])})
+    return out

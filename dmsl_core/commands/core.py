@@ -194,40 +194,16 @@ def _install_stop_signals(control):
 
 
 def cmd_eval(args) -> int:
-    from ..data.folder import LoadReport, load_samples
-    from ..evaluation import evaluate_predictor, write_report
-    from ..pipeline import Predictor
+    from ..evaluation import evaluate_folder, write_report
     spectra = _spectra(args.spectra)
-    subjects = None
-    if args.fold is not None:
-        _, _, subjects = _split_subjects(args.data, args.fold, args.folds)
-    rep = LoadReport()
-    samples = load_samples(args.data, spectra, subjects=subjects, report=rep)
-    if not samples:
-        raise ValueError(f"{args.data}: no annotated images to evaluate")
-    pred = Predictor.from_weights(args.weights, device=args.device or "auto")
-    t0 = time.perf_counter()
-    report = evaluate_predictor(pred, samples, batch_size=args.batch_size,
-                                progress=lambda i, n: print(f"\r{i}/{n} images", end="", file=sys.stderr))
-    print(file=sys.stderr)
-    report.update({"weights": pred.source, "model": pred.name, "data": str(Path(args.data).resolve()),
-                   "fold": args.fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped,
-                   "seconds": round(time.perf_counter() - t0, 3)})
-    baselines = {}
-    for name in [b.strip() for b in (args.baseline or "").split(",") if b.strip()]:
-        from ..baselines import DlibBaseline
-        if name == "dlib":
-            base = DlibBaseline()
-        elif name in ("dlib+mb", "dlib+Mb"):
-            base = DlibBaseline(box_from=pred)
-        else:
-            raise ValueError(f"unknown baseline {name!r} (known: dlib, dlib+mb)")
-        print(f"baseline {base.name} ...", file=sys.stderr)
-        b = evaluate_predictor(base, samples, batch_size=args.batch_size, method=base.name)
-        b.pop("images", None)
-        baselines[base.name] = b
-    if baselines:
-        report["baselines"] = baselines
+    names = [b.strip() for b in (args.baseline or "").split(",") if b.strip()]
+
+    def progress(method, i, n):
+        print(f"\r{method}: {i}/{n} images", end="" if i < n else "\n", file=sys.stderr)
+    report = evaluate_folder(args.data, args.weights, fold=args.fold, folds=args.folds, spectra=spectra,
+                             baselines=names, device=args.device or "auto", batch_size=args.batch_size,
+                             progress=progress)
+    baselines = report.get("baselines") or {}
     if args.json:
         write_report(report, args.json)
     n = report["nme"]

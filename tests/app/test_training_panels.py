@@ -51,12 +51,20 @@ class Ticker:
         self.ticks += 1
 
 
-def _panel(qtbot, tmp_path) -> TrainPanel:
-    p = TrainPanel(runs_dir=str(tmp_path / "runs"))
-    qtbot.addWidget(p)
-    p.resize(1200, 760)
-    p.show()
-    return p
+@pytest.fixture
+def make_panel(qtbot, tmp_path):
+    made = []
+
+    def make() -> TrainPanel:
+        p = TrainPanel(runs_dir=str(tmp_path / "runs"))
+        qtbot.addWidget(p)
+        p.resize(1200, 900)
+        p.show()
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        assert p.shutdown()
 
 
 def _phase_records(panel, phase):
@@ -87,8 +95,8 @@ def make_eval(qtbot, tmp_path):
         assert ev.stop(20000)
 
 
-def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data, make_eval):
-    panel = _panel(qtbot, tmp_path)
+def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data, make_eval, make_panel):
+    panel = make_panel()
     ticker = Ticker()
     run = tmp_path / "runs" / "r1"
     assert panel.start(_options(tiny_data, run))
@@ -103,6 +111,10 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     assert x is not None and len(x) >= 1 and np.isfinite(y).any()
     assert panel.n_steps >= 1
     assert ticker.ticks - t0 >= 5  # the UI thread kept running its timer while the subprocess trained
+    # a few validation images with the current predictions (a worker thread reads last.pt)
+    qtbot.waitUntil(lambda: panel.previews_shown >= 1 or "failed" in panel.preview_label.text(), timeout=30000)
+    assert panel.previews_shown >= 1, panel.preview_label.text()
+    assert panel.preview_views[0]._image is not None and "checkpoint: M_b stage 1" in panel.preview_label.text()
 
     panel.stop_early()
     qtbot.waitUntil(lambda: any(e.kind == "phase_end" and e.phase == 0 for e in panel.events) or not panel.running,
@@ -167,8 +179,8 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     ticker.timer.stop()
 
 
-def test_killed_training_shows_an_error_and_resume_continues(qtbot, tmp_path, tiny_data):
-    panel = _panel(qtbot, tmp_path)
+def test_killed_training_shows_an_error_and_resume_continues(qtbot, tmp_path, tiny_data, make_panel):
+    panel = make_panel()
     run = tmp_path / "runs" / "crash"
     assert panel.start(_options(tiny_data, run))
     qtbot.waitUntil(lambda: len(panel.records) >= 2 or not panel.running, timeout=90000)
@@ -194,8 +206,8 @@ def test_killed_training_shows_an_error_and_resume_continues(qtbot, tmp_path, ti
     assert panel.state == "cancelled" and run_status(run) == "resumable"
 
 
-def test_bad_input_is_a_clear_message(qtbot, tmp_path, make_eval):
-    panel = _panel(qtbot, tmp_path)
+def test_bad_input_is_a_clear_message(qtbot, tmp_path, make_eval, make_panel):
+    panel = make_panel()
     assert not panel.start(_options("", tmp_path / "r"))
     assert "choose a dataset folder" in panel.message.text()
     assert not panel.start(_options(str(tmp_path), tmp_path / "r"))

@@ -16,14 +16,12 @@ Export writes ``report.json``, ``report.csv`` and the plots as PNG (atomic write
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from dmsl_core.atomic import atomic_path, atomic_write_text
 from dmsl_core.evaluation import evaluate_folder, report_to_csv, table_rows, write_report

@@ -20,7 +20,6 @@ No training logic here: the panel builds the command line and draws the events.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ from typing import Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
-from dmsl_core.runs import read_metrics, run_status
+from dmsl_core.runs import CV_FILE, cv_summary, is_cv_folder, read_metrics, run_status
 from dmsl_core.training import TrainConfig, event_from_dict, request_stop
 
 from .panel_common import MessageStrip, fmt_eta, fmt_num, path_row, title
@@ -65,6 +64,7 @@ class TrainOptions:
     device: str = "auto"
     threads: int = 0
     init: str = ""
+    cv_folds: int = 0          # > 0: cross-validation, every fold in sequence (``dmsl cv``)
     extra: list = field(default_factory=list)
 
 
@@ -75,7 +75,8 @@ def cli_prefix() -> list[str]:
 
 
 def train_command(o: TrainOptions, resume: bool = False) -> list[str]:
-    cmd = cli_prefix() + ["train", "--data", o.data, "--out", o.out, "--events-jsonl"]
+    """``dmsl train`` (or ``dmsl cv`` when ``o.cv_folds``) with ``--events-jsonl``."""
+    cmd = cli_prefix() + ["cv" if o.cv_folds else "train", "--data", o.data, "--out", o.out, "--events-jsonl"]
     if o.threads:
         cmd += ["--threads", str(int(o.threads))]
     if o.device:
@@ -90,7 +91,9 @@ def train_command(o: TrainOptions, resume: bool = False) -> list[str]:
         cmd.append("--no-augment")
     if not o.mirror:
         cmd.append("--no-mirror")
-    if o.fold is not None:
+    if o.cv_folds:
+        cmd += ["--folds", str(int(o.cv_folds))]
+    elif o.fold is not None:
         cmd += ["--fold", str(int(o.fold))]
     if o.init:
         cmd += ["--init", o.init]
@@ -167,6 +170,9 @@ class TrainPanel(QtWidgets.QWidget):
         self._bars: dict[int, QtWidgets.QProgressBar] = {}
         self._phases: list[tuple[str, int]] = []
         self._gen_handle: Optional[WorkerHandle] = None
+        self.cv_mode = False
+        self.fold_dir = ""
+        self.cv_summary: Optional[dict] = None
         self._preview_handle: Optional[WorkerHandle] = None
         self._preview_pending = False
         self.previews_shown = 0
@@ -255,6 +261,18 @@ class TrainPanel(QtWidgets.QWidget):
         self.fold.setToolTip("Fold k of the paper's 10-fold protocol: group k tests, the next two validate, "
                              "the rest train. Lowest value: no test split, every 5th subject validates.")
         form.addRow("Fold", self.fold)
+        cvw = QtWidgets.QWidget()
+        cvl = QtWidgets.QHBoxLayout(cvw)
+        cvl.setContentsMargins(0, 0, 0, 0)
+        self.cv_check = QtWidgets.QCheckBox("every fold, in sequence")
+        self.cv_check.setToolTip("Cross-validation: train fold 0, 1, ... each into RUN/fold-K, with a table of "
+                                 "the per-fold test NME and the mean; resumable fold by fold")
+        self.cv_folds = self._spin(4, 50, 10)
+        self.cv_folds.setSuffix(" folds")
+        self.cv_check.toggled.connect(lambda on: self.fold.setEnabled(not on))
+        cvl.addWidget(self.cv_check)
+        cvl.addWidget(self.cv_folds)
+        form.addRow("Cross-validation", cvw)
         self.device_box = QtWidgets.QComboBox()
         self.device_box.setEditable(True)
         self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
@@ -313,6 +331,18 @@ class TrainPanel(QtWidgets.QWidget):
         self.bars_box = QtWidgets.QGridLayout()
         il.addLayout(self.bars_box)
         rl.addWidget(info)
+        self.cv_frame = QtWidgets.QFrame()
+        self.cv_frame.setObjectName("Panel")
+        cfl = QtWidgets.QVBoxLayout(self.cv_frame)
+        cfl.addWidget(title("Cross-validation: test NME per fold"))
+        self.cv_table = QtWidgets.QTableWidget(0, 6)
+        self.cv_table.setHorizontalHeaderLabels(["fold", "status", "NME TH", "NME VIS", "NME all", "test images"])
+        self.cv_table.verticalHeader().setVisible(False)
+        self.cv_table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.cv_table.setMaximumHeight(200)
+        cfl.addWidget(self.cv_table)
+        self.cv_frame.hide()
+        rl.addWidget(self.cv_frame)
 
         plots = QtWidgets.QFrame()
         plots.setObjectName("Panel")
@@ -395,7 +425,8 @@ class TrainPanel(QtWidgets.QWidget):
                             spectra=self.spectra_box.currentData(), augment=self.augment.isChecked(),
                             mirror=self.mirror.isChecked(),
                             fold=None if self.fold.value() < 0 else self.fold.value(),
-                            device=self.device_box.currentText().strip() or "auto", threads=self.threads.value())
+                            device=self.device_box.currentText().strip() or "auto", threads=self.threads.value(),
+                            cv_folds=self.cv_folds.value() if self.cv_check.isChecked() else 0)
 
     def set_options(self, o: TrainOptions) -> None:
         self.data_edit.setText(o.data)
@@ -414,6 +445,9 @@ class TrainPanel(QtWidgets.QWidget):
         self.fold.setValue(-1 if o.fold is None else o.fold)
         self.device_box.setCurrentText(o.device)
         self.threads.setValue(o.threads)
+        self.cv_check.setChecked(bool(o.cv_folds))
+        if o.cv_folds:
+            self.cv_folds.setValue(o.cv_folds)
 
     # ---- generating a dataset -------------------------------------------------------------------
     def generate_dialog(self) -> None:
@@ -472,13 +506,14 @@ class TrainPanel(QtWidgets.QWidget):
         if not o.out:
             o.out = self._new_run_dir(o)
             self.out_edit.setText(o.out)
-        elif (Path(o.out) / "checkpoints" / "last.pt").exists() or (Path(o.out) / "model.safetensors").exists():
+        elif ((Path(o.out) / "checkpoints" / "last.pt").exists() or (Path(o.out) / "model.safetensors").exists()
+              or (Path(o.out) / CV_FILE).exists()):
             problems.append(f"{o.out} already holds a training run: Resume it, or choose another run folder")
         if problems:
             self.message.show_message("Cannot start: " + "; ".join(problems) + ".")
             return False
         self._phases = TrainConfig(train_models=o.models, stages=o.stages).phases()
-        self._launch(train_command(o), o.out, resumed=False)
+        self._launch(train_command(o), o.out, resumed=False, cv=bool(o.cv_folds))
         return True
 
     def resume(self, run_dir: Optional[str] = None) -> bool:
@@ -486,6 +521,8 @@ class TrainPanel(QtWidgets.QWidget):
         if self.running:
             return False
         rd = run_dir or self.out_edit.text().strip()
+        if rd and is_cv_folder(rd):
+            return self._resume_cv(rd)
         cfg_path = Path(rd) / "config.json"
         if not rd or not cfg_path.exists():
             self.message.show_message(f"Cannot resume: {rd or 'no run folder'} has no config.json "
@@ -506,9 +543,54 @@ class TrainPanel(QtWidgets.QWidget):
         self._launch(train_command(o, resume=True), rd, resumed=True)
         return True
 
-    def _launch(self, cmd: list[str], run_dir: str, resumed: bool) -> None:
+    def _resume_cv(self, root: str) -> bool:
+        try:
+            plan = json.loads((Path(root) / CV_FILE).read_text(encoding="utf-8"))
+            cfg = TrainConfig.from_dict(plan["config"])
+            summary = cv_summary(root)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.message.show_message(f"Cannot resume: {Path(root) / CV_FILE}: {exc}")
+            return False
+        if summary["complete"] == summary["n_folds"]:
+            self.message.show_message(f"{root}: every fold is complete.", "info")
+            self._show_cv(root)
+            return False
+        self.out_edit.setText(root)
+        o = self.options()
+        o.out, o.data, o.cv_folds = root, cfg.data, int(plan["n_folds"])
+        self._phases = cfg.phases()
+        self._launch(train_command(o, resume=True), root, resumed=True, cv=True)
+        return True
+
+    @property
+    def current_run(self) -> str:
+        """The run folder being trained (the current fold's in a cross-validation)."""
+        return (self.fold_dir or "") if self.cv_mode else self.run_dir
+
+    def _show_cv(self, root: str) -> None:
+        try:
+            summary = cv_summary(root)
+        except (OSError, ValueError, KeyError) as exc:
+            self.log_view.appendPlainText(f"cannot read {root}: {exc}")
+            return
+        self.cv_summary = summary
+        rows = summary["folds"] + [{"fold": "mean", "status": f"{summary['complete']} of {summary['n_folds']} done",
+                                    **summary["mean"], "n_images": ""}]
+        self.cv_table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            vals = [str(r["fold"]), r["status"], fmt_num(r["th"]), fmt_num(r["vis"]), fmt_num(r["all"]),
+                    str(r["n_images"])]
+            for j, v in enumerate(vals):
+                self.cv_table.setItem(i, j, QtWidgets.QTableWidgetItem(v))
+        self.cv_frame.show()
+
+    def _launch(self, cmd: list[str], run_dir: str, resumed: bool, cv: bool = False) -> None:
         self.run_dir = run_dir
-        self.records = read_metrics(run_dir) if resumed else []
+        self.cv_mode, self.fold_dir = cv, ""
+        self.cv_frame.setVisible(cv)
+        if cv and (Path(run_dir) / CV_FILE).exists():
+            self._show_cv(run_dir)
+        self.records = read_metrics(run_dir) if resumed and not cv else []
         self.events, self.n_steps, self.stderr_tail, self.error_text, self.weights = [], 0, [], "", ""
         self._out_buf = b""
         self._cancel_requested = False
@@ -598,8 +680,16 @@ class TrainPanel(QtWidgets.QWidget):
         if e.kind == "start":
             self.device_label.setText(f"device: {e.extra.get('device', '?')} ({e.extra.get('device_name', '')})")
             if e.extra.get("resumed"):
-                self.records = read_metrics(self.run_dir)
+                self.records = read_metrics(self.current_run)
+                self._make_bars()
                 self._redraw()
+        elif e.kind == "fold":
+            self.fold_dir = e.extra.get("run_dir", "")
+            self.records = []
+            self._make_bars()
+            self._redraw()
+            self._show_cv(self.run_dir)
+            self.state_label.setText(e.message)
         elif e.kind == "phase_start":
             self._bar_update(e.phase, (e.epoch or 0) / max(e.epochs, 1), e, None)
         elif e.kind == "step":
@@ -629,7 +719,7 @@ class TrainPanel(QtWidgets.QWidget):
     def refresh_preview(self) -> None:
         """Predict a few validation images with the run's last checkpoint, on a worker thread (at
         most one at a time; an epoch that ends meanwhile is previewed when it is done)."""
-        if not self.run_dir:
+        if not self.current_run:
             return
         if self._preview_handle is not None and self._preview_handle.running:
             self._preview_pending = True
@@ -642,7 +732,7 @@ class TrainPanel(QtWidgets.QWidget):
                 QtCore.QTimer.singleShot(0, self.refresh_preview)
 
         self._preview_handle = start_worker(
-            FunctionWorker(preview_predictions, self.run_dir, N_PREVIEW), "dmsl-preview",
+            FunctionWorker(preview_predictions, self.current_run, N_PREVIEW), "dmsl-preview",
             on_result=self._show_preview, on_error=lambda m: self.preview_label.setText(f"preview failed: {m}"),
             on_finished=finished, parent=self)
 
@@ -680,8 +770,15 @@ class TrainPanel(QtWidgets.QWidget):
                        " Resume starts it again from the beginning.")
         if code == 0 and status == QtCore.QProcess.NormalExit:
             self._set_state("done")
-            self.message.show_message(f"Training finished: {self.weights or self.run_dir}", "info")
-            self.runFinished.emit(self.run_dir)
+            if self.cv_mode:
+                self._show_cv(self.run_dir)
+                m = (self.cv_summary or {}).get("mean") or {}
+                self.message.show_message(f"Cross-validation finished: mean test NME TH {fmt_num(m.get('th'))}, "
+                                          f"VIS {fmt_num(m.get('vis'))} ({self.run_dir})", "info")
+                self.runFinished.emit(self.current_run)
+            else:
+                self.message.show_message(f"Training finished: {self.weights or self.run_dir}", "info")
+                self.runFinished.emit(self.run_dir)
         elif self._cancel_requested or (code == 130 and status == QtCore.QProcess.NormalExit):
             self._set_state("cancelled")
             self.message.show_message("Training cancelled." + resume_hint, "warn")
@@ -694,14 +791,16 @@ class TrainPanel(QtWidgets.QWidget):
             self._set_state("failed")
             errs = [ln for ln in self.stderr_tail if "error" in ln.lower()] or self.stderr_tail[-3:]
             self.error_text = (f"Training failed (exit status {code}): " + " ".join(errs[-3:]) +
-                               (resume_hint if run_status(self.run_dir) == "resumable" else ""))
+                               (resume_hint if self.current_run and run_status(self.current_run) == "resumable"
+                                else ""))
             self.message.show_message(self.error_text)
         self.runsChanged.emit()
 
     def _last_epoch_text(self) -> str:
-        if not self.run_dir or run_status(self.run_dir) != "resumable":
+        rd = self.current_run
+        if not rd or run_status(rd) != "resumable":
             return ""
-        recs = read_metrics(self.run_dir)
+        recs = read_metrics(rd)
         if not recs:
             return "the last finished stage"
         r = recs[-1]
@@ -719,8 +818,8 @@ class TrainPanel(QtWidgets.QWidget):
         self.early_btn.setEnabled(run and self.state == "running")
         self.cancel_btn.setEnabled(run and self.state == "running")
         rd = self.out_edit.text().strip() if hasattr(self, "out_edit") else ""
-        self.resume_btn.setEnabled(not run and bool(rd) and (Path(rd) / "config.json").exists()
-                                   and run_status(rd) != "complete")
+        self.resume_btn.setEnabled(not run and bool(rd) and (
+            is_cv_folder(rd) or ((Path(rd) / "config.json").exists() and run_status(rd) != "complete")))
 
     def _make_bars(self) -> None:
         while self.bars_box.count():

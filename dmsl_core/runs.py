@@ -205,3 +205,39 @@ def preview_predictions(run_dir: str | os.PathLike, n: int = 4, device: str = "c
                     "nme": nme_per_image(p.landmarks, s.landmarks), "spectrum": s.spectrum,
                     "variation": s.variation, "path": s.name, "phase": int(ck["phase"]), "epoch": int(ck["epoch"])})
     return out
+
+
+CV_FILE = "cv.json"
+
+
+def is_cv_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / CV_FILE).exists()
+
+
+def cv_summary(root: str | os.PathLike) -> dict:
+    """Per-fold results of a cross-validation folder (``dmsl cv``): each fold's status and its test
+    NME (TH / VIS / all, from the fold's model card), and the mean over the finished folds."""
+    import numpy as np
+
+    root = Path(root)
+    plan = json.loads((root / CV_FILE).read_text(encoding="utf-8"))
+    n = int(plan["n_folds"])
+    folds = []
+    for k in range(n):
+        d = root / f"fold-{k}"
+        row = {"fold": k, "status": run_status(d) if d.exists() else "not started", "th": None, "vis": None,
+               "all": None, "n_images": 0, "run_dir": str(d)}
+        cp = d / CARD_NAME
+        if row["status"] == "complete" and cp.exists():
+            try:
+                t = json.loads(cp.read_text(encoding="utf-8")).get("nme_test") or {}
+            except (OSError, json.JSONDecodeError):
+                t = {}
+            row.update({k2: t.get(k2) for k2 in ("th", "vis", "all")}, n_images=t.get("n_images", 0))
+        folds.append(row)
+    done = [f for f in folds if f["status"] == "complete"]
+    mean = {}
+    for key in ("th", "vis", "all"):
+        vals = [f[key] for f in done if f[key] is not None]
+        mean[key] = float(np.mean(vals)) if vals else None
+    return {"n_folds": n, "folds": folds, "mean": mean, "complete": len(done)}

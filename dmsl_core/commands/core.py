@@ -106,45 +106,66 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def _config_from_args(args, fold):
+    from ..training import TrainConfig
+    return TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
+                       batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
+                       device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
+                       num_threads=args.threads, init_weights=args.init, data=str(Path(args.data).resolve()),
+                       spectra=_spectra(args.spectra), fold=fold, train_models=args.models, name=args.name or "",
+                       stages=_stages(args.stages))
+
+
+def _resumed_config(out: Path, args):
+    from ..training import TrainConfig
+    cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    for k in ("device", "num_threads"):
+        v = getattr(args, "threads" if k == "num_threads" else k)
+        if v is not None:
+            setattr(cfg, k, v)
+    return cfg
+
+
+def _train_one(cfg, out: Path, n_folds: int, resume: bool, on_event, control):
+    """Load the run's samples (fold split) and train; returns the weights path."""
     from ..data.folder import LoadReport, load_samples
-    from ..training import FileStopControl, TrainConfig, TrainingCancelled, train
-    spectra = _spectra(args.spectra)
-    out = Path(args.out)
-    if args.resume and (out / "config.json").exists():
-        cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
-        for k in ("device", "num_threads"):
-            v = getattr(args, "threads" if k == "num_threads" else k)
-            if v is not None:
-                setattr(cfg, k, v)
-    else:
-        cfg = TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
-                          batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
-                          device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
-                          num_threads=args.threads, init_weights=args.init, data=str(Path(args.data).resolve()),
-                          spectra=spectra, fold=args.fold, train_models=args.models, name=args.name or "",
-                          stages=_stages(args.stages))
-    train_s, val_s, test_s = _split_subjects(cfg.data or args.data, cfg.fold, args.folds)
+    from ..training import train
+    train_s, val_s, test_s = _split_subjects(cfg.data, cfg.fold, n_folds)
     rep = LoadReport()
-    train_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=train_s, report=rep)
-    val_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=val_s, report=rep) if val_s else []
-    test_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=test_s, report=rep) if test_s else []
+    train_samples = load_samples(cfg.data, cfg.spectra, subjects=train_s, report=rep)
+    val_samples = load_samples(cfg.data, cfg.spectra, subjects=val_s, report=rep) if val_s else []
+    test_samples = load_samples(cfg.data, cfg.spectra, subjects=test_s, report=rep) if test_s else []
     print(f"data: {len(train_samples)} training images ({len(train_s)} subjects), {len(val_samples)} validation "
           f"({len(val_s)}), {len(test_samples)} test ({len(test_s)}); dropped {rep.dropped_dark} black visible "
           f"images; {len(rep.skipped)} skipped", file=sys.stderr)
     for s in rep.skipped[:10]:
         print(f"  skipped: {s}", file=sys.stderr)
+    return train(cfg, out, train_samples, val_samples, test_samples, on_event=on_event, resume=resume,
+                 control=control)
+
+
+def _event_sink(args):
+    printer = ProgressPrinter()
+    if not args.events_jsonl:
+        return printer
+    stream = EventStream(sys.stdout)
+    return lambda e: (printer(e), stream(e))
+
+
+def cmd_train(args) -> int:
+    from ..training import FileStopControl, TrainingCancelled
+    out = Path(args.out)
+    if args.resume and (out / "config.json").exists():
+        cfg = _resumed_config(out, args)
+    else:
+        cfg = _config_from_args(args, args.fold)
+        if not cfg.data:
+            raise ValueError("--data is required")
     control = FileStopControl(out)
     control.clear_requests()  # a stale STOP_EARLY / CANCEL from an earlier run must not stop this one
-    printer = ProgressPrinter()
-    on_event = printer
-    if args.events_jsonl:
-        stream = EventStream(sys.stdout)
-        on_event = lambda e: (printer(e), stream(e))  # noqa: E731
     restore = _install_stop_signals(control)
     try:
-        path = train(cfg, out, train_samples, val_samples, test_samples, on_event=on_event,
-                     resume=args.resume, control=control)
+        path = _train_one(cfg, out, args.folds, args.resume, _event_sink(args), control)
     except TrainingCancelled as exc:
         print(str(exc), file=sys.stderr)
         return 130
@@ -153,6 +174,66 @@ def cmd_train(args) -> int:
         control.clear_requests()
     if not args.events_jsonl:
         print(path)
+    return 0
+
+
+def cmd_cv(args) -> int:
+    """All folds of the paper's protocol in sequence: OUT/fold-K per fold, OUT/cv.json (the plan,
+    then the per-fold test NMEs and their mean). Re-running with --resume skips finished folds and
+    resumes an interrupted one, so a cross-validation continues fold by fold."""
+    from ..atomic import atomic_write_text
+    from ..runs import CV_FILE, cv_summary, run_status
+    from ..training import FileStopControl, TrainEvent, TrainingCancelled
+    root = Path(args.out)
+    plan_path = root / CV_FILE
+    if args.resume and plan_path.exists():
+        plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    else:
+        if plan_path.exists():
+            raise ValueError(f"{root}: already holds a cross-validation; use --resume to continue it")
+        cfg = _config_from_args(args, None)
+        plan = {"n_folds": int(args.folds), "config": cfg.to_dict()}
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(plan_path, json.dumps(plan, indent=2))
+    from ..training import TrainConfig
+    n = int(plan["n_folds"])
+    control = FileStopControl(root)
+    control.clear_requests()
+    restore = _install_stop_signals(control)
+    sink = _event_sink(args)
+    try:
+        for k in range(n):
+            fold_dir = root / f"fold-{k}"
+            status = run_status(fold_dir) if fold_dir.exists() else "new"
+            sink(TrainEvent(kind="fold", message=f"fold {k + 1}/{n}: {status}",
+                            extra={"fold": k, "folds": n, "run_dir": str(fold_dir), "status": status}))
+            if status == "complete":
+                continue
+            if (fold_dir / "config.json").exists():
+                cfg, resume = _resumed_config(fold_dir, args), True
+            else:
+                cfg, resume = TrainConfig.from_dict({**plan["config"], "fold": k}), False
+                for key in ("device", "num_threads"):
+                    v = getattr(args, "threads" if key == "num_threads" else key)
+                    if v is not None:
+                        setattr(cfg, key, v)
+            _train_one(cfg, fold_dir, n, resume, sink, control)
+            summary = cv_summary(root)
+            atomic_write_text(plan_path, json.dumps({**plan, "results": summary}, indent=2))
+    except TrainingCancelled as exc:
+        print(str(exc).replace("--resume", "dmsl cv --resume"), file=sys.stderr)
+        return 130
+    finally:
+        restore()
+        control.clear_requests()
+    summary = cv_summary(root)
+    atomic_write_text(plan_path, json.dumps({**plan, "results": summary}, indent=2))
+    m = summary["mean"]
+    fmt = lambda v: "  --  " if v is None else f"{v:.4f}"  # noqa: E731
+    for f in summary["folds"]:
+        print(f"fold {f['fold']}: NME TH {fmt(f['th'])}  VIS {fmt(f['vis'])}  all {fmt(f['all'])}", file=sys.stderr)
+    print(f"mean over {summary['complete']} folds: NME TH {fmt(m['th'])}  VIS {fmt(m['vis'])}  all {fmt(m['all'])}",
+          file=sys.stderr)
     return 0
 
 
@@ -285,6 +366,14 @@ def register(sub) -> None:
                         "stop early by creating OUT/STOP_EARLY or sending SIGUSR1, cancel (resumable) by "
                         "creating OUT/CANCEL or sending SIGTERM")
     p.set_defaults(func=cmd_train)
+
+    cv = sub.add_parser("cv", help="cross-validation: train every fold of the paper's protocol in sequence",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for action in p._actions:
+        if action.dest in ("help", "fold"):
+            continue
+        cv._add_action(action)
+    cv.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("eval", help="NME / CED / AUC / failure rates of a model on a dataset folder")
     p.add_argument("--data", required=True)

@@ -256,3 +256,37 @@ def test_main_window_has_the_training_tabs(make_window):
     names = [win.tabs.tabText(i) for i in range(win.tabs.count())]
     assert names[-3:] == ["Train", "Evaluate", "Models"]
     assert win.train_panel.state == "idle"
+
+
+def test_cross_validation_runs_fold_by_fold_and_resumes(qtbot, tmp_path, make_panel):
+    from dmsl_core.data.synth import generate_dataset
+    data = tmp_path / "d4"
+    generate_dataset(data, subjects=4, seed=1, size=(160, 128), variations=["neutral", "smile"])
+    panel = make_panel()
+    root = tmp_path / "runs" / "cv"
+    o = _options(str(data), root, epochs=1, head_epochs=1)
+    o.cv_folds = 4
+    assert panel.start(o)
+    assert panel.cv_mode and not panel.cv_frame.isHidden()
+    # cancel once fold 1 has started: fold 0 is complete, fold 1 resumable or not begun
+    qtbot.waitUntil(lambda: any(e.kind == "fold" and e.extra["fold"] == 1 for e in panel.events)
+                    or not panel.running, timeout=120000)
+    assert panel.running, (panel.error_text, panel.stderr_tail[-5:])
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert panel.state == "cancelled"
+    fold0 = root / "fold-0" / "model.safetensors"
+    assert fold0.exists()
+    mtime = fold0.stat().st_mtime_ns
+    assert panel.resume_btn.isEnabled()
+    assert panel.resume(str(root))
+    qtbot.waitUntil(lambda: not panel.running, timeout=240000)
+    assert panel.state == "done", (panel.error_text, panel.stderr_tail[-5:])
+    assert fold0.stat().st_mtime_ns == mtime  # the finished fold was not trained again
+    s = panel.cv_summary
+    assert s["complete"] == 4 and all(f["th"] is not None and f["n_images"] > 0 for f in s["folds"])
+    assert s["mean"]["th"] == pytest.approx(np.mean([f["th"] for f in s["folds"]]))
+    assert panel.cv_table.rowCount() == 5 and panel.cv_table.item(4, 0).text() == "mean"
+    assert float(panel.cv_table.item(4, 2).text()) == pytest.approx(s["mean"]["th"], abs=1e-4)
+    saved = json.loads((root / "cv.json").read_text())
+    assert saved["results"]["complete"] == 4

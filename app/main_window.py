@@ -982,6 +982,7 @@ class MainWindow(QtWidgets.QMainWindow):
         ok = self.stop_live(timeout_ms)
         ok = self.browser.stop(timeout_ms) and ok
         ok = self.eval_panel.stop(timeout_ms) and ok
+        ok = self.models_panel.stop(timeout_ms) and ok
         ok = self.train_panel.shutdown() and ok  # a running training is cancelled; it stays resumable
         for h in self.export_handles + self._old_handles:
             ok = h.wait(timeout_ms) and ok

@@ -70,11 +70,12 @@ class ModelsPanel(QtWidgets.QWidget):
         self.delete_btn.clicked.connect(self.delete_dialog)
         refresh = QtWidgets.QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
-        onnx = QtWidgets.QPushButton("Export to ONNX")
-        onnx.setEnabled(False)
-        onnx.setToolTip("not built yet (see the README's known gaps)")
+        self.onnx_btn = QtWidgets.QPushButton("Export to ONNX…")
+        self.onnx_btn.setToolTip("boundary.onnx + landmark.onnx, compared with ONNX Runtime when it is installed")
+        self.onnx_btn.clicked.connect(self.onnx_dialog)
+        self.onnx_handle = None
         for b in (self.use_btn, self.eval_btn, self.resume_btn, self.card_btn, self.rename_btn, self.delete_btn,
-                  onnx):
+                  self.onnx_btn):
             row.addWidget(b)
         row.addStretch(1)
         row.addWidget(refresh)
@@ -116,7 +117,7 @@ class ModelsPanel(QtWidgets.QWidget):
 
     def _update_buttons(self) -> None:
         e = self.selected()
-        for b in (self.use_btn, self.eval_btn):
+        for b in (self.use_btn, self.eval_btn, self.onnx_btn):
             b.setEnabled(e is not None and e.usable)
         self.card_btn.setEnabled(e is not None)
         self.resume_btn.setEnabled(e is not None and e.status == "resumable")
@@ -142,6 +143,39 @@ class ModelsPanel(QtWidgets.QWidget):
         dlg.resize(640, 560)
         dlg.show()
         self._card_dialog = dlg
+
+    def onnx_dialog(self) -> None:
+        e = self.selected()
+        if e is None or not e.usable:
+            return
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, f"Export {e.name} to ONNX into", e.path)
+        if d:
+            self.export_onnx(e, d)
+
+    def export_onnx(self, entry: ModelEntry, folder: str):
+        """Export on a worker thread; the result (or the error) is shown in the message line."""
+        from dmsl_core.models.onnx_export import export_onnx
+
+        from .workers import FunctionWorker, start_worker
+        spec = entry.name if entry.kind == "shipped" else entry.path
+        self.onnx_btn.setEnabled(False)
+        self.message.show_message(f"Exporting {entry.name} to ONNX …", "info")
+        self.onnx_result = None
+
+        def done(res: dict) -> None:
+            self.onnx_result = res
+            chk = res.get("check")
+            what = chk if isinstance(chk, str) else "ONNX Runtime gives the same outputs (max difference " + \
+                ", ".join(f"{k} {v:.1e}" for k, v in chk.items()) + ")"
+            self.message.show_message(f"Exported {entry.name} to {folder}: {what}.", "info")
+
+        self.onnx_handle = start_worker(FunctionWorker(export_onnx, spec, folder), "dmsl-onnx", on_result=done,
+                                        on_error=lambda m: self.message.show_message(f"ONNX export failed: {m}"),
+                                        on_finished=self._update_buttons, parent=self)
+        return self.onnx_handle
+
+    def stop(self, timeout_ms: int = 10000) -> bool:
+        return self.onnx_handle.wait(timeout_ms) if self.onnx_handle is not None else True
 
     def rename(self, entry: ModelEntry, new_name: str) -> bool:
         try:

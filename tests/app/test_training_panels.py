@@ -290,3 +290,17 @@ def test_cross_validation_runs_fold_by_fold_and_resumes(qtbot, tmp_path, make_pa
     assert float(panel.cv_table.item(4, 2).text()) == pytest.approx(s["mean"]["th"], abs=1e-4)
     saved = json.loads((root / "cv.json").read_text())
     assert saved["results"]["complete"] == 4
+
+
+def test_models_panel_exports_onnx(qtbot, tmp_path, tiny_weights):
+    pytest.importorskip("onnxruntime")
+    import shutil
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_weights, runs / "a")
+    panel = ModelsPanel(str(runs))
+    qtbot.addWidget(panel)
+    [e] = [e for e in panel.entries if e.kind == "run"]
+    h = panel.export_onnx(e, str(tmp_path / "onnx"))
+    qtbot.waitUntil(lambda: not h.running, timeout=60000)
+    assert panel.onnx_result is not None, panel.message.text()
+    assert (tmp_path / "onnx" / "landmark.onnx").exists() and "same outputs" in panel.message.text()

@@ -96,3 +96,12 @@ def tiny_model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
     save_weights(out, mb, ml, cfg, card={"name": "tiny"})
     return out
+
+
+def test_export_onnx_matches_pytorch(tmp_path, tiny_model_dir, capsys):
+    pytest.importorskip("onnxruntime")
+    assert main(["export-onnx", "--weights", str(tiny_model_dir), "--out", str(tmp_path / "onnx")]) == 0
+    info = json.loads((tmp_path / "onnx" / "onnx.json").read_text())
+    assert info["input_size"] == 64 and set(info["check"]) == {"boundary", "landmark"}
+    assert max(info["check"].values()) <= 1e-4
+    assert "max |difference|" in capsys.readouterr().err

@@ -36,12 +36,12 @@ TABLE_COLS = ["method", "NME TH", "NME VIS", "miss TH", "miss VIS", "AUC.08", "f
 N_WORST = 30
 
 
-def _run_eval(data, weights, fold, spectra, baselines, device, worker=None) -> dict:
+def _run_eval(data, weights, fold, spectra, baselines, device, compare=(), worker=None) -> dict:
     def progress(msg, i, n):
         worker.progress.emit((msg, i, n))
     return evaluate_folder(data, weights, fold=fold, spectra=spectra, baselines=baselines, device=device,
                            keep_predictions=True, skip_unavailable=True, progress=progress,
-                           should_stop=lambda: worker.stopping)
+                           should_stop=lambda: worker.stopping, compare=compare)
 
 
 class EvalPanel(QtWidgets.QWidget):
@@ -96,6 +96,11 @@ class EvalPanel(QtWidgets.QWidget):
             c.setEnabled(ok)
             c.setToolTip("Dlib's HOG detector + 68-point predictor" if ok else f"unavailable: {why}")
         self.dlib_reason = why
+        self.compare_box = QtWidgets.QComboBox()
+        self.compare_box.setEditable(True)
+        self.compare_box.setMinimumWidth(220)
+        self.compare_box.setToolTip("Another trained model to evaluate on the same images (a row of its own); "
+                                    "empty: none")
         self.run_btn = QtWidgets.QPushButton("Evaluate")
         self.run_btn.clicked.connect(lambda: self.evaluate())
         self.stop_btn = QtWidgets.QPushButton("Stop")
@@ -115,6 +120,8 @@ class EvalPanel(QtWidgets.QWidget):
         opts.addWidget(QtWidgets.QLabel("Baselines"))
         opts.addWidget(self.dlib_check)
         opts.addWidget(self.dlibmb_check)
+        opts.addWidget(QtWidgets.QLabel("Compare with"))
+        opts.addWidget(self.compare_box)
         if not ok:
             lab = QtWidgets.QLabel(f"(unavailable: {why})")
             lab.setObjectName("Dim")
@@ -163,7 +170,7 @@ class EvalPanel(QtWidgets.QWidget):
             pw.getAxis("bottom").enableAutoSIPrefix(False)
             pw.setLabel("left", "fraction of images")
             pw.setYRange(0, 1)
-            pw.addLegend(offset=(-5, -5))
+            pw.addLegend(offset=(8, 8), labelTextSize="8pt")
             self.ced_plots[spec] = pw
             cfl.addWidget(pw)
         row1.addWidget(ced_frame)
@@ -210,15 +217,16 @@ class EvalPanel(QtWidgets.QWidget):
 
     def refresh_models(self) -> None:
         from dmsl_core.runs import list_models
-        cur = self.weights_box.currentText()
-        self.weights_box.blockSignals(True)
-        self.weights_box.clear()
-        for m in list_models(self.runs_dir):
-            if m.usable:
-                self.weights_box.addItem(m.name if m.kind == "shipped" else m.path)
-        if cur:
-            self.weights_box.setCurrentText(cur)
-        self.weights_box.blockSignals(False)
+        specs = [m.name if m.kind == "shipped" else m.path for m in list_models(self.runs_dir) if m.usable]
+        for box, blank in ((self.weights_box, False), (self.compare_box, True)):
+            cur = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+            if blank:
+                box.addItem("")
+            box.addItems(specs)
+            box.setCurrentText(cur)
+            box.blockSignals(False)
 
     def _browse_weights_dir(self) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Run folder", self.runs_dir or str(Path.home()))
@@ -247,7 +255,7 @@ class EvalPanel(QtWidgets.QWidget):
         self.export_btn.setEnabled(self.report is not None and not self.running)
 
     def evaluate(self, weights: Optional[str] = None, data: Optional[str] = None, fold: Optional[int] = None,
-                 baselines: Optional[list[str]] = None) -> Optional[WorkerHandle]:
+                 baselines: Optional[list[str]] = None, compare: Optional[str] = None) -> Optional[WorkerHandle]:
         if self.running:
             return None
         if weights is not None:
@@ -256,6 +264,8 @@ class EvalPanel(QtWidgets.QWidget):
             self.data_edit.setText(data)
         if fold is not None:
             self.fold.setValue(fold)
+        if compare is not None:
+            self.compare_box.setCurrentText(compare)
         w = self.weights_box.currentText().strip() or None
         d = self.data_edit.text().strip()
         if not d:
@@ -286,7 +296,9 @@ class EvalPanel(QtWidgets.QWidget):
             self._update_buttons()
 
         self.handle = start_worker(FunctionWorker(_run_eval, d, w, f, spectra, baselines,
-                                                  self.device_box.currentText().strip() or "auto", pass_worker=True),
+                                                  self.device_box.currentText().strip() or "auto",
+                                                  [c for c in [self.compare_box.currentText().strip()] if c],
+                                                  pass_worker=True),
                                    "dmsl-eval", on_result=self.show_report, on_progress=progress, on_error=failed,
                                    on_finished=finished, parent=self)
         self._update_buttons()
@@ -352,7 +364,8 @@ class EvalPanel(QtWidgets.QWidget):
                 ps = r["per_spectrum"].get(spec) or {}
                 if c is None or not ps.get("n"):
                     continue
-                label = (f"{name}: AUC@0.08 {fmt_num(ps.get('auc_0.08'), 3)}, fail@0.08 "
+                short = name if len(name) <= 18 else name[:17] + "…"
+                label = (f"{short} · AUC {fmt_num(ps.get('auc_0.08'), 3)} · fail "
                          f"{fmt_num(ps.get('failure_rate_0.08'), 3)}")
                 pw.plot(t, np.asarray(c, float), pen=pg.mkPen(METHOD_COLOURS[k % len(METHOD_COLOURS)], width=2),
                         name=label)

@@ -187,10 +187,11 @@ class EvaluationStopped(Exception):
 def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: int = 10,
                     spectra: Sequence[str] = ("vis", "th"), baselines: Sequence[str] = (),
                     device: str = "auto", batch_size: int = 16, keep_predictions: bool = False,
-                    skip_unavailable: bool = False, progress=None, should_stop=None) -> dict:
+                    skip_unavailable: bool = False, progress=None, should_stop=None,
+                    compare: Sequence[str] = ()) -> dict:
     """Evaluate weights (run folder, ``.safetensors`` or shipped name) on a dataset folder - all of
     it, or fold ``fold``'s test subjects - and the named baselines (``dlib``, ``dlib+mb``) on the
-    same images: the report of ``dmsl eval`` (see :func:`build_report`) plus ``baselines``
+    same images, and other trained models (``compare``: weights specs) likewise: the report of ``dmsl eval`` (see :func:`build_report`) plus ``baselines``
     ({name: report}) and ``baselines_unavailable`` ({name: reason}, with ``skip_unavailable``;
     otherwise an unavailable baseline raises). ``progress(message, done, total)``."""
     import time
@@ -233,6 +234,17 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
         if not keep_predictions:
             b.pop("images", None)
         out[base.name] = b
+    for spec in [c for c in compare if c and str(c).strip()]:
+        other = Predictor.from_weights(spec, device=device or "auto")
+        name = other.name or Path(str(spec)).name
+        if name in out or name == (pred.name or "dmsl"):
+            name = f"{name} ({spec})"
+        b = evaluate_predictor(other, samples, batch_size=batch_size, method=name, progress=say(name),
+                               keep_predictions=keep_predictions, should_stop=should_stop)
+        if not keep_predictions:
+            b.pop("images", None)
+        b["weights"] = other.source
+        out[name] = b
     if out:
         report["baselines"] = out
     if unavailable:

@@ -283,7 +283,7 @@ def cmd_eval(args) -> int:
         print(f"\r{method}: {i}/{n} images", end="" if i < n else "\n", file=sys.stderr)
     report = evaluate_folder(args.data, args.weights, fold=args.fold, folds=args.folds, spectra=spectra,
                              baselines=names, device=args.device or "auto", batch_size=args.batch_size,
-                             progress=progress)
+                             progress=progress, compare=[c for c in (args.compare or "").split(",") if c.strip()])
     baselines = report.get("baselines") or {}
     if args.json:
         write_report(report, args.json)
@@ -292,7 +292,7 @@ def cmd_eval(args) -> int:
     print(f"NME  TH {fmt(n['th'])}  VIS {fmt(n['vis'])}  all {fmt(n['all'])}   ({report['n_images']} images)")
     if baselines:
         print(f"\n{'method':<12} {'TH':>8} {'VIS':>8} {'misses TH':>10} {'misses VIS':>11}   (NME over detected images)")
-        for name, r in [("dmsl", report), *baselines.items()]:
+        for name, r in [(report.get("model") or "dmsl", report), *baselines.items()]:
             print(f"{name:<12} {fmt(r['nme']['th']):>8} {fmt(r['nme']['vis']):>8} {r['misses']['th']:>10} "
                   f"{r['misses']['vis']:>11}")
     print(f"AUC@0.08 {fmt(report['auc_0.08'])}  failure@0.08 {fmt(report['failure_rate_0.08'])}  "
@@ -398,6 +398,8 @@ def register(sub) -> None:
     p.add_argument("--baseline", default=None,
                    help="also evaluate baselines on the same images: dlib (its own detector; misses counted), "
                         "dlib+mb (face box from DMSL's M_b); comma-separated")
+    p.add_argument("--compare", default=None,
+                   help="also evaluate these other trained models on the same images (weights specs, comma-separated)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export-onnx", help="export M_b and M_l to ONNX (checked against ONNX Runtime when installed)")

@@ -63,6 +63,12 @@ def test_report_table_csv_and_unavailable_baseline(synth_data, tiny_model_dir, m
     assert ["# images"] in lines and len([ln for ln in lines if ln and ln[0] == rows[0]["method"]]) >= rep["n_images"]
     with pytest.raises(baselines.BaselineUnavailable):
         evaluate_folder(synth_data, tiny_model_dir, baselines=["dlib"], device="cpu")
+    # another trained model side by side: a row of its own, on the same images
+    both = evaluate_folder(synth_data, tiny_model_dir, compare=[str(tiny_model_dir)], device="cpu")
+    [(name, other)] = both["baselines"].items()
+    assert name.startswith("tiny") and other["n_images"] == both["n_images"]
+    assert other["nme"]["th"] == pytest.approx(both["nme"]["th"])  # the same weights give the same figures
+    assert [r["method"] for r in table_rows(both)] == ["tiny", name]
 
 
 def test_runs_listing_rename_delete(tmp_path, tiny_model_dir):

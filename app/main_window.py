@@ -293,9 +293,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.train_panel = TrainPanel(runs)
         self.eval_panel = EvalPanel(runs)
         self.models_panel = ModelsPanel(runs)
-        self.tabs.addTab(self.train_panel, "Train")
-        self.tabs.addTab(self.eval_panel, "Evaluate")
-        self.tabs.addTab(self.models_panel, "Models")
+        # each in a scroll area: the window keeps a small minimum size (the panels scroll instead)
+        self._tab_pages: dict = {}
+        for panel, name in ((self.train_panel, "Train"), (self.eval_panel, "Evaluate"),
+                            (self.models_panel, "Models")):
+            area = QtWidgets.QScrollArea()
+            area.setWidgetResizable(True)
+            area.setFrameShape(QtWidgets.QFrame.NoFrame)
+            area.setWidget(panel)
+            self._tab_pages[panel] = area
+            self.tabs.addTab(area, name)
 
         def trained(run_dir: str) -> None:
             self.models_panel.refresh()
@@ -313,13 +320,17 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def evaluate(path: str) -> None:
             self.eval_panel.weights_box.setCurrentText(path)
-            self.tabs.setCurrentWidget(self.eval_panel)
+            self.show_tab(self.eval_panel)
         self.models_panel.evaluateModel.connect(evaluate)
 
         def resume(path: str) -> None:
-            self.tabs.setCurrentWidget(self.train_panel)
+            self.show_tab(self.train_panel)
             self.train_panel.resume(path)
         self.models_panel.resumeRun.connect(resume)
+
+    def show_tab(self, panel: QtWidgets.QWidget) -> None:
+        """Bring a tab to the front (the Train / Evaluate / Models panels sit in scroll areas)."""
+        self.tabs.setCurrentWidget(getattr(self, "_tab_pages", {}).get(panel, panel))
 
     def _action(self, text: str, slot, shortcut=None, checkable: bool = False, tip: str = "") -> QtGui.QAction:
         a = QtGui.QAction(text, self)
@@ -455,9 +466,9 @@ class MainWindow(QtWidgets.QMainWindow):
         m = mb.addMenu("&Tools")
         m.addAction(self.act_settings)
         m.addSeparator()
-        m.addAction("&Train a model", lambda: self.tabs.setCurrentWidget(self.train_panel))
-        m.addAction("&Evaluate a model", lambda: self.tabs.setCurrentWidget(self.eval_panel))
-        m.addAction("&Models", lambda: self.tabs.setCurrentWidget(self.models_panel))
+        m.addAction("&Train a model", lambda: self.show_tab(self.train_panel))
+        m.addAction("&Evaluate a model", lambda: self.show_tab(self.eval_panel))
+        m.addAction("&Models", lambda: self.show_tab(self.models_panel))
         m = mb.addMenu("&Help")
         m.addAction(self.act_keys)
         m.addAction(self.act_about)

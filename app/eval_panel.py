@@ -300,7 +300,7 @@ class EvalPanel(QtWidgets.QWidget):
                                                   [c for c in [self.compare_box.currentText().strip()] if c],
                                                   pass_worker=True),
                                    "dmsl-eval", on_result=self.show_report, on_progress=progress, on_error=failed,
-                                   on_finished=finished, parent=self)
+                                   on_finished=finished, parent=self, collect=True)
         self._update_buttons()
         return self.handle
 

@@ -171,7 +171,7 @@ class ModelsPanel(QtWidgets.QWidget):
 
         self.onnx_handle = start_worker(FunctionWorker(export_onnx, spec, folder), "dmsl-onnx", on_result=done,
                                         on_error=lambda m: self.message.show_message(f"ONNX export failed: {m}"),
-                                        on_finished=self._update_buttons, parent=self)
+                                        on_finished=self._update_buttons, parent=self, collect=True)
         return self.onnx_handle
 
     def stop(self, timeout_ms: int = 10000) -> bool:

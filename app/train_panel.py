@@ -476,7 +476,7 @@ class TrainPanel(QtWidgets.QWidget):
         self._gen_handle = start_worker(FunctionWorker(_generate, out, subjects, seed, variations, pass_worker=True),
                                         "dmsl-synth", on_result=done, on_progress=progress,
                                         on_error=lambda m: self.message.show_message(f"Generating failed: {m}"),
-                                        on_finished=finished, parent=self)
+                                        on_finished=finished, parent=self, collect=True)
         return self._gen_handle
 
     # ---- running ----------------------------------------------------------------------------------
@@ -734,7 +734,7 @@ class TrainPanel(QtWidgets.QWidget):
         self._preview_handle = start_worker(
             FunctionWorker(preview_predictions, self.current_run, N_PREVIEW), "dmsl-preview",
             on_result=self._show_preview, on_error=lambda m: self.preview_label.setText(f"preview failed: {m}"),
-            on_finished=finished, parent=self)
+            on_finished=finished, parent=self, collect=True)
 
     def _show_preview(self, items: list) -> None:
         from .palettes import lut

@@ -281,7 +281,57 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser.message.connect(lambda text, err: self.show_message(text, "error" if err else "warn"))
         self.tabs.addTab(live, "Live")
         self.tabs.addTab(self.browser, "Folder browser")
+        self._build_training_tabs()
         self.setCentralWidget(self.tabs)
+
+    def _build_training_tabs(self) -> None:
+        """Train / Evaluate / Models tabs (app/train_panel.py, eval_panel.py, models_panel.py)."""
+        from .eval_panel import EvalPanel
+        from .models_panel import ModelsPanel
+        from .train_panel import TrainPanel
+
+        runs = self.settings.runs_dir
+        self.train_panel = TrainPanel(runs)
+        self.eval_panel = EvalPanel(runs)
+        self.models_panel = ModelsPanel(runs)
+        # each in a scroll area: the window keeps a small minimum size (the panels scroll instead)
+        self._tab_pages: dict = {}
+        for panel, name in ((self.train_panel, "Train"), (self.eval_panel, "Evaluate"),
+                            (self.models_panel, "Models")):
+            area = QtWidgets.QScrollArea()
+            area.setWidgetResizable(True)
+            area.setFrameShape(QtWidgets.QFrame.NoFrame)
+            area.setWidget(panel)
+            self._tab_pages[panel] = area
+            self.tabs.addTab(area, name)
+
+        def trained(run_dir: str) -> None:
+            self.models_panel.refresh()
+            self.eval_panel.refresh_models()
+            self.eval_panel.weights_box.setCurrentText(run_dir)
+            if not self.eval_panel.data_edit.text():
+                self.eval_panel.data_edit.setText(self.train_panel.data_edit.text())
+        self.train_panel.runFinished.connect(trained)
+        self.train_panel.runsChanged.connect(self.models_panel.refresh)
+
+        def use(spec: str) -> None:
+            self.apply_settings(dataclasses.replace(self.settings, weights=spec))
+            self.statusBar().showMessage(f"Live model: {spec}", 5000)
+        self.models_panel.useModel.connect(use)
+
+        def evaluate(path: str) -> None:
+            self.eval_panel.weights_box.setCurrentText(path)
+            self.show_tab(self.eval_panel)
+        self.models_panel.evaluateModel.connect(evaluate)
+
+        def resume(path: str) -> None:
+            self.show_tab(self.train_panel)
+            self.train_panel.resume(path)
+        self.models_panel.resumeRun.connect(resume)
+
+    def show_tab(self, panel: QtWidgets.QWidget) -> None:
+        """Bring a tab to the front (the Train / Evaluate / Models panels sit in scroll areas)."""
+        self.tabs.setCurrentWidget(getattr(self, "_tab_pages", {}).get(panel, panel))
 
     def _action(self, text: str, slot, shortcut=None, checkable: bool = False, tip: str = "") -> QtGui.QAction:
         a = QtGui.QAction(text, self)
@@ -420,6 +470,10 @@ class MainWindow(QtWidgets.QMainWindow):
         m.addAction(self.act_annotate)
         m.addSeparator()
         m.addAction(self.act_settings)
+        m.addSeparator()
+        m.addAction("&Train a model", lambda: self.show_tab(self.train_panel))
+        m.addAction("&Evaluate a model", lambda: self.show_tab(self.eval_panel))
+        m.addAction("&Models", lambda: self.show_tab(self.models_panel))
         m = mb.addMenu("&Help")
         m.addAction(self.act_keys)
         m.addAction(self.act_about)
@@ -963,6 +1017,9 @@ class MainWindow(QtWidgets.QMainWindow):
         ok = self.browser.stop(timeout_ms) and ok
         for w in self.annotate_windows:
             ok = w.view.stop(timeout_ms) and ok
+        ok = self.eval_panel.stop(timeout_ms) and ok
+        ok = self.models_panel.stop(timeout_ms) and ok
+        ok = self.train_panel.shutdown() and ok  # a running training is cancelled; it stays resumable
         for h in self.export_handles + self._old_handles:
             ok = h.wait(timeout_ms) and ok
         return ok

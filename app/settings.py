@@ -25,6 +25,10 @@ def default_record_dir() -> str:
     return str(Path.home() / "dmsl-recordings")
 
 
+def default_runs_dir() -> str:
+    return str(Path.home() / "dmsl-runs")
+
+
 @dataclass
 class AppSettings:
     weights: str = ""                 # "" = the shipped default model
@@ -47,6 +51,7 @@ class AppSettings:
     record_csv: bool = True
     record_json: bool = False
     record_video: bool = True
+    runs_dir: str = field(default_factory=default_runs_dir)   # training runs (Train / Models tabs)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

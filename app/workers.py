@@ -212,11 +212,49 @@ class WorkerHandle(QtCore.QObject):
         return bool(self.thread.wait(QtCore.QDeadlineTimer(int(timeout_ms))))
 
 
+def collect_garbage_here() -> None:
+    """Run Python's cyclic garbage collector now, on the Qt thread.
+
+    Dead Qt wrappers (closed windows, menus, actions) left in reference cycles are otherwise freed
+    by whichever thread happens to trigger a collection: freed on a worker thread, a QObject's
+    destructor waits for the GIL while holding a Qt lock the Qt thread needs - a deadlock seen in
+    the test suite (an evaluation worker collecting a closed main window). Collecting before a
+    worker starts leaves it no such garbage."""
+    import gc
+    gc.collect()
+
+
+_GC_PAUSES = [0]
+
+
+def _pause_gc() -> None:
+    """Automatic cyclic collection off while a ``collect=True`` worker runs (so it never frees Qt
+    wrappers on its thread); back on when the last such worker has finished."""
+    import gc
+    if _GC_PAUSES[0] == 0:
+        gc.disable()
+    _GC_PAUSES[0] += 1
+
+
+def _resume_gc() -> None:
+    import gc
+    _GC_PAUSES[0] = max(0, _GC_PAUSES[0] - 1)
+    if _GC_PAUSES[0] == 0:
+        gc.enable()
+
+
 def start_worker(worker: Worker, name: str = "", *, on_result: Optional[Callable] = None,
                  on_error: Optional[Callable] = None, on_progress: Optional[Callable] = None,
-                 on_finished: Optional[Callable] = None, parent: Optional[QtCore.QObject] = None) -> WorkerHandle:
-    """Move ``worker`` to a new thread, connect the callbacks (they run on the Qt thread), start it."""
+                 on_finished: Optional[Callable] = None, parent: Optional[QtCore.QObject] = None,
+                 collect: bool = False) -> WorkerHandle:
+    """Move ``worker`` to a new thread, connect the callbacks (they run on the Qt thread), start it.
+    ``collect``: run :func:`collect_garbage_here` first and keep automatic garbage collection off
+    until the worker has finished, so no Qt wrapper is freed on the worker's thread."""
     h = WorkerHandle(worker, name, parent)
+    if collect:
+        collect_garbage_here()
+        _pause_gc()
+        h.on("finished", _resume_gc)
     h.on("result", on_result).on("error", on_error).on("progress", on_progress).on("finished", on_finished)
     return h.start()
 

@@ -147,13 +147,18 @@ def _mean(vals: Sequence[float]) -> Optional[float]:
     return float(np.mean(v)) if v else None
 
 
-def predict_records(predictor, samples, batch_size: int = 16, progress=None) -> list[EvalRecord]:
+def predict_records(predictor, samples, batch_size: int = 16, progress=None, keep_predictions: bool = False,
+                    should_stop=None) -> tuple[list[EvalRecord], list[dict]]:
     """Run a Predictor (or a baseline with the same ``predict``) over samples, ``batch_size`` images
-    per call; one :class:`EvalRecord` per sample, in order. A prediction whose ``landmarks`` is None
-    is a miss (no face found)."""
+    per call: (one :class:`EvalRecord` per sample in order, and with ``keep_predictions`` one
+    ``{"pred", "gt"}`` per sample). A prediction whose ``landmarks`` is None is a miss (no face
+    found). ``should_stop()`` returning True raises :class:`EvaluationStopped`."""
     recs: list[EvalRecord] = []
     samples = list(samples)
+    kept: list[dict] = []
     for start in range(0, len(samples), batch_size):
+        if should_stop is not None and should_stop():
+            raise EvaluationStopped("evaluation stopped")
         chunk = samples[start:start + batch_size]
         imgs = [s.load() for s in chunk]
         preds = predictor.predict(imgs)
@@ -161,16 +166,26 @@ def predict_records(predictor, samples, batch_size: int = 16, progress=None) -> 
             n_ok = int(np.isfinite(s.landmarks).all(axis=1).sum())
             err = None if p.landmarks is None else nme_per_image(p.landmarks, s.landmarks)
             recs.append(EvalRecord(s.name, s.spectrum, s.variation, s.subject, err, n_ok))
+            if keep_predictions:
+                gt = np.where(np.isfinite(s.landmarks), s.landmarks, np.nan)
+                kept.append({"pred": None if p.landmarks is None else np.round(np.asarray(p.landmarks, float), 3).tolist(),
+                             "gt": [[None if not np.isfinite(v) else round(float(v), 3) for v in row] for row in gt]})
         if progress:
             progress(min(start + batch_size, len(samples)), len(samples))
-    return recs
+    return recs, kept
+
+
+class EvaluationStopped(Exception):
+    pass
 
 
 def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, method: str = "dmsl",
-                       dist=None) -> dict:
+                       keep_predictions: bool = False, should_stop=None, dist=None) -> dict:
     """Run a Predictor (or a baseline with the same ``predict``) over samples and build the report.
 
-    A prediction whose ``landmarks`` is None is a miss (no face found).
+    A prediction whose ``landmarks`` is None is a miss (no face found). ``keep_predictions`` adds
+    ``pred`` (68 x 2 pixels, or None) and ``gt`` to each entry of ``report["images"]`` (the app's
+    worst-images view). ``should_stop()`` returning True raises :class:`EvaluationStopped`.
 
     ``dist`` (a ``dmsl_core.distributed.DistContext`` of a torchrun job): each rank predicts a
     contiguous share of the samples - shares start on multiples of ``batch_size``, so every image is
@@ -179,14 +194,148 @@ def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, 
     """
     samples = list(samples)
     if dist is None or not dist.active:
-        return build_report(predict_records(predictor, samples, batch_size, progress), method=method)
-    from .distributed import shard_range
-    lo, hi = shard_range(len(samples), dist.rank, dist.world_size, align=batch_size)
-    mine = predict_records(predictor, samples[lo:hi], batch_size, progress)
-    recs = [r for part in dist.all_gather_object(mine) for r in part]
-    if len(recs) != len(samples):
-        raise RuntimeError(f"gathered {len(recs)} evaluation records for {len(samples)} images")
-    return build_report(recs, method=method)
+        recs, kept = predict_records(predictor, samples, batch_size, progress, keep_predictions, should_stop)
+    else:
+        from .distributed import shard_range
+        lo, hi = shard_range(len(samples), dist.rank, dist.world_size, align=batch_size)
+        mine = predict_records(predictor, samples[lo:hi], batch_size, progress, keep_predictions, should_stop)
+        parts = dist.all_gather_object(mine)
+        recs = [r for part in parts for r in part[0]]
+        kept = [k for part in parts for k in part[1]]
+        if len(recs) != len(samples):
+            raise RuntimeError(f"gathered {len(recs)} evaluation records for {len(samples)} images")
+    report = build_report(recs, method=method)
+    if keep_predictions:
+        for entry, k in zip(report["images"], kept):
+            entry.update(k)
+    return report
+
+
+def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: int = 10,
+                    spectra: Sequence[str] = ("vis", "th"), baselines: Sequence[str] = (),
+                    device: str = "auto", batch_size: int = 16, keep_predictions: bool = False,
+                    skip_unavailable: bool = False, progress=None, should_stop=None,
+                    compare: Sequence[str] = (), dist=None) -> dict:
+    """Evaluate weights (run folder, ``.safetensors`` or shipped name) on a dataset folder - all of
+    it, or fold ``fold``'s test subjects - and the named baselines (``dlib``, ``dlib+mb``) on the
+    same images, and other trained models (``compare``: weights specs) likewise: the report of ``dmsl eval`` (see :func:`build_report`) plus ``baselines``
+    ({name: report}) and ``baselines_unavailable`` ({name: reason}, with ``skip_unavailable``;
+    otherwise an unavailable baseline raises). ``progress(message, done, total)``. ``dist``: shard
+    the images over the ranks of a torchrun job (see :func:`evaluate_predictor`); the report holds
+    no timing, so the same data give the same JSON whatever the number of processes."""
+    from pathlib import Path
+
+    from .data.folder import LoadReport, load_samples
+    from .pipeline import Predictor
+
+    subjects = None
+    if fold is not None:
+        from .commands.core import _split_subjects
+        _, _, subjects = _split_subjects(str(data), fold, folds)
+    rep = LoadReport()
+    samples = load_samples(data, tuple(spectra), subjects=subjects, report=rep)
+    if not samples:
+        raise ValueError(f"{data}: no annotated images to evaluate" + (f" in fold {fold}'s test subjects"
+                                                                         if fold is not None else ""))
+    pred = Predictor.from_weights(weights, device=dist.device if (dist is not None and dist.active)
+                                  else (device or "auto"))
+    say = (lambda msg: (lambda i, n: progress(msg, i, n))) if progress else (lambda msg: None)
+    report = evaluate_predictor(pred, samples, batch_size=batch_size, progress=say(pred.name or "dmsl"),
+                                keep_predictions=keep_predictions, should_stop=should_stop, dist=dist)
+    report.update({"weights": pred.source, "model": pred.name, "data": str(Path(data).resolve()),
+                   "fold": fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped})
+    out, unavailable = {}, {}
+    for name in [b.strip() for b in baselines if b and b.strip()]:
+        from .baselines import BaselineUnavailable, DlibBaseline
+        if name not in ("dlib", "dlib+mb", "dlib+Mb"):
+            raise ValueError(f"unknown baseline {name!r} (known: dlib, dlib+mb)")
+        try:
+            base = DlibBaseline() if name == "dlib" else DlibBaseline(box_from=pred)
+        except BaselineUnavailable as exc:
+            if not skip_unavailable:
+                raise
+            unavailable[name] = str(exc)
+            continue
+        b = evaluate_predictor(base, samples, batch_size=batch_size, method=base.name, progress=say(base.name),
+                               keep_predictions=keep_predictions, should_stop=should_stop, dist=dist)
+        if not keep_predictions:
+            b.pop("images", None)
+        out[base.name] = b
+    for spec in [c for c in compare if c and str(c).strip()]:
+        other = Predictor.from_weights(spec, device=dist.device if (dist is not None and dist.active)
+                                       else (device or "auto"))
+        name = other.name or Path(str(spec)).name
+        if name in out or name == (pred.name or "dmsl"):
+            name = f"{name} ({spec})"
+        b = evaluate_predictor(other, samples, batch_size=batch_size, method=name, progress=say(name),
+                               keep_predictions=keep_predictions, should_stop=should_stop, dist=dist)
+        if not keep_predictions:
+            b.pop("images", None)
+        b["weights"] = other.source
+        out[name] = b
+    if out:
+        report["baselines"] = out
+    if unavailable:
+        report["baselines_unavailable"] = unavailable
+    return report
+
+
+def table_rows(report: dict) -> list[dict]:
+    """The paper's Table I shape: one row per method (DMSL first, then the baselines) with NME TH /
+    VIS over detected images, misses per spectrum, AUC@0.08 and failure rates (paper's way: over
+    detected images; strict: a miss counts as a failure)."""
+    rows = []
+    for name, r in [(report.get("model") or report.get("method", "dmsl"), report),
+                    *(report.get("baselines") or {}).items()]:
+        rows.append({"method": name, "nme_th": r["nme"]["th"], "nme_vis": r["nme"]["vis"],
+                     "nme_all": r["nme"]["all"], "misses_th": r["misses"]["th"], "misses_vis": r["misses"]["vis"],
+                     "n_images": r["n_images"], "auc_0.08": r["auc_0.08"],
+                     "failure_rate_0.08": r["failure_rate_0.08"], "failure_rate_0.10": r["failure_rate_0.10"],
+                     "strict_auc_0.08": r["strict"]["auc_0.08"],
+                     "strict_failure_rate_0.08": r["strict"]["failure_rate_0.08"],
+                     "strict_failure_rate_0.10": r["strict"]["failure_rate_0.10"]})
+    return rows
+
+
+def report_to_csv(report: dict) -> str:
+    """CSV export of a report: the methods table, then the per-variation NMEs, then every image."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    rows = table_rows(report)
+    cols = list(rows[0]) if rows else []
+    w.writerow(["# methods"])
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([_csv_val(r[c]) for c in cols])
+    w.writerow([])
+    w.writerow(["# per variation", "(NME over detected images)"])
+    methods = [(rows[0]["method"] if rows else "dmsl", report), *(report.get("baselines") or {}).items()]
+    w.writerow(["variation"] + [f"{m} {s}" for m, _ in methods for s in ("TH", "VIS")])
+    for var in report["per_variation"]:
+        line = [var]
+        for _, r in methods:
+            v = r["per_variation"].get(var, {})
+            line += [_csv_val(v.get("th")), _csv_val(v.get("vis"))]
+        w.writerow(line)
+    w.writerow([])
+    w.writerow(["# images"])
+    w.writerow(["method", "image", "spectrum", "subject", "variation", "nme"])
+    for m, r in methods:
+        for e in r.get("images") or []:
+            w.writerow([m, e["image"], e["spectrum"], e["subject"], e["variation"],
+                        "miss" if e["nme"] is None else _csv_val(e["nme"])])
+    return buf.getvalue()
+
+
+def _csv_val(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else f"{v:.6g}"
+    return str(v)
 
 
 def write_report(report: dict, path) -> None:

@@ -187,8 +187,9 @@ class _OrtRunner:
         except ImportError:
             raise RuntimeError("the onnxruntime backend needs ONNX Runtime: pip install 'dmsl-studio[onnx]'") from None
         import io
+        from .models.onnx_export import export_model
         buf = io.BytesIO()
-        export_onnx(model, buf, size)
+        export_model(model, buf, size)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
@@ -198,20 +199,4 @@ class _OrtRunner:
         self.session = ort.InferenceSession(buf.getvalue(), opts, providers=[p for p in providers if p in avail])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"x": x})[0]
-
-
-def export_onnx(model: torch.nn.Module, out, size: int, opset: int = 17) -> None:
-    """Export one model (M_b or M_l) to ONNX: input ``x`` (N, 1, S, S) float32 in 0..1, output ``y``
-    (N, 4) or (N, 136) normalised, dynamic batch. ``out``: a path or a binary file object."""
-    import copy
-    import warnings
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-    except ImportError:
-        raise RuntimeError("ONNX export needs the onnx package: pip install 'dmsl-studio[onnx]'") from None
-    m = copy.deepcopy(model).float().cpu().eval().to(memory_format=torch.contiguous_format)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(m, torch.rand(1, 1, size, size), out, dynamo=False, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=opset)
+        return self.session.run(None, {"image": x})[0]

@@ -156,6 +156,79 @@ class StopControl:
         return False
 
 
+STOP_EARLY_FILE = "STOP_EARLY"
+CANCEL_FILE = "CANCEL"
+
+
+class FileStopControl(StopControl):
+    """A :class:`StopControl` that another process can drive through files in the run folder:
+    ``STOP_EARLY`` (ends the current stage at its best epoch; the file is removed when taken) and
+    ``CANCEL`` (stops after the current step; resumable). Used by ``dmsl train`` so a GUI (or a
+    user with ``touch``) can stop a training subprocess on every OS; see :func:`request_stop`."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def clear_requests(self) -> None:
+        for name in (STOP_EARLY_FILE, CANCEL_FILE):
+            try:
+                (self.run_dir / name).unlink()
+            except FileNotFoundError:
+                pass
+
+    @property
+    def cancelled(self) -> bool:
+        if not self._cancel.is_set() and (self.run_dir / CANCEL_FILE).exists():
+            self._cancel.set()
+        return self._cancel.is_set()
+
+    def take_early(self) -> bool:
+        f = self.run_dir / STOP_EARLY_FILE
+        if f.exists():
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                pass
+            self._early.set()
+        return super().take_early()
+
+
+def request_stop(run_dir: str | os.PathLike, kind: str = "early") -> Path:
+    """Ask a ``dmsl train`` process working on ``run_dir`` to stop: ``early`` or ``cancel``."""
+    names = {"early": STOP_EARLY_FILE, "cancel": CANCEL_FILE}
+    if kind not in names:
+        raise ValueError(f"stop kind must be early or cancel, got {kind!r}")
+    path = Path(run_dir) / names[kind]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    return path
+
+
+def event_to_json(e: "TrainEvent") -> str:
+    """One line of JSON for a :class:`TrainEvent` (non-finite floats become null)."""
+    d = dataclasses.asdict(e)
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, (np.floating,)):
+            return clean(float(v))
+        if isinstance(v, (np.integer,)):
+            return int(v)
+        return v
+    return json.dumps(clean(d), default=str)
+
+
+def event_from_dict(d: dict) -> "TrainEvent":
+    known = {f.name for f in dataclasses.fields(TrainEvent)}
+    return TrainEvent(**{k: v for k, v in d.items() if k in known})
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,16 @@ def _spectra(arg: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _stages(arg: str) -> tuple[int, ...]:
+    try:
+        st = tuple(sorted({int(x) for x in str(arg).split(",") if x.strip()}))
+    except ValueError:
+        st = ()
+    if not st or any(x not in (1, 2) for x in st):
+        raise ValueError(f"--stages {arg!r}: use 1, 2 or 1,2")
+    return st
+
+
 # ----------------------------------------------------------------------------- commands
 def cmd_models(args) -> int:
     from ..models import get_config, list_configs, create_models
@@ -123,34 +134,47 @@ def _parse_fold_arg(arg, n_folds: int):
     return list(dict.fromkeys(folds))
 
 
-def _train_config(args, out: Path, fold, resume: bool, name: str = ""):
+def _resumed_config(out: Path, args):
+    """The configuration saved in a run folder, with this invocation's device and threads."""
     from ..training import TrainConfig
-    if resume and (out / "config.json").exists():
-        try:
-            cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise ValueError(f"{out / 'config.json'}: not a valid training configuration ({exc})") from None
-        for k in ("device", "num_threads"):
-            v = getattr(args, "threads" if k == "num_threads" else k)
-            if v is not None:
-                setattr(cfg, k, v)
-        return cfg
+    try:
+        cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{out / 'config.json'}: not a valid training configuration ({exc})") from None
+    for k in ("device", "num_threads"):
+        v = getattr(args, "threads" if k == "num_threads" else k)
+        if v is not None:
+            setattr(cfg, k, v)
+    return cfg
+
+
+def _config_from_args(args, fold, name: Optional[str] = None):
+    from ..training import TrainConfig
+    if not args.data:
+        raise ValueError("--data is required")
     return TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
                        batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
                        lr_schedule=args.lr_schedule,
                        device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
                        num_threads=args.threads, init_weights=args.init, init_models=args.init_models,
-                       data=str(Path(args.data).resolve()),
-                       spectra=_spectra(args.spectra), fold=fold, train_models=args.models, name=name)
+                       data=str(Path(args.data).resolve()), spectra=_spectra(args.spectra), fold=fold,
+                       train_models=args.models, name=(args.name or "") if name is None else name,
+                       stages=_stages(args.stages))
 
 
-def _train_samples(cfg, args, say: bool, tag: str = ""):
+def _train_config(args, out: Path, fold, resume: bool, name: str = ""):
+    if resume and (out / "config.json").exists():
+        return _resumed_config(out, args)
+    return _config_from_args(args, fold, name)
+
+
+def _train_samples(cfg, n_folds: int, say: bool, tag: str = ""):
     from ..data.folder import LoadReport, load_samples
-    train_s, val_s, test_s = _split_subjects(cfg.data or args.data, cfg.fold, args.folds)
+    train_s, val_s, test_s = _split_subjects(cfg.data, cfg.fold, n_folds)
     rep = LoadReport()
-    train_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=train_s, report=rep)
-    val_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=val_s, report=rep) if val_s else []
-    test_samples = load_samples(cfg.data or args.data, cfg.spectra, subjects=test_s, report=rep) if test_s else []
+    train_samples = load_samples(cfg.data, cfg.spectra, subjects=train_s, report=rep)
+    val_samples = load_samples(cfg.data, cfg.spectra, subjects=val_s, report=rep) if val_s else []
+    test_samples = load_samples(cfg.data, cfg.spectra, subjects=test_s, report=rep) if test_s else []
     if say:
         print(f"{tag}data: {len(train_samples)} training images ({len(train_s)} subjects), {len(val_samples)} "
               f"validation ({len(val_s)}), {len(test_samples)} test ({len(test_s)}); dropped {rep.dropped_dark} "
@@ -158,6 +182,23 @@ def _train_samples(cfg, args, say: bool, tag: str = ""):
         for s in rep.skipped[:10]:
             print(f"  skipped: {s}", file=sys.stderr)
     return train_samples, val_samples, test_samples
+
+
+def _train_run(cfg, out: Path, n_folds: int, resume: bool, on_event, control, dist=None):
+    """Load the run's samples (fold split) and train; returns the weights path."""
+    from ..training import train
+    say = dist is None or dist.is_main
+    train_samples, val_samples, test_samples = _train_samples(cfg, n_folds, say=say)
+    return train(cfg, out, train_samples, val_samples, test_samples, on_event=on_event, resume=resume,
+                 control=control, dist=dist)
+
+
+def _event_sink(args):
+    printer = ProgressPrinter()
+    if not getattr(args, "events_jsonl", False):
+        return printer
+    stream = EventStream(sys.stdout)
+    return lambda e: (printer(e), stream(e))
 
 
 def cmd_train(args) -> int:
@@ -173,17 +214,27 @@ def cmd_train(args) -> int:
 
 
 def _train_one(args, fold, ctx) -> int:
-    from ..training import TrainingCancelled, train
+    """One run in --out. One process: STOP_EARLY / CANCEL files in the run folder and SIGUSR1 /
+    SIGTERM stop it (the training panel's buttons). Under torchrun the ranks could see a file at
+    different steps, so only Ctrl-C / the launcher stop a distributed run."""
+    from ..training import FileStopControl, StopControl, TrainingCancelled
     out = Path(args.out)
     cfg = _train_config(args, out, fold, args.resume, name=args.name or "")
-    train_samples, val_samples, test_samples = _train_samples(cfg, args, say=ctx.is_main)
+    control = StopControl() if ctx.active else FileStopControl(out)
+    if not ctx.active:
+        control.clear_requests()  # a stale STOP_EARLY / CANCEL from an earlier run must not stop this one
+    restore = _install_stop_signals(control) if not ctx.active else (lambda: None)
     try:
-        path = train(cfg, out, train_samples, val_samples, test_samples,
-                     on_event=ProgressPrinter() if ctx.is_main else None, resume=args.resume, dist=ctx)
+        path = _train_run(cfg, out, args.folds, args.resume, _event_sink(args) if ctx.is_main else None,
+                          control, dist=ctx)
     except TrainingCancelled as exc:
         print(str(exc), file=sys.stderr)
         return 130
-    if ctx.is_main:
+    finally:
+        restore()
+        if not ctx.active:
+            control.clear_requests()
+    if ctx.is_main and not getattr(args, "events_jsonl", False):
         print(path)
     return 0
 
@@ -220,7 +271,7 @@ def _train_folds(args, folds: list, ctx) -> int:
                 cfg = _train_config(args, run, k, resume, name=f"{args.name or out.name}-fold{k}")
                 if resume and cfg.model != args.config:
                     raise ValueError(f"{run}: holds a run of configuration {cfg.model!r}, not {args.config!r}")
-                tr, va, te = _train_samples(cfg, args, say=True, tag=tag)
+                tr, va, te = _train_samples(cfg, args.folds, say=True, tag=tag)
                 printer = ProgressPrinter(prefix=tag, tty=not ctx.active)  # several ranks: epoch lines only
                 train(cfg, run, tr, va, te, on_event=printer, resume=resume, dist=solo)
                 res.update(status="resumed" if resume else "trained", **_fold_summary(run))
@@ -261,54 +312,131 @@ def _cv_report(results: list, args, ctx) -> dict:
             "note": "mean_nme_test is the mean over folds of each fold's test NME (nme_test of its model.json)"}
 
 
+def cmd_cv(args) -> int:
+    """All folds of the paper's protocol in sequence: OUT/fold-K per fold, OUT/cv.json (the plan,
+    then the per-fold test NMEs and their mean). Re-running with --resume skips finished folds and
+    resumes an interrupted one, so a cross-validation continues fold by fold."""
+    from ..atomic import atomic_write_text
+    from ..runs import CV_FILE, cv_summary, run_status
+    from ..training import FileStopControl, TrainEvent, TrainingCancelled
+    root = Path(args.out)
+    plan_path = root / CV_FILE
+    if args.resume and plan_path.exists():
+        plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    else:
+        if plan_path.exists():
+            raise ValueError(f"{root}: already holds a cross-validation; use --resume to continue it")
+        cfg = _config_from_args(args, None)
+        plan = {"n_folds": int(args.folds), "config": cfg.to_dict()}
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(plan_path, json.dumps(plan, indent=2))
+    from ..training import TrainConfig
+    n = int(plan["n_folds"])
+    control = FileStopControl(root)
+    control.clear_requests()
+    restore = _install_stop_signals(control)
+    sink = _event_sink(args)
+    try:
+        for k in range(n):
+            fold_dir = root / f"fold-{k}"
+            status = run_status(fold_dir) if fold_dir.exists() else "new"
+            sink(TrainEvent(kind="fold", message=f"fold {k + 1}/{n}: {status}",
+                            extra={"fold": k, "folds": n, "run_dir": str(fold_dir), "status": status}))
+            if status == "complete":
+                continue
+            if (fold_dir / "config.json").exists():
+                cfg, resume = _resumed_config(fold_dir, args), True
+            else:
+                cfg, resume = TrainConfig.from_dict({**plan["config"], "fold": k}), False
+                for key in ("device", "num_threads"):
+                    v = getattr(args, "threads" if key == "num_threads" else key)
+                    if v is not None:
+                        setattr(cfg, key, v)
+            _train_run(cfg, fold_dir, n, resume, sink, control)
+            summary = cv_summary(root)
+            atomic_write_text(plan_path, json.dumps({**plan, "results": summary}, indent=2))
+    except TrainingCancelled as exc:
+        print(str(exc).replace("--resume", "dmsl cv --resume"), file=sys.stderr)
+        return 130
+    finally:
+        restore()
+        control.clear_requests()
+    summary = cv_summary(root)
+    atomic_write_text(plan_path, json.dumps({**plan, "results": summary}, indent=2))
+    m = summary["mean"]
+    fmt = lambda v: "  --  " if v is None else f"{v:.4f}"  # noqa: E731
+    for f in summary["folds"]:
+        print(f"fold {f['fold']}: NME TH {fmt(f['th'])}  VIS {fmt(f['vis'])}  all {fmt(f['all'])}", file=sys.stderr)
+    print(f"mean over {summary['complete']} folds: NME TH {fmt(m['th'])}  VIS {fmt(m['vis'])}  all {fmt(m['all'])}",
+          file=sys.stderr)
+    return 0
+
+
+class EventStream:
+    """``dmsl train --events-jsonl``: one JSON :class:`TrainEvent` per line on ``stream``, flushed.
+    Step events are thinned to at most one per ``step_interval`` seconds (plus each epoch's last)."""
+
+    def __init__(self, stream, step_interval: float = 0.25) -> None:
+        self.stream, self.step_interval, self._last = stream, step_interval, 0.0
+
+    def __call__(self, e) -> None:
+        from ..training import event_to_json
+        if e.kind == "step":
+            now = time.monotonic()
+            if now - self._last < self.step_interval and e.step != e.steps:
+                return
+            self._last = now
+        self.stream.write(event_to_json(e) + "\n")
+        self.stream.flush()
+
+
+def _install_stop_signals(control):
+    """SIGTERM -> cancel (resumable, like the CANCEL file), SIGUSR1 -> stop the stage early.
+    Returns a function restoring the previous handlers (POSIX only; no-op elsewhere)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {}
+    for name, fn in (("SIGTERM", lambda *_: control.cancel()), ("SIGUSR1", lambda *_: control.early())):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, fn)
+
+    def restore() -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    return restore
+
+
 def cmd_eval(args) -> int:
-    from ..data.folder import LoadReport, load_samples
+    """``dmsl eval``; under torchrun the images are sharded over the ranks and rank 0 writes the
+    same report as one process would."""
     from ..distributed import init_from_env, shutdown
-    from ..evaluation import evaluate_predictor, write_report
-    from ..pipeline import Predictor
+    from ..evaluation import evaluate_folder, write_report
     ctx = init_from_env(args.device)
     if args.threads:
         import torch
         torch.set_num_threads(int(args.threads))
     spectra = _spectra(args.spectra)
-    subjects = None
-    if args.fold is not None:
-        _, _, subjects = _split_subjects(args.data, args.fold, args.folds)
-    rep = LoadReport()
-    samples = load_samples(args.data, spectra, subjects=subjects, report=rep)
-    if not samples:
-        raise ValueError(f"{args.data}: no annotated images to evaluate")
-    pred = Predictor.from_weights(args.weights, device=ctx.device if ctx.active else (args.device or "auto"))
-    t0 = time.perf_counter()
-    progress = (lambda i, n: print(f"\r{i}/{n} images", end="", file=sys.stderr)) if ctx.is_main else None
-    report = evaluate_predictor(pred, samples, batch_size=args.batch_size, progress=progress, dist=ctx)
-    seconds = time.perf_counter() - t0
-    if ctx.is_main:
-        print(file=sys.stderr)
-        print(f"{len(samples)} images in {seconds:.2f} s ({len(samples) / max(seconds, 1e-9):.1f} images/s, "
-              f"{ctx.world_size} process{'es' if ctx.world_size > 1 else ''})", file=sys.stderr)
-    # no timing in the report: the same data give the same JSON, whatever the number of processes
-    report.update({"weights": pred.source, "model": pred.name, "data": str(Path(args.data).resolve()),
-                   "fold": args.fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped})
-    baselines = {}
-    for name in [b.strip() for b in (args.baseline or "").split(",") if b.strip()]:
-        from ..baselines import DlibBaseline
-        if name == "dlib":
-            base = DlibBaseline()
-        elif name in ("dlib+mb", "dlib+Mb"):
-            base = DlibBaseline(box_from=pred)
-        else:
-            raise ValueError(f"unknown baseline {name!r} (known: dlib, dlib+mb)")
+    names = [b.strip() for b in (args.baseline or "").split(",") if b.strip()]
+
+    def progress(method, i, n):
         if ctx.is_main:
-            print(f"baseline {base.name} ...", file=sys.stderr)
-        b = evaluate_predictor(base, samples, batch_size=args.batch_size, method=base.name, dist=ctx)
-        b.pop("images", None)
-        baselines[base.name] = b
-    if baselines:
-        report["baselines"] = baselines
+            print(f"\r{method}: {i}/{n} images", end="" if i < n else "\n", file=sys.stderr)
+    t0 = time.perf_counter()
+    report = evaluate_folder(args.data, args.weights, fold=args.fold, folds=args.folds, spectra=spectra,
+                             baselines=names, device=args.device or "auto", batch_size=args.batch_size,
+                             progress=progress, compare=[c for c in (args.compare or "").split(",") if c.strip()],
+                             dist=ctx)
+    seconds = time.perf_counter() - t0
     if not ctx.is_main:
         shutdown(ctx)
         return 0
+    # no timing in the report: the same data give the same JSON, whatever the number of processes
+    print(f"{report['n_images']} images in {seconds:.2f} s ({ctx.world_size} "
+          f"process{'es' if ctx.world_size > 1 else ''})", file=sys.stderr)
+    baselines = report.get("baselines") or {}
     if args.json:
         write_report(report, args.json)
     n = report["nme"]
@@ -316,7 +444,7 @@ def cmd_eval(args) -> int:
     print(f"NME  TH {fmt(n['th'])}  VIS {fmt(n['vis'])}  all {fmt(n['all'])}   ({report['n_images']} images)")
     if baselines:
         print(f"\n{'method':<12} {'TH':>8} {'VIS':>8} {'misses TH':>10} {'misses VIS':>11}   (NME over detected images)")
-        for name, r in [("dmsl", report), *baselines.items()]:
+        for name, r in [(report.get("model") or "dmsl", report), *baselines.items()]:
             print(f"{name:<12} {fmt(r['nme']['th']):>8} {fmt(r['nme']['vis']):>8} {r['misses']['th']:>10} "
                   f"{r['misses']['vis']:>11}")
     print(f"AUC@0.08 {fmt(report['auc_0.08'])}  failure@0.08 {fmt(report['failure_rate_0.08'])}  "
@@ -324,6 +452,17 @@ def cmd_eval(args) -> int:
     for var, v in report["per_variation"].items():
         print(f"  {var:<18} TH {fmt(v['th'])}  VIS {fmt(v['vis'])}")
     shutdown(ctx)
+    return 0
+
+
+def cmd_export_onnx(args) -> int:
+    from ..models.onnx_export import export_onnx
+    res = export_onnx(args.weights, args.out, check=not args.no_check, atol=args.atol)
+    print(f"{res['files']['boundary']}\n{res['files']['landmark']}")
+    chk = res.get("check")
+    print(f"ONNX Runtime check: {chk}" if isinstance(chk, str) else
+          "ONNX Runtime check: max |difference| " + ", ".join(f"{k} {v:.2e}" for k, v in chk.items()),
+          file=sys.stderr)
     return 0
 
 
@@ -385,6 +524,7 @@ def register(sub) -> None:
     p.add_argument("--config", default="dmsl-compact", help="model configuration (see `dmsl models`)")
     p.add_argument("--out", required=True, help="run folder to create (or to resume)")
     p.add_argument("--models", default="both", choices=["both", "boundary", "landmark"])
+    p.add_argument("--stages", default="1,2", help="stages to run per model: 1 (U-Net on its mask), 2 (head), or 1,2")
     p.add_argument("--epochs", type=int, default=30, help="stage-1 (U-Net) epochs")
     p.add_argument("--head-epochs", type=int, default=30, help="stage-2 (fully connected head) epochs")
     p.add_argument("--batch-size", type=int, default=16,
@@ -411,7 +551,19 @@ def register(sub) -> None:
                    help="which models take --init's weights")
     p.add_argument("--name", default=None, help="model name for the card (default: the run folder's name)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--events-jsonl", action="store_true",
+                   help="print one JSON training event per line to stdout (for the app / other programs); "
+                        "stop early by creating OUT/STOP_EARLY or sending SIGUSR1, cancel (resumable) by "
+                        "creating OUT/CANCEL or sending SIGTERM")
     p.set_defaults(func=cmd_train)
+
+    cv = sub.add_parser("cv", help="cross-validation: train every fold of the paper's protocol in sequence",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for action in p._actions:
+        if action.dest in ("help", "fold"):
+            continue
+        cv._add_action(action)
+    cv.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("eval", help="NME / CED / AUC / failure rates of a model on a dataset folder")
     p.add_argument("--data", required=True)
@@ -428,7 +580,16 @@ def register(sub) -> None:
     p.add_argument("--baseline", default=None,
                    help="also evaluate baselines on the same images: dlib (its own detector; misses counted), "
                         "dlib+mb (face box from DMSL's M_b); comma-separated")
+    p.add_argument("--compare", default=None,
+                   help="also evaluate these other trained models on the same images (weights specs, comma-separated)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export-onnx", help="export M_b and M_l to ONNX (checked against ONNX Runtime when installed)")
+    p.add_argument("--weights", default=None, help="run folder, .safetensors file or shipped model name")
+    p.add_argument("--out", required=True, help="folder for boundary.onnx, landmark.onnx, onnx.json")
+    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed difference from PyTorch")
+    p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("predict", help="68 landmarks and the face box for images")
     p.add_argument("images", nargs="+")

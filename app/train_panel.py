@@ -65,6 +65,7 @@ class TrainOptions:
     threads: int = 0
     init: str = ""
     cv_folds: int = 0          # > 0: cross-validation, every fold in sequence (``dmsl cv``)
+    processes: int = 1         # > 1: one run under torchrun with this many local processes (DDP)
     extra: list = field(default_factory=list)
 
 
@@ -82,7 +83,7 @@ def train_command(o: TrainOptions, resume: bool = False) -> list[str]:
     if o.device:
         cmd += ["--device", o.device]
     if resume:
-        return cmd + ["--resume"]
+        return _maybe_torchrun(cmd + ["--resume"], o)
     cmd += ["--config", o.config, "--models", o.models, "--stages", ",".join(map(str, o.stages)),
             "--epochs", str(int(o.epochs)), "--head-epochs", str(int(o.head_epochs)),
             "--batch-size", str(int(o.batch_size)), "--lr", repr(float(o.lr)), "--head-lr", repr(float(o.head_lr)),
@@ -97,7 +98,17 @@ def train_command(o: TrainOptions, resume: bool = False) -> list[str]:
         cmd += ["--fold", str(int(o.fold))]
     if o.init:
         cmd += ["--init", o.init]
-    return cmd + list(o.extra)
+    return _maybe_torchrun(cmd + list(o.extra), o)
+
+
+def _maybe_torchrun(cmd: list[str], o: TrainOptions) -> list[str]:
+    """``dmsl train`` with ``o.processes`` > 1 runs under torchrun (DDP, gloo on CPUs, NCCL on GPUs);
+    only rank 0 prints the JSON events, so the panel reads them as from one process."""
+    if o.processes <= 1 or o.cv_folds:
+        return cmd
+    from dmsl_core.distributed import torchrun_command
+    n = len(cli_prefix())
+    return torchrun_command(cmd[n + 1:], int(o.processes), command=cmd[n])
 
 
 def default_config_name() -> str:
@@ -281,8 +292,9 @@ class TrainPanel(QtWidgets.QWidget):
         self.threads.setSpecialValueText("torch default")
         form.addRow("CPU threads", self.threads)
         self.processes = self._spin(1, 64, 1)
-        self.processes.setEnabled(False)
-        self.processes.setToolTip("coming with torchrun support")
+        self.processes.setToolTip("local processes for one run: more than 1 runs dmsl train under torchrun "
+                                  "(DistributedDataParallel; the batch size stays the global batch). "
+                                  "Cross-validation runs its folds one after another in one process.")
         form.addRow("Processes", self.processes)
         self.out_edit = QtWidgets.QLineEdit()
         self.out_edit.setPlaceholderText("run folder (created; empty = a new one under the runs folder)")
@@ -426,7 +438,8 @@ class TrainPanel(QtWidgets.QWidget):
                             mirror=self.mirror.isChecked(),
                             fold=None if self.fold.value() < 0 else self.fold.value(),
                             device=self.device_box.currentText().strip() or "auto", threads=self.threads.value(),
-                            cv_folds=self.cv_folds.value() if self.cv_check.isChecked() else 0)
+                            cv_folds=self.cv_folds.value() if self.cv_check.isChecked() else 0,
+                            processes=self.processes.value())
 
     def set_options(self, o: TrainOptions) -> None:
         self.data_edit.setText(o.data)
@@ -448,6 +461,7 @@ class TrainPanel(QtWidgets.QWidget):
         self.cv_check.setChecked(bool(o.cv_folds))
         if o.cv_folds:
             self.cv_folds.setValue(o.cv_folds)
+        self.processes.setValue(max(1, int(o.processes)))
 
     # ---- generating a dataset -------------------------------------------------------------------
     def generate_dialog(self) -> None:

@@ -214,16 +214,17 @@ def cmd_train(args) -> int:
 
 
 def _train_one(args, fold, ctx) -> int:
-    """One run in --out. One process: STOP_EARLY / CANCEL files in the run folder and SIGUSR1 /
-    SIGTERM stop it (the training panel's buttons). Under torchrun the ranks could see a file at
-    different steps, so only Ctrl-C / the launcher stop a distributed run."""
-    from ..training import FileStopControl, StopControl, TrainingCancelled
+    """One run in --out. STOP_EARLY / CANCEL files in the run folder and SIGUSR1 / SIGTERM stop it
+    (the training panel's buttons); under torchrun every rank watches them and the trainer makes
+    the ranks agree at each step (torchrun forwards SIGTERM to its workers)."""
+    from ..training import FileStopControl, TrainingCancelled
     out = Path(args.out)
     cfg = _train_config(args, out, fold, args.resume, name=args.name or "")
-    control = StopControl() if ctx.active else FileStopControl(out)
-    if not ctx.active:
+    control = FileStopControl(out)
+    if ctx.is_main:
         control.clear_requests()  # a stale STOP_EARLY / CANCEL from an earlier run must not stop this one
-    restore = _install_stop_signals(control) if not ctx.active else (lambda: None)
+    ctx.barrier()
+    restore = _install_stop_signals(control)
     try:
         path = _train_run(cfg, out, args.folds, args.resume, _event_sink(args) if ctx.is_main else None,
                           control, dist=ctx)
@@ -232,7 +233,7 @@ def _train_one(args, fold, ctx) -> int:
         return 130
     finally:
         restore()
-        if not ctx.active:
+        if ctx.is_main:
             control.clear_requests()
     if ctx.is_main and not getattr(args, "events_jsonl", False):
         print(path)

@@ -77,6 +77,33 @@ def test_train_command_uses_this_interpreter_and_the_cli_module(tmp_path):
     assert cmd[cmd.index("--config") + 1] == "dmsl-tiny" and "--fold" not in cmd
     resume = train_command(_options("D", tmp_path / "r"), resume=True)
     assert "--resume" in resume and "--config" not in resume
+    two = _options("D", tmp_path / "r")
+    two.processes = 2
+    cmd2 = train_command(two)
+    assert cmd2[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert cmd2[cmd2.index("--nproc-per-node") + 1] == "2"
+    assert cmd2[cmd2.index("dmsl_core.cli"):][:2] == ["dmsl_core.cli", "train"] and "--events-jsonl" in cmd2
+    assert "--resume" in train_command(two, resume=True)
+
+
+def test_two_local_processes_from_the_panel(qtbot, tmp_path, tiny_data, make_panel):
+    """Processes = 2: the panel runs dmsl train under torchrun (gloo on the CPU) and shows rank 0's
+    progress as from one process."""
+    panel = make_panel()
+    run = tmp_path / "runs" / "ddp"
+    o = _options(tiny_data, run, epochs=2, head_epochs=1)
+    o.processes = 2
+    panel.set_options(o)
+    assert panel.options().processes == 2
+    assert panel.start(o)
+    qtbot.waitUntil(lambda: not panel.running, timeout=240000)
+    assert panel.state == "done", (panel.state, panel.error_text, panel.stderr_tail)
+    starts = [e for e in panel.events if e.kind == "start"]
+    assert len(starts) == 1 and starts[0].extra["world_size"] == 2   # one event stream: rank 0's
+    assert len([e for e in panel.events if e.kind == "epoch"]) == 2 + 1 + 2 + 1
+    recs = read_metrics(run)
+    assert recs and all(r.get("world_size") == 2 for r in recs)
+    assert (run / "model.safetensors").exists()
 
 
 @pytest.fixture

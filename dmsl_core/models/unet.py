@@ -68,13 +68,4 @@ class UNet(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottom(x)
-        for up, conv, skip in zip(self.up, self.up_conv, reversed(skips)):
-            x = up(x)
-            x = conv(torch.cat([skip, x], dim=1))
-        return self.out(x)
+        return self.out(self.decoder_features(x, len(self.up))[-1])

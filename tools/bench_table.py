@@ -1,0 +1,53 @@
+"""Markdown tables from a ``dmsl bench --json`` report (what the README's speed section shows).
+
+    python tools/bench_table.py bench.json
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def fmt(v, nd=1):
+    return "—" if v is None else f"{v:.{nd}f}"
+
+
+def main(path: str) -> int:
+    r = json.loads(open(path, encoding="utf-8").read())
+    d = r.get("dlib") or {}
+    fr = r["frames"]
+    print(f"{fr['n']} demo frames {fr['size'][0]}×{fr['size'][1]}, {r['threads']} threads, torch {r['machine']['torch']}, "
+          f"{r['machine']['cpu_count']} CPUs ({r['created']})\n")
+    bs = sorted({b for e in r["pipeline"] for b in e["fps"]}, key=int)
+    head = "| model | device | params M_b / M_l | " + " | ".join(f"M_l ms/img b{b}" for b in bs) + " | " + \
+        " | ".join(f"pipeline fps b{b}" for b in bs) + " | × Dlib (b1) | peak RSS MB |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for e in r["pipeline"]:
+        name = f"`{e['model']}`" + (" (shipped)" if e["kind"] == "shipped" else "")
+        ratio = (e.get("ratio_vs_dlib") or {}).get(bs[0])
+        print(f"| {name} | {e['device']} | {e['params_boundary'] / 1e6:.2f} M / {e['params_landmark'] / 1e6:.2f} M | "
+              + " | ".join(fmt(e["ms_per_image"][b], 2) for b in bs) + " | "
+              + " | ".join(fmt(e["fps"][b]) for b in bs) + f" | {fmt(ratio, 2)} | {fmt(e.get('peak_rss_mb'), 0)} |")
+    if d.get("available"):
+        print(f"| Dlib HOG detector + 68-point predictor | cpu | — | | | {fmt(d['fps'])} (one frame per call) | | 1.00 | "
+              f"{fmt(d.get('peak_rss_mb'), 0)} |")
+        print(f"\nDlib found a face in {d['detected']} of {d['frames']} frames ({d['ms_per_frame']:.1f} ms per frame).")
+    else:
+        print(f"\nDlib: {d.get('reason')}")
+    if r.get("options"):
+        print("\n| speed option (shipped model, one frame per call) | threads | fps | × baseline | max landmark difference (px) |")
+        print("|---|---|---|---|---|")
+        for o in r["options"]:
+            if o.get("error"):
+                print(f"| {o['option']} | {o['threads']} | unavailable: {o['error'][:80]} | | |")
+            else:
+                print(f"| {o['option']} | {o['threads']} | {fmt(o['fps'])} | {fmt(o['ratio'], 2)} | "
+                      f"{'—' if o['max_diff_px'] is None else o['max_diff_px']} |")
+    for k, t in (r.get("targets") or {}).items():
+        print(f"\ntarget {k}: " + ", ".join(f"{a}={b}" for a, b in t.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -26,7 +26,7 @@ class ProgressPrinter:
 
     def __init__(self, stream=None, width: int = 24, prefix: str = "", tty: bool = True) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = tty and getattr(stream, "isatty", lambda: False)()
+        self.tty = tty and getattr(self.stream, "isatty", lambda: False)()
         self.width = width
         self.prefix = prefix
 

@@ -241,7 +241,7 @@ def test_bad_input_is_a_clear_message(qtbot, tmp_path, make_eval, make_panel):
     assert str(tmp_path) in panel.message.text() and "no manifest.csv" in panel.message.text()
     assert not panel.resume(str(tmp_path / "nothing"))
     assert "no config.json" in panel.message.text()
-    assert not panel.processes.isEnabled() and "torchrun" in panel.processes.toolTip()
+    assert panel.processes.isEnabled() and "torchrun" in panel.processes.toolTip()
     ev = make_eval()
     ev.evaluate(weights=str(tmp_path / "missing"), data=str(tmp_path), baselines=[])
     qtbot.waitUntil(lambda: bool(ev.error_text), timeout=20000)

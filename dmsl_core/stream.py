@@ -261,7 +261,12 @@ class StreamProcessor:
             else:
                 h.update(f"{type(o).__name__}:{o!r};".encode())
 
-        feed(self.get_state())
+        st = self.get_state()
+        sel = st["selector"]
+        if (sel["_t_switch"] is not None and sel["_t_last"] is not None
+                and sel["_t_last"] - sel["_t_switch"] >= self.selector.config.min_dwell_s):
+            sel["_t_switch"] = "past the dwell"   # (time goes forward) no later decision depends on when
+        feed(st)
         return h.hexdigest()
 
     def set_mode(self, mode: str) -> None:

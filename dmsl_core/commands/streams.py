@@ -6,6 +6,7 @@ import contextlib
 import glob
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -45,11 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-timings", action="store_true",
                    help="leave the per-frame timings out of the exports (ms_total empty, timings_ms {}): "
                         "reproducible files, e.g. to compare runs byte for byte")
-    p.add_argument("--shard-warmup", type=int, default=30, metavar="N",
+    p.add_argument("--shard-warmup", type=int, default=None, metavar="N",
                    help="under torchrun: frames each rank processes before its share to settle the frame-to-frame "
                         "state (selector, smoothing, box reuse); results are byte-identical to one process either "
-                        "way (rank 0 re-runs frames after a boundary whose state differs), more warm-up means "
-                        "fewer re-runs (default 30)")
+                        "way (rank 0 re-runs frames after a boundary whose state differs), enough warm-up means "
+                        "no re-runs (default: 8 s of video at the source's frame rate, 30 frames for folders)")
     p.add_argument("--realtime", action="store_true",
                    help="pace the demo at its frame rate (default: as fast as possible)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -237,7 +238,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
                          f"or leave --video out")
     if args.realtime:
         raise ValueError(f"--realtime paces a live demo, which cannot be sharded; {world_hint}")
-    if args.shard_warmup < 0:
+    if args.shard_warmup is not None and args.shard_warmup < 0:
         raise ValueError(f"--shard-warmup must be 0 or more, got {args.shard_warmup}")
     ctx = init_from_env(args.device)
     tag = f"dmsl run [rank {ctx.rank}/{ctx.world_size}]"
@@ -255,13 +256,17 @@ def _run_sharded(args: argparse.Namespace) -> int:
                              f"with a known frame count can); {world_hint}")
         n = min(int(n_total), args.max_frames) if args.max_frames else int(n_total)
         lo, hi = shard_range(n, ctx.rank, ctx.world_size)
-        start = max(0, lo - args.shard_warmup)
+        warmup = args.shard_warmup
+        if warmup is None:   # the selector's smoothed mean needs ~16 time constants (0.4 s) to agree bit for bit
+            fps = info.get("fps")
+            warmup = int(math.ceil(8.0 * float(fps))) if fps else 30
+        start = max(0, lo - warmup)
         cfg = _stream_config(args, info)
         predictor = load_predictor(args.weights, str(ctx.device) if ctx.device is not None else args.device)
         processor = StreamProcessor(predictor, cfg)
         if ctx.is_main:
             print(f"dmsl run: {info.get('kind')} source {args.source}: {n} frames over {ctx.world_size} "
-                  f"processes, warm-up {args.shard_warmup} frames; model {getattr(predictor, 'name', '?')}, "
+                  f"processes, warm-up {warmup} frames; model {getattr(predictor, 'name', '?')}, "
                   f"mode {args.mode}, smoothing {'on' if cfg.smoothing else 'off'}, "
                   f"box reuse {'on' if cfg.reuse_box else 'off'}", file=sys.stderr)
         first = args.csv or args.json
@@ -333,7 +338,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
                             if scratch.state_fingerprint() == sh["hashes"][i - sh["lo"]]:
                                 converged = True
                                 break
-                    print(f"dmsl run: shard at frame {sh['lo']}: the state after {args.shard_warmup} warm-up "
+                    print(f"dmsl run: shard at frame {sh['lo']}: the state after {warmup} warm-up "
                           f"frames differed from one process's; rank 0 re-ran frames {sh['lo']}-{i} "
                           f"({'then it agreed' if converged else 'to the end of the share'})", file=sys.stderr)
                     state = sh["end"] if converged else scratch.get_state()

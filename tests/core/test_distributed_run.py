@@ -147,16 +147,19 @@ def test_folder_sharded_equals_one_process_after_a_rerun_that_converges(folder40
 
 
 def test_folder_sharded_equals_one_process_with_every_stateful_option(folder40, tmp_path):
-    """Auto switching, One Euro smoothing and face-box reuse all on, 40 frames, a short warm-up."""
-    err = _compare(tmp_path, f"folder:{folder40}", ["--mode", "auto", "--smooth", "--reuse-box"],
-                   ["--shard-warmup", "3"])
-    assert "40 frames on 2 processes" in err, err[-2000:]
+    """Auto switching, One Euro smoothing and face-box reuse all on, 40 frames, the default warm-up
+    (30 frames for a folder): the warmed-up state agrees at the boundary, nothing is re-run."""
+    err = _compare(tmp_path, f"folder:{folder40}", ["--mode", "auto", "--smooth", "--reuse-box"], [])
+    assert "40 frames on 2 processes" in err and "warm-up 30 frames" in err, err[-2000:]
+    assert "rank 0 re-ran 0 frame(s)" in err, err[-2000:]
 
 
 def test_video_sharded_equals_one_process(sbs_video, tmp_path):
-    """A side-by-side video, default settings (smoothing on for video), --max-frames 13 (odd shares)."""
-    err = _compare(tmp_path, f"sbs:{sbs_video}", ["--max-frames", "13"], ["--shard-warmup", "4"])
-    assert "13 frames on 2 processes" in err, err[-2000:]
+    """A side-by-side video (smoothing on by default for video), both spectra, box reuse, --max-frames 13
+    (odd shares), a warm-up too short for the state to agree: rank 0 re-runs rank 1's share."""
+    err = _compare(tmp_path, f"sbs:{sbs_video}", ["--max-frames", "13", "--mode", "both", "--reuse-box"],
+                   ["--shard-warmup", "4"])
+    assert "13 frames on 2 processes" in err and "shard at frame 7" in err, err[-2000:]
 
 
 def test_live_source_is_refused_under_torchrun(tmp_path):

@@ -267,7 +267,7 @@ class StreamProcessor:
                 and sel["_t_last"] - sel["_t_switch"] >= self.selector.config.min_dwell_s):
             sel["_t_switch"] = "past the dwell"   # (time goes forward) no later decision depends on when
         feed(st)
-        return h.hexdigest()
+        return h.hexdigest()[:32]
 
     def set_mode(self, mode: str) -> None:
         self.selector.mode = mode

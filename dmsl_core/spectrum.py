@@ -184,8 +184,10 @@ class SpectrumSelector:
         else:
             dt = max(0.0, t - self._t_last)
             a = 1.0 - math.exp(-dt / self.config.tau_s) if self.config.tau_s > 0 else 1.0
-            self._mean += a * (m.mean - self._mean)
-            self._sat += a * (m.sat_frac - self._sat)  # type: ignore[operator]
+            # kept on a 1e-9 grid: two runs that started apart end up bit-identical instead of one
+            # float ulp apart for ever (sharded `dmsl run` compares the state to hand frames over)
+            self._mean = round(self._mean + a * (m.mean - self._mean), 9)
+            self._sat = round(self._sat + a * (m.sat_frac - self._sat), 9)  # type: ignore[operator]
         self._t_last = t
 
     def update(self, vis: Optional[np.ndarray], has_thermal: bool, t: float,

@@ -208,6 +208,67 @@ class StreamProcessor:
         self.n_frames = 0
         self.n_reused = 0
 
+    # ---- state (sharded runs: hand the frame-to-frame state over and compare it) ----------------
+    _STATE_KEYS = ("_prev", "_good", "_since_detect", "_last_index", "_last_vis_box", "_ran_last")
+    _SELECTOR_KEYS = ("state", "_mean", "_sat", "_t_last", "_t_switch")
+    _FILTER_KEYS = ("_x", "_dx", "_t")
+
+    def get_state(self) -> dict:
+        """A copy of everything that carries from one frame to the next (selector, filters, tracks);
+        counters (frames, switches, reuses) are left out. Picklable."""
+        import copy
+        return copy.deepcopy({"proc": {k: getattr(self, k) for k in self._STATE_KEYS},
+                              "selector": {k: getattr(self.selector, k) for k in self._SELECTOR_KEYS},
+                              "filters": {s: {k: getattr(f, k) for k in self._FILTER_KEYS}
+                                          for s, f in self._filters.items()}})
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a :meth:`get_state` copy (as if the frames before had been processed here)."""
+        import copy
+        st = copy.deepcopy(state)
+        for k, v in st["proc"].items():
+            setattr(self, k, v)
+        for k, v in st["selector"].items():
+            setattr(self.selector, k, v)
+        for s, d in st["filters"].items():
+            for k, v in d.items():
+                setattr(self._filters[s], k, v)
+
+    def state_fingerprint(self) -> str:
+        """A hash of :meth:`get_state`: equal hashes mean the next frames give bit-identical results."""
+        import hashlib
+        h = hashlib.sha256()
+
+        def feed(o: Any) -> None:
+            if isinstance(o, dict):
+                h.update(b"{")
+                for k in sorted(o, key=str):
+                    feed(str(k))
+                    feed(o[k])
+                h.update(b"}")
+            elif isinstance(o, (list, tuple)):
+                h.update(b"[")
+                for v in o:
+                    feed(v)
+                h.update(b"]")
+            elif isinstance(o, (set, frozenset)):
+                feed(sorted(o, key=str))
+            elif isinstance(o, np.ndarray):
+                h.update(f"a{o.dtype.str}{o.shape}".encode())
+                h.update(np.ascontiguousarray(o).tobytes())
+            elif isinstance(o, (float, np.floating)):
+                h.update(b"f" + float(o).hex().encode())
+            else:
+                h.update(f"{type(o).__name__}:{o!r};".encode())
+
+        st = self.get_state()
+        sel = st["selector"]
+        if (sel["_t_switch"] is not None and sel["_t_last"] is not None
+                and sel["_t_last"] - sel["_t_switch"] >= self.selector.config.min_dwell_s):
+            sel["_t_switch"] = "past the dwell"   # (time goes forward) no later decision depends on when
+        feed(st)
+        return h.hexdigest()[:32]
+
     def set_mode(self, mode: str) -> None:
         self.selector.mode = mode
         self.config.mode = mode

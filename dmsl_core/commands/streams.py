@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -41,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="write one JSON object per frame here (JSON Lines)")
     p.add_argument("--video", default=None, help="write a side-by-side video with landmarks (.mp4 or .avi)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N processed frames")
+    p.add_argument("--no-timings", action="store_true",
+                   help="leave the per-frame timings out of the exports (ms_total empty, timings_ms {}): "
+                        "reproducible files, e.g. to compare runs byte for byte")
+    p.add_argument("--shard-warmup", type=int, default=None, metavar="N",
+                   help="under torchrun: frames each rank processes before its share to settle the frame-to-frame "
+                        "state (selector, smoothing, box reuse); results are byte-identical to one process either "
+                        "way (rank 0 re-runs frames after a boundary whose state differs), enough warm-up means "
+                        "no re-runs (default: 8 s of video at the source's frame rate, 30 frames for folders)")
     p.add_argument("--realtime", action="store_true",
                    help="pace the demo at its frame rate (default: as fast as possible)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -108,14 +118,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..export import CSVExporter, ExportSet, JSONLExporter, VideoExporter
     from ..registration import Calibration
     from ..sources import open_source
-    from ..spectrum import SelectorConfig
-    from ..stream import StreamConfig, StreamProcessor, StreamRunner
+    from ..stream import StreamProcessor, StreamRunner
 
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     if args.max_frames is not None and args.max_frames <= 0:
         raise ValueError("--max-frames must be positive")
+    from ..distributed import env_world_size
+    if env_world_size() > 1:
+        return _run_sharded(args)
     H = Calibration.load(args.calib).H_th_to_vis if args.calib else None
     predictor = load_predictor(args.weights, args.device)
     if args.bench:
@@ -124,17 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     writers = []
     try:
         info = source.info
-        sel = SelectorConfig()
-        if args.low is not None:
-            sel.low = args.low
-        if args.high is not None:
-            sel.high = args.high
-        if args.dwell is not None:
-            sel.min_dwell_s = args.dwell
-        sel.__post_init__()
-        still = info.get("kind") in ("dataset", "folders") or (info.get("frames") == 1)
-        smooth = (not still) if args.smooth is None else bool(args.smooth)
-        cfg = StreamConfig(mode=args.mode, selector=sel, smoothing=smooth, reuse_box=args.reuse_box)
+        cfg = _stream_config(args, info)
+        smooth = cfg.smoothing
         processor = StreamProcessor(predictor, cfg)
         print(f"dmsl run: {info.get('kind')} source {args.source}: {info.get('pairing')}", file=sys.stderr)
         print(f"dmsl run: model {getattr(predictor, 'name', '?')} on {getattr(predictor, 'device', '?')}, mode "
@@ -152,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         error = ""
         for ev in runner.events():
             if ev.kind == "result" and ev.result is not None:
+                if args.no_timings:
+                    ev.result.timings_ms = {}
                 exports.write(ev.result)
                 progress(ev.result, runner.stats)
             elif ev.kind == "error":
@@ -178,6 +183,216 @@ def cmd_run(args: argparse.Namespace) -> int:
                 w.close()
             except Exception:  # noqa: BLE001
                 pass
+        source.close()
+
+
+def _stream_config(args: argparse.Namespace, info: dict):
+    """The StreamConfig ``dmsl run`` uses for a source with ``info``."""
+    from ..spectrum import SelectorConfig
+    from ..stream import StreamConfig
+
+    sel = SelectorConfig()
+    if args.low is not None:
+        sel.low = args.low
+    if args.high is not None:
+        sel.high = args.high
+    if args.dwell is not None:
+        sel.min_dwell_s = args.dwell
+    sel.__post_init__()
+    still = info.get("kind") in ("dataset", "folders") or (info.get("frames") == 1)
+    smooth = (not still) if args.smooth is None else bool(args.smooth)
+    return StreamConfig(mode=args.mode, selector=sel, smoothing=smooth, reuse_box=args.reuse_box)
+
+
+def _run_sharded(args: argparse.Namespace) -> int:
+    """``dmsl run`` under torchrun: each rank processes a contiguous share of the frames of a recorded
+    source; rank 0 merges the shares into the same CSV / JSONL one process writes.
+
+    Rank r takes frames [lo, hi) (:func:`shard_range` over the frame count). It first processes the
+    ``--shard-warmup`` frames before lo with its own :class:`StreamProcessor` (results dropped), so the
+    frame-to-frame state (spectrum selector, One Euro filters, face-box tracks) is close to what one
+    process has at lo. Every rank records a fingerprint of that state at lo and after each of its
+    frames. Rank 0 then walks the boundaries in order: where the state one process would have at lo
+    (the previous share's end state) differs from rank r's warmed-up state, rank 0 re-runs frames
+    from lo with the right state until the fingerprints agree again (from there on rank r's rows are
+    what one process computes) - so the exports equal one process's, byte for byte, apart from the
+    timings (``--no-timings``), whatever the settings; the warm-up only keeps the re-runs short.
+    Each rank writes its rows to ``OUT.rankR.part`` beside the first export (a shared folder when
+    the ranks are on several machines); rank 0 writes the exports atomically and removes the parts.
+    """
+    import csv
+    import io
+
+    from ..atomic import atomic_path
+    from ..distributed import init_from_env, shard_range, shutdown
+    from ..export import _json_default, csv_header, result_row
+    from ..registration import Calibration
+    from ..sources import open_source
+    from ..stream import StreamProcessor
+
+    world_hint = "run it in one process (without torchrun)"
+    if args.bench:
+        raise ValueError(f"--bench measures one process; {world_hint}")
+    if args.video:
+        raise ValueError(f"--video {args.video}: the overlay video is not written under torchrun; {world_hint} "
+                         f"or leave --video out")
+    if args.realtime:
+        raise ValueError(f"--realtime paces a live demo, which cannot be sharded; {world_hint}")
+    if args.shard_warmup is not None and args.shard_warmup < 0:
+        raise ValueError(f"--shard-warmup must be 0 or more, got {args.shard_warmup}")
+    ctx = init_from_env(args.device)
+    tag = f"dmsl run [rank {ctx.rank}/{ctx.world_size}]"
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    H = Calibration.load(args.calib).H_th_to_vis if args.calib else None
+    source = open_source(args.source, realtime=False, homography=H)
+    try:
+        info = source.info
+        n_total = info.get("frames")
+        if info.get("live") or not getattr(source, "seekable", False) or not n_total:
+            raise ValueError(f"{args.source}: a {'live ' if info.get('live') else ''}{info.get('kind')} source "
+                             f"cannot be sharded under torchrun (only folders, video files and image sequences "
+                             f"with a known frame count can); {world_hint}")
+        n = min(int(n_total), args.max_frames) if args.max_frames else int(n_total)
+        lo, hi = shard_range(n, ctx.rank, ctx.world_size)
+        warmup = args.shard_warmup
+        if warmup is None:   # the selector's smoothed mean needs ~16 time constants (0.4 s) to agree bit for bit
+            fps = info.get("fps")
+            warmup = int(math.ceil(8.0 * float(fps))) if fps else 30
+        start = max(0, lo - warmup)
+        cfg = _stream_config(args, info)
+        predictor = load_predictor(args.weights, str(ctx.device) if ctx.device is not None else args.device)
+        processor = StreamProcessor(predictor, cfg)
+        if ctx.is_main:
+            print(f"dmsl run: {info.get('kind')} source {args.source}: {n} frames over {ctx.world_size} "
+                  f"processes, warm-up {warmup} frames; model {getattr(predictor, 'name', '?')}, "
+                  f"mode {args.mode}, smoothing {'on' if cfg.smoothing else 'off'}, "
+                  f"box reuse {'on' if cfg.reuse_box else 'off'}", file=sys.stderr)
+        first = args.csv or args.json
+        part = f"{first}.rank{ctx.rank}.part" if first else None
+
+        def render(res) -> str:
+            if args.no_timings:
+                res.timings_ms = {}
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerow(result_row(res))
+            line = json.dumps(res.to_dict(), default=_json_default, allow_nan=False)
+            return json.dumps([buf.getvalue(), line])
+
+        t0 = time.perf_counter()
+        hashes: list[str] = []
+        fp_lo = processor.state_fingerprint() if start == lo else None
+        warm = 0
+        if part:
+            os.makedirs(os.path.dirname(os.path.abspath(part)), exist_ok=True)
+        fh = open(part, "w", encoding="utf-8", newline="") if part else None
+        try:
+            if hi > lo:
+                source.start_at(start)
+                for pair in source:
+                    i = pair.index
+                    if i >= hi:
+                        break
+                    if i == lo and fp_lo is None:
+                        fp_lo = processor.state_fingerprint()
+                    res = processor.process(pair)
+                    if i < lo:
+                        warm += 1
+                        continue
+                    if fh is not None:
+                        fh.write(render(res) + "\n")
+                    hashes.append(processor.state_fingerprint())
+        finally:
+            if fh is not None:
+                fh.close()
+        mine = {"rank": ctx.rank, "lo": lo, "hi": hi, "done": len(hashes), "fp_lo": fp_lo, "hashes": hashes,
+                "end": processor.get_state(), "warm": warm, "seconds": time.perf_counter() - t0}
+        shares = ctx.all_gather_object(mine)
+        if not ctx.is_main:
+            shutdown(ctx)
+            return 0
+        # rank 0: the boundaries in order; re-run where the carried-over state differs
+        scratch = StreamProcessor(predictor, cfg)
+        fixed: dict[int, str] = {}
+        rerun = 0
+        state = None   # the state one process has before the current share
+        usable = len(shares)
+        for k, sh in enumerate(shares):
+            if sh["done"] < sh["hi"] - sh["lo"]:   # the source ended early here (one process stops too)
+                usable = k + 1
+            if sh["hi"] <= sh["lo"]:
+                continue
+            if state is not None:
+                scratch.set_state(state)
+                if scratch.state_fingerprint() != sh["fp_lo"]:
+                    with open_source(args.source, realtime=False, homography=H) as src:
+                        src.start_at(sh["lo"])
+                        converged, i = False, sh["lo"]
+                        for pair in src:
+                            i = pair.index
+                            if i >= sh["lo"] + sh["done"]:
+                                break
+                            fixed[i] = render(scratch.process(pair))
+                            rerun += 1
+                            if scratch.state_fingerprint() == sh["hashes"][i - sh["lo"]]:
+                                converged = True
+                                break
+                    print(f"dmsl run: shard at frame {sh['lo']}: the state after {warmup} warm-up "
+                          f"frames differed from one process's; rank 0 re-ran frames {sh['lo']}-{i} "
+                          f"({'then it agreed' if converged else 'to the end of the share'})", file=sys.stderr)
+                    state = sh["end"] if converged else scratch.get_state()
+                else:
+                    state = sh["end"]
+            else:
+                state = sh["end"]
+            if k + 1 == usable and usable < len(shares):
+                break
+        # merge in frame order
+        outs = []
+        if args.csv:
+            outs.append(("csv", args.csv))
+        if args.json:
+            outs.append(("json", args.json))
+        rows = 0
+        with contextlib.ExitStack() as stack:
+            files = {}
+            for kind, path in outs:
+                tmp = stack.enter_context(atomic_path(path))
+                fh = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+                if kind == "csv":
+                    csv.writer(fh, lineterminator="\n").writerow(csv_header())
+                else:
+                    fh.write(json.dumps({"stream": _jsonable(info)}, default=_json_default) + "\n")
+                files[kind] = fh
+            if files:
+                for sh in shares[:usable]:
+                    with open(f"{first}.rank{sh['rank']}.part", encoding="utf-8") as pf:
+                        for j, raw in enumerate(pf):
+                            i = sh["lo"] + j
+                            csv_text, line = json.loads(fixed.get(i, raw))
+                            if "csv" in files:
+                                files["csv"].write(csv_text)
+                            if "json" in files:
+                                files["json"].write(line + "\n")
+                            rows += 1
+                for fh in files.values():
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        for sh in shares:
+            if first:
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{first}.rank{sh['rank']}.part")
+        processed = sum(sh["done"] for sh in shares[:usable])
+        slowest = max(sh["seconds"] for sh in shares)
+        print(f"dmsl run: {processed} frames on {ctx.world_size} processes in {slowest:.2f} s (slowest rank, "
+              f"warm-up {sum(sh['warm'] for sh in shares)} frames in all); rank 0 re-ran {rerun} frame(s) "
+              f"at shard boundaries", file=sys.stderr)
+        for _, path in outs:
+            print(f"dmsl run: wrote {path}", file=sys.stderr)
+        shutdown(ctx)
+        return 0
+    finally:
         source.close()
 
 

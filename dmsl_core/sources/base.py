@@ -101,9 +101,11 @@ class FrameSource(abc.ABC):
     """
 
     kind: str = "source"
+    seekable: bool = False   # recorded sources: :meth:`start_at` skips to a frame without decoding those before
 
     def __init__(self, uri: str = "") -> None:
         self.uri = uri
+        self._start = 0
         self._closed = False
         self._lock = threading.Lock()
         self._info: dict[str, Any] = {"kind": self.kind, "uri": uri, "fps": None, "frames": None,
@@ -133,6 +135,16 @@ class FrameSource(abc.ABC):
             if not pair.source:
                 pair.source = self.uri
             yield pair
+
+    def start_at(self, index: int) -> None:
+        """Begin the iteration at frame ``index`` (frames keep their absolute ``index`` and ``t``).
+        Only recorded sources (folders, videos, image sequences) can; others raise :class:`SourceError`."""
+        if not self.seekable:
+            raise SourceError(f"{self.uri}: a {self.kind} source cannot start at frame {index} "
+                              f"(only folders, videos and image sequences can)")
+        if int(index) < 0:
+            raise SourceError(f"{self.uri}: cannot start at frame {index}")
+        self._start = int(index)
 
     def set_homography(self, h: Optional[np.ndarray]) -> None:
         """Attach a thermal->visible homography (from a rig calibration) to every pair."""

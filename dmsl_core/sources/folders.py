@@ -34,6 +34,7 @@ class DatasetFolderSource(FrameSource):
     """
 
     kind = "dataset"
+    seekable = True
 
     def __init__(self, root: str | os.PathLike, uri: str = "", fps: Optional[float] = None) -> None:
         super().__init__(uri or str(root))
@@ -53,6 +54,8 @@ class DatasetFolderSource(FrameSource):
 
     def _frames(self) -> Iterator[FramePair]:
         for i, rec in enumerate(self.records):
+            if i < self._start:
+                continue
             if self._closed:
                 return
             vis = _read(rec.abspath(rec.vis))
@@ -91,6 +94,7 @@ class PairedFolderSource(FrameSource):
     """
 
     kind = "folders"
+    seekable = True
 
     def __init__(self, vis_dir: str | os.PathLike, th_dir: str | os.PathLike, uri: str = "",
                  pair: str = "name", th_format: Optional[str] = None, fps: Optional[float] = None,
@@ -129,6 +133,8 @@ class PairedFolderSource(FrameSource):
 
     def _frames(self) -> Iterator[FramePair]:
         for i, (vp, tp) in enumerate(self.pairs):
+            if i < self._start:
+                continue
             if self._closed:
                 return
             vis = _read(vp)

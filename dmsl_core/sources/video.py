@@ -215,6 +215,7 @@ class PairSource(FrameSource):
     """Two recordings (visible + thermal) paired frame by frame; see the module doc for the rules."""
 
     kind = "pair"
+    seekable = True
 
     def __init__(self, vis: FrameReader, th: FrameReader, uri: str = "", sync: str = "ratio",
                  offset: str | None = None, th_format: Optional[str] = None, registered: bool = False) -> None:
@@ -262,7 +263,7 @@ class PairSource(FrameSource):
 
     def _frames(self) -> Iterator[FramePair]:
         fps = self.vis.fps or 0.0
-        i = 0
+        i = self._start
         while i < self.vis.count and not self._closed:
             v = self.vis.get(i)
             if v is None:
@@ -300,7 +301,7 @@ def split_frame(frame: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]
 def _reader_frames(src: FrameSource) -> Iterator[tuple[int, float, np.ndarray]]:
     """(index, time in s, frame) of ``src.reader`` until it ends, fails to decode or ``src`` closes."""
     fps = src.reader.fps or 0.0
-    for i in range(src.reader.count):
+    for i in range(src._start, src.reader.count):
         if src._closed:
             return
         f = src.reader.get(i)
@@ -313,6 +314,7 @@ class SplitSource(FrameSource):
     """One composite video (or image sequence) whose frames hold visible and thermal side by side or stacked."""
 
     kind = "split"
+    seekable = True
 
     def __init__(self, reader: FrameReader, layout: str = "lr", uri: str = "", registered: bool = False) -> None:
         super().__init__(uri)
@@ -341,6 +343,7 @@ class SingleSource(FrameSource):
     """One spectrum only: a visible or a thermal video / image sequence."""
 
     kind = "single"
+    seekable = True
 
     def __init__(self, reader: FrameReader, spectrum: str, uri: str = "", th_format: Optional[str] = None) -> None:
         super().__init__(uri)

@@ -413,7 +413,8 @@ def _bench(args: argparse.Namespace, predictor, H) -> int:
         raise ValueError(f"{args.source}: no frames to measure")
     smooth = True if args.smooth is None else bool(args.smooth)
     print(f"dmsl run --bench: {len(pairs)} frames of {args.source}, model {getattr(predictor, 'name', '?')} on "
-          f"{getattr(predictor, 'device', '?')}, {torch.get_num_threads()} CPU threads, smoothing "
+          f"{getattr(predictor, 'device', '?')} ({(getattr(predictor, 'options', None) or {}).get('backend', 'torch')}), "
+          f"{torch.get_num_threads()} CPU threads, smoothing "
           f"{'on' if smooth else 'off'}, best of {args.repeat}", file=sys.stderr)
     res = benchmark_pipeline(predictor, pairs, repeat=args.repeat, smoothing=smooth)
     print(f"{'configuration':14s} {'fps':>7s} {'ms/frame':>9s} {'reused':>7s} {'NME chosen':>11s}")

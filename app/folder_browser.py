@@ -292,7 +292,7 @@ class FolderBrowser(QtWidgets.QWidget):
         self.play_btn.setEnabled(True)
         self.stop_btn.setEnabled(True)
         w = FolderWorker(self.folder, model_spec, self.palette)
-        self.handle = start_worker(w, "folder-browser", on_progress=self._progress, on_error=self._error,
+        self.handle = start_worker(w, "folder-browser", collect=True, on_progress=self._progress, on_error=self._error,
                                    on_finished=self._finished, parent=self)
 
     def stop(self, timeout_ms: int = 3000) -> bool:

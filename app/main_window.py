@@ -33,7 +33,7 @@ from .palettes import PALETTES, LevelTracker, lut
 from .settings import AppSettings, SettingsDialog, SettingsStore
 from .spectrum_panel import SelectorChart, SpectrumPanel
 from .views import SpectrumView
-from .workers import FunctionWorker, WorkerHandle, start_worker
+from .workers import FunctionWorker, WorkerHandle, collect_garbage_here, start_worker
 
 TEMP_LABELS = {"inner_eye_r": "inner eye (right)", "inner_eye_l": "inner eye (left)", "forehead": "forehead",
                "nose_tip": "nose tip"}
@@ -627,6 +627,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.st_source.setToolTip(uri)
         self.uri_box.setEditText(uri)
         self._set_playing(not o.start_paused)
+        collect_garbage_here()  # leave the worker no dead Qt wrappers to free on its thread (see workers.py)
         h.start()
         self._update_actions()
 

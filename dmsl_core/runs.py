@@ -191,7 +191,14 @@ def preview_predictions(run_dir: str | os.PathLike, n: int = 4, device: str = "c
     mb, ml = create_models(mcfg)
     mb.load_state_dict(ck["boundary"])
     ml.load_state_dict(ck["landmark"])
-    train_s, val_s, _ = _split_subjects(cfg.data, cfg.fold, 10)
+    n_folds = 10
+    cv_plan = run.parent / CV_FILE  # a fold of ``dmsl cv``: its plan knows the number of folds
+    if cfg.fold is not None and cv_plan.exists():
+        try:
+            n_folds = int(json.loads(cv_plan.read_text(encoding="utf-8")).get("n_folds", 10))
+        except (OSError, ValueError, TypeError):
+            pass
+    train_s, val_s, _ = _split_subjects(cfg.data, cfg.fold, n_folds)
     samples = load_samples(cfg.data, cfg.spectra, subjects=val_s or train_s)
     if not samples:
         return []

@@ -291,7 +291,9 @@ def test_cross_validation_runs_fold_by_fold_and_resumes(qtbot, tmp_path, make_pa
     generate_dataset(data, subjects=4, seed=1, size=(160, 128), variations=["neutral", "smile"])
     panel = make_panel()
     root = tmp_path / "runs" / "cv"
-    o = _options(str(data), root, epochs=1, head_epochs=1)
+    # 12 U-Net epochs per model and fold: fold 1 lasts seconds, so the cancel sent when its start is
+    # seen lands inside it (with 1 epoch a fast machine finished every fold before the cancel arrived)
+    o = _options(str(data), root, epochs=12, head_epochs=1)
     o.cv_folds = 4
     assert panel.start(o)
     assert panel.cv_mode and not panel.cv_frame.isHidden()
@@ -317,6 +319,8 @@ def test_cross_validation_runs_fold_by_fold_and_resumes(qtbot, tmp_path, make_pa
     assert float(panel.cv_table.item(4, 2).text()) == pytest.approx(s["mean"]["th"], abs=1e-4)
     saved = json.loads((root / "cv.json").read_text())
     assert saved["results"]["complete"] == 4
+    # the validation preview of a fold uses the cross-validation's 4 folds (it assumed 10 and failed)
+    assert panel.previews_shown >= 1 and "failed" not in panel.preview_label.text(), panel.preview_label.text()
 
 
 def test_models_panel_exports_onnx(qtbot, tmp_path, tiny_weights):

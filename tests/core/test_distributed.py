@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from dmsl_core.cli import build_parser, main
+from tests.core.torchrun_util import REPO, free_port, torchrun_env
 from dmsl_core.distributed import shard_range, split_sizes, torchrun_command
 
-REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 300
 
 # augment off + the same seed: the run is deterministic; batch 5 leaves uneven last batches
@@ -27,26 +26,15 @@ TRAIN_ARGS = ["--config", "dmsl-tiny", "--epochs", "2", "--head-epochs", "2", "-
               "--device", "cpu", "--no-augment", "--threads", "1", "--seed", "0"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def _torchrun_argv(command: str, args: list[str], nproc: int = 2) -> list[str]:
-    return torchrun_command(args, nproc, command=command, rdzv_endpoint=f"localhost:{_free_port()}")
+    return torchrun_command(args, nproc, command=command, rdzv_endpoint=f"localhost:{free_port()}")
 
 
 def torchrun(command: str, args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
-    p = subprocess.run(_torchrun_argv(command, args, nproc), cwd=REPO, env=_env(), capture_output=True, text=True,
-                       timeout=TIMEOUT)
+    p = subprocess.run(_torchrun_argv(command, args, nproc), cwd=REPO, env=torchrun_env(), capture_output=True,
+                       text=True, timeout=TIMEOUT)
     assert p.returncode == 0, f"torchrun failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
     return p
 
@@ -193,7 +181,7 @@ def test_one_process_run_resumed_under_torchrun_with_two(synth_data, one_process
 def test_torchrun_run_killed_then_resumed_by_one_process(synth_data, one_process_run, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(_torchrun_argv("train", ["--data", str(synth_data), "--out", str(run), *TRAIN_ARGS]),
-                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=REPO, env=torchrun_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     metrics = run / "metrics.jsonl"
     deadline = time.time() + TIMEOUT
     try:

@@ -2,8 +2,6 @@
 frames: the CSV and JSONL exports must be byte-for-byte the same (timings left out with --no-timings)."""
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -12,32 +10,21 @@ import numpy as np
 import pytest
 
 from dmsl_core.cli import main
+from tests.core.torchrun_util import REPO, free_port, torchrun_env
 from dmsl_core.distributed import torchrun_command
 from dmsl_core.pipeline import Predictor
 from dmsl_core.sources import SourceError, open_source
 from dmsl_core.stream import StreamConfig, StreamProcessor
 
-REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 180
 COMMON = ["--weights", "untrained:dmsl-tiny", "--threads", "1", "--quiet", "--no-timings", "--device", "cpu"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def torchrun_run(args: list[str], ok: bool = True) -> subprocess.CompletedProcess:
-    argv = torchrun_command(args, 2, command="run", rdzv_endpoint=f"localhost:{_free_port()}")
-    p = subprocess.run(argv, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    argv = torchrun_command(args, 2, command="run", rdzv_endpoint=f"localhost:{free_port()}")
+    p = subprocess.run(argv, cwd=REPO, env=torchrun_env(), capture_output=True, text=True, timeout=TIMEOUT)
     if ok:
         assert p.returncode == 0, f"torchrun failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
     return p

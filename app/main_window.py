@@ -30,6 +30,7 @@ from .about import AboutDialog, ShortcutsDialog
 from .folder_browser import FolderBrowser
 from .live import LiveOptions, LiveWorker, LoadedModel, ModelSpec, RecordSpec, recording_stem
 from .palettes import PALETTES, LevelTracker, lut
+from .panel_common import MessageStrip
 from .settings import AppSettings, SettingsDialog, SettingsStore
 from .spectrum_panel import SelectorChart, SpectrumPanel
 from .views import SpectrumView
@@ -54,38 +55,20 @@ def temperature_anchors(pts: np.ndarray) -> dict[str, tuple[float, float]]:
     return {"inner_eye_r": tuple(p[39]), "inner_eye_l": tuple(p[42]), "nose_tip": tuple(p[30]), "forehead": tuple(fh)}
 
 
-class Banner(QtWidgets.QFrame):
-    """A message strip above the views (errors and warnings stay until closed or replaced)."""
+class Banner(MessageStrip):
+    """A message strip above the views (errors and warnings stay until closed or replaced), with
+    an icon for the level."""
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
-        self.setObjectName("Banner")
-        lay = QtWidgets.QHBoxLayout(self)
-        lay.setContentsMargins(10, 5, 6, 5)
         self.icon = QtWidgets.QLabel()
-        self.label = QtWidgets.QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
-        close = QtWidgets.QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        lay.addWidget(self.icon)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(close)
-        self.level = ""
-        self.hide()
+        self.layout().insertWidget(0, self.icon)
 
     def show_message(self, text: str, level: str = "error") -> None:
-        self.level = level
-        self.setProperty("level", level)
         sp = {"error": QtWidgets.QStyle.SP_MessageBoxCritical, "warn": QtWidgets.QStyle.SP_MessageBoxWarning}.get(
             level, QtWidgets.QStyle.SP_MessageBoxInformation)
         self.icon.setPixmap(self.style().standardIcon(sp).pixmap(18, 18))
-        self.label.setText(text)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.show()
+        super().show_message(text, level)
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""

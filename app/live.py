@@ -40,6 +40,7 @@ class ModelSpec:
     fallback_config: str = "dmsl-compact"
     device: str = "auto"
     threads: int = 0
+    tta: str = ""                # test-time augmentation: "" = the model card's, "none", "flip"
 
 
 @dataclass
@@ -78,7 +79,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             device = resolve_device("cpu")
             note = f"{exc}; running on the CPU instead - choose the device in Settings"
         try:
-            pred = Predictor.from_weights(spec.weights or None, device=device)
+            pred = Predictor.from_weights(spec.weights or None, device=device, tta=spec.tta or None)
             pred.apply_measured_speed_option()
             untrained = bool(pred.card.get("untrained"))
         except WeightsError as exc:
@@ -89,6 +90,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
                 note += (f"no shipped model: showing untrained {spec.fallback_config} weights "
                         "(landmarks are meaningless) - choose weights in Settings")
             pred = Predictor.untrained(spec.fallback_config, device=device)
+            if spec.tta:
+                pred.set_tta(spec.tta)
             untrained = True
         name = pred.name + (" (untrained)" if untrained else "")
         lm = LoadedModel(predictor=pred, name=name, device=f"{device.type.upper()}: {describe_device(device)}"

@@ -476,7 +476,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # ---- settings ------------------------------------------------------------------------------------
     def model_spec(self) -> ModelSpec:
         s = self.settings
-        return ModelSpec(weights=s.weights, fallback_config=s.fallback_config, device=s.device, threads=s.threads)
+        return ModelSpec(weights=s.weights, fallback_config=s.fallback_config, device=s.device, threads=s.threads,
+                         tta=s.tta)
 
     def apply_settings(self, s: AppSettings, restart: bool = True) -> None:
         old_spec = self.model_spec()
@@ -659,8 +660,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_model(self, m: LoadedModel) -> None:
         self.model = m
-        self.st_model.setText(f"model {m.name}")
-        self.st_model.setToolTip(m.source or "")
+        tta = getattr(m.predictor, "tta", "none")
+        self.st_model.setText(f"model {m.name}" + (" · flip TTA" if tta == "flip" else ""))
+        self.st_model.setToolTip((m.source or "") + ("\ntest-time augmentation: flip (mirrored crop too, averaged)"
+                                                      if tta == "flip" else ""))
         self.st_device.setText(m.device)
         if m.note:
             self.show_message(m.note, "warn")

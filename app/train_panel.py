@@ -57,6 +57,9 @@ class TrainOptions:
     batch_size: int = 16
     lr: float = 1e-3
     head_lr: float = 1e-3
+    joint_epochs: int = 20     # stage 3 (ours): U-Net + head together
+    joint_lr: float = 2e-4
+    box_jitter: float = 0.0
     spectra: str = "both"
     augment: bool = True
     mirror: bool = True
@@ -88,6 +91,10 @@ def train_command(o: TrainOptions, resume: bool = False) -> list[str]:
             "--epochs", str(int(o.epochs)), "--head-epochs", str(int(o.head_epochs)),
             "--batch-size", str(int(o.batch_size)), "--lr", repr(float(o.lr)), "--head-lr", repr(float(o.head_lr)),
             "--spectra", o.spectra]
+    if 3 in o.stages:
+        cmd += ["--joint-epochs", str(int(o.joint_epochs)), "--joint-lr", repr(float(o.joint_lr))]
+    if o.box_jitter > 0:
+        cmd += ["--box-jitter", repr(float(o.box_jitter))]
     if not o.augment:
         cmd.append("--no-augment")
     if not o.mirror:
@@ -228,21 +235,20 @@ class TrainPanel(QtWidgets.QWidget):
                          ("M_l (landmarks) only", "landmark")):
             self.models_box.addItem(label, v)
         form.addRow("Models", self.models_box)
-        st = QtWidgets.QWidget()
-        sl = QtWidgets.QHBoxLayout(st)
-        sl.setContentsMargins(0, 0, 0, 0)
-        self.stage1 = QtWidgets.QCheckBox("1: U-Net on mask")
-        self.stage2 = QtWidgets.QCheckBox("2: head")
-        self.stage1.setChecked(True)
-        self.stage2.setChecked(True)
-        sl.addWidget(self.stage1)
-        sl.addWidget(self.stage2)
+        st, (self.stage1, self.stage2, self.stage3) = self._check_row(
+            ("1: U-Net on mask", True), ("2: head", True), ("3: joint fine-tune", False))
+        self.stage3.setToolTip("Ours, not the paper's: U-Net and head trained together on the point / box "
+                               "distance after the two paper stages (or alone, after Init from)")
         form.addRow("Stages", st)
         self.epochs = self._spin(1, 10000, 30)
         self.head_epochs = self._spin(1, 10000, 30)
+        self.joint_epochs = self._spin(1, 10000, 20)
         self.batch = self._spin(1, 4096, 16)
         form.addRow("U-Net epochs", self.epochs)
         form.addRow("Head epochs", self.head_epochs)
+        form.addRow("Joint epochs", self.joint_epochs)
+        self.stage3.toggled.connect(self.joint_epochs.setEnabled)
+        self.joint_epochs.setEnabled(False)
         form.addRow("Batch size", self.batch)
         self.lr = QtWidgets.QDoubleSpinBox()
         self.lr.setDecimals(6)
@@ -255,16 +261,16 @@ class TrainPanel(QtWidgets.QWidget):
             self.spectra_box.addItem(label, v)
         self.spectra_box.setToolTip("The paper found that training on both spectra helps thermal")
         form.addRow("Spectra", self.spectra_box)
-        aug = QtWidgets.QWidget()
-        al = QtWidgets.QHBoxLayout(aug)
-        al.setContentsMargins(0, 0, 0, 0)
-        self.augment = QtWidgets.QCheckBox("augmentation")
-        self.mirror = QtWidgets.QCheckBox("mirrored copies")
-        self.augment.setChecked(True)
-        self.mirror.setChecked(True)
-        al.addWidget(self.augment)
-        al.addWidget(self.mirror)
+        aug, (self.augment, self.mirror) = self._check_row(("augmentation", True), ("mirrored copies", True))
         form.addRow("Data", aug)
+        self.box_jitter = QtWidgets.QDoubleSpinBox()
+        self.box_jitter.setDecimals(3)
+        self.box_jitter.setRange(0.0, 0.3)
+        self.box_jitter.setSingleStep(0.01)
+        self.box_jitter.setSpecialValueText("off (exact box)")
+        self.box_jitter.setToolTip("M_l: std of the error of the box its training input is blacked out with, as a "
+                                   "fraction of the box (M_b's boxes are not exact at inference; 0.03 suits M_b's)")
+        form.addRow("Blackout box jitter", self.box_jitter)
         self.fold = QtWidgets.QSpinBox()
         self.fold.setRange(-1, 99)
         self.fold.setValue(0)
@@ -422,6 +428,20 @@ class TrainPanel(QtWidgets.QWidget):
         s.setValue(v)
         return s
 
+    @staticmethod
+    def _check_row(*boxes: tuple[str, bool]) -> tuple[QtWidgets.QWidget, list[QtWidgets.QCheckBox]]:
+        """A row of check boxes ((label, checked), ...) for one form row."""
+        row = QtWidgets.QWidget()
+        lay = QtWidgets.QHBoxLayout(row)
+        lay.setContentsMargins(0, 0, 0, 0)
+        out = []
+        for label, checked in boxes:
+            cb = QtWidgets.QCheckBox(label)
+            cb.setChecked(checked)
+            lay.addWidget(cb)
+            out.append(cb)
+        return row, out
+
     def _browse_dir(self, edit: QtWidgets.QLineEdit, caption: str) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, caption, edit.text() or str(Path.home()))
         if d:
@@ -429,10 +449,11 @@ class TrainPanel(QtWidgets.QWidget):
 
     # ---- options ---------------------------------------------------------------------------------
     def options(self) -> TrainOptions:
-        stages = tuple(s for s, c in ((1, self.stage1), (2, self.stage2)) if c.isChecked())
+        stages = tuple(s for s, c in ((1, self.stage1), (2, self.stage2), (3, self.stage3)) if c.isChecked())
         return TrainOptions(data=self.data_edit.text().strip(), out=self.out_edit.text().strip(),
                             config=self.config_box.currentText(), models=self.models_box.currentData(),
                             stages=stages, epochs=self.epochs.value(), head_epochs=self.head_epochs.value(),
+                            joint_epochs=self.joint_epochs.value(), box_jitter=self.box_jitter.value(),
                             batch_size=self.batch.value(), lr=self.lr.value(), head_lr=self.lr.value(),
                             spectra=self.spectra_box.currentData(), augment=self.augment.isChecked(),
                             mirror=self.mirror.isChecked(),
@@ -448,8 +469,11 @@ class TrainPanel(QtWidgets.QWidget):
         self.models_box.setCurrentIndex(max(0, self.models_box.findData(o.models)))
         self.stage1.setChecked(1 in o.stages)
         self.stage2.setChecked(2 in o.stages)
+        self.stage3.setChecked(3 in o.stages)
         self.epochs.setValue(o.epochs)
         self.head_epochs.setValue(o.head_epochs)
+        self.joint_epochs.setValue(o.joint_epochs)
+        self.box_jitter.setValue(o.box_jitter)
         self.batch.setValue(o.batch_size)
         self.lr.setValue(o.lr)
         self.spectra_box.setCurrentIndex(max(0, self.spectra_box.findData(o.spectra)))

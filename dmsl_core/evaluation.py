@@ -148,11 +148,12 @@ def _mean(vals: Sequence[float]) -> Optional[float]:
 
 
 def predict_records(predictor, samples, batch_size: int = 16, progress=None, keep_predictions: bool = False,
-                    should_stop=None) -> tuple[list[EvalRecord], list[dict]]:
+                    should_stop=None, true_box: bool = False) -> tuple[list[EvalRecord], list[dict]]:
     """Run a Predictor (or a baseline with the same ``predict``) over samples, ``batch_size`` images
     per call: (one :class:`EvalRecord` per sample in order, and with ``keep_predictions`` one
     ``{"pred", "gt"}`` per sample). A prediction whose ``landmarks`` is None is a miss (no face
-    found). ``should_stop()`` returning True raises :class:`EvaluationStopped`."""
+    found). ``should_stop()`` returning True raises :class:`EvaluationStopped`. ``true_box``: give
+    M_l the ground truth's box B instead of M_b's (a diagnosis: M_l's error with a perfect M_b)."""
     recs: list[EvalRecord] = []
     samples = list(samples)
     kept: list[dict] = []
@@ -161,7 +162,12 @@ def predict_records(predictor, samples, batch_size: int = 16, progress=None, kee
             raise EvaluationStopped("evaluation stopped")
         chunk = samples[start:start + batch_size]
         imgs = [s.load() for s in chunk]
-        preds = predictor.predict(imgs)
+        if true_box:
+            from .landmarks import boundary_from_points
+            preds = predictor.predict(imgs, boxes=[boundary_from_points(np.asarray(s.landmarks, float)) for s in chunk],
+                                      refine=False)
+        else:
+            preds = predictor.predict(imgs)
         for s, p in zip(chunk, preds):
             n_ok = int(np.isfinite(s.landmarks).all(axis=1).sum())
             err = None if p.landmarks is None else nme_per_image(p.landmarks, s.landmarks)
@@ -180,7 +186,7 @@ class EvaluationStopped(Exception):
 
 
 def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, method: str = "dmsl",
-                       keep_predictions: bool = False, should_stop=None, dist=None) -> dict:
+                       keep_predictions: bool = False, should_stop=None, dist=None, true_box: bool = False) -> dict:
     """Run a Predictor (or a baseline with the same ``predict``) over samples and build the report.
 
     A prediction whose ``landmarks`` is None is a miss (no face found). ``keep_predictions`` adds
@@ -194,11 +200,11 @@ def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, 
     """
     samples = list(samples)
     if dist is None or not dist.active:
-        recs, kept = predict_records(predictor, samples, batch_size, progress, keep_predictions, should_stop)
+        recs, kept = predict_records(predictor, samples, batch_size, progress, keep_predictions, should_stop, true_box)
     else:
         from .distributed import shard_range
         lo, hi = shard_range(len(samples), dist.rank, dist.world_size, align=batch_size)
-        mine = predict_records(predictor, samples[lo:hi], batch_size, progress, keep_predictions, should_stop)
+        mine = predict_records(predictor, samples[lo:hi], batch_size, progress, keep_predictions, should_stop, true_box)
         parts = dist.all_gather_object(mine)
         recs = [r for part in parts for r in part[0]]
         kept = [k for part in parts for k in part[1]]
@@ -215,14 +221,18 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
                     spectra: Sequence[str] = ("vis", "th"), baselines: Sequence[str] = (),
                     device: str = "auto", batch_size: int = 16, keep_predictions: bool = False,
                     skip_unavailable: bool = False, progress=None, should_stop=None,
-                    compare: Sequence[str] = (), dist=None) -> dict:
+                    compare: Sequence[str] = (), dist=None, tta: Optional[str] = None,
+                    true_box: bool = False) -> dict:
     """Evaluate weights (run folder, ``.safetensors`` or shipped name) on a dataset folder - all of
     it, or fold ``fold``'s test subjects - and the named baselines (``dlib``, ``dlib+mb``) on the
     same images, and other trained models (``compare``: weights specs) likewise: the report of ``dmsl eval`` (see :func:`build_report`) plus ``baselines``
     ({name: report}) and ``baselines_unavailable`` ({name: reason}, with ``skip_unavailable``;
     otherwise an unavailable baseline raises). ``progress(message, done, total)``. ``dist``: shard
     the images over the ranks of a torchrun job (see :func:`evaluate_predictor`); the report holds
-    no timing, so the same data give the same JSON whatever the number of processes."""
+    no timing, so the same data give the same JSON whatever the number of processes. ``tta``:
+    test-time augmentation of the models ("none", "flip"; None = each model card's own). ``true_box``:
+    the DMSL models get the ground truth's face box instead of M_b's (M_l's error with a perfect M_b;
+    the report says ``"box": "truth"``; baselines are run as usual)."""
     from pathlib import Path
 
     from .data.folder import LoadReport, load_samples
@@ -238,11 +248,13 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
         raise ValueError(f"{data}: no annotated images to evaluate" + (f" in fold {fold}'s test subjects"
                                                                          if fold is not None else ""))
     pred = Predictor.from_weights(weights, device=dist.device if (dist is not None and dist.active)
-                                  else (device or "auto"))
+                                  else (device or "auto"), tta=tta)
     say = (lambda msg: (lambda i, n: progress(msg, i, n))) if progress else (lambda msg: None)
     report = evaluate_predictor(pred, samples, batch_size=batch_size, progress=say(pred.name or "dmsl"),
-                                keep_predictions=keep_predictions, should_stop=should_stop, dist=dist)
-    report.update({"weights": pred.source, "model": pred.name, "data": str(Path(data).resolve()),
+                                keep_predictions=keep_predictions, should_stop=should_stop, dist=dist,
+                                true_box=true_box)
+    report.update({"weights": pred.source, "model": pred.name, "tta": pred.tta,
+                   "box": "truth" if true_box else "model", "data": str(Path(data).resolve()),
                    "fold": fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped})
     out, unavailable = {}, {}
     for name in [b.strip() for b in baselines if b and b.strip()]:
@@ -263,12 +275,13 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
         out[base.name] = b
     for spec in [c for c in compare if c and str(c).strip()]:
         other = Predictor.from_weights(spec, device=dist.device if (dist is not None and dist.active)
-                                       else (device or "auto"))
+                                       else (device or "auto"), tta=tta)
         name = other.name or Path(str(spec)).name
         if name in out or name == (pred.name or "dmsl"):
             name = f"{name} ({spec})"
         b = evaluate_predictor(other, samples, batch_size=batch_size, method=name, progress=say(name),
-                               keep_predictions=keep_predictions, should_stop=should_stop, dist=dist)
+                               keep_predictions=keep_predictions, should_stop=should_stop, dist=dist,
+                               true_box=true_box)
         if not keep_predictions:
             b.pop("images", None)
         b["weights"] = other.source

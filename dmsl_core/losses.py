@@ -26,6 +26,11 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor 
     return (sq.sum(dim=1) / v.sum(dim=1).clamp_min(1)).mean()
 
 
+def box_distance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the 4 values of B (normalised units): stage 3's M_b loss."""
+    return F.l1_loss(pred, target)
+
+
 def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 4: pixel-wise binary cross-entropy between the target mask (0..1) and the predicted one."""
     return F.binary_cross_entropy_with_logits(logits, target)

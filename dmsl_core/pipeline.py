@@ -26,6 +26,7 @@ import torch
 
 from . import preprocess as pp
 from .device import resolve_device
+from .landmarks import MIRROR_PERM
 from .models import BoundaryModel, LandmarkModel, ModelConfig, create_models, get_config
 from .models.weights import load_weights
 
@@ -57,13 +58,18 @@ class Predictor:
         self.dtype = dtype
         self.card = card or {}
         self.source = source
+        # the test-time augmentation the model's card says its accuracy was measured with
+        card_tta = (self.card.get("inference") or {}).get("tta", "none")
+        self.tta = card_tta if card_tta in self.TTA_MODES else "none"
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_weights(cls, spec: str | os.PathLike | None = None, device: str | torch.device | None = "auto",
-                     half: Optional[bool] = None) -> "Predictor":
+                     half: Optional[bool] = None, tta: Optional[str] = None) -> "Predictor":
+        """``tta``: None = what the model card says (``inference.tta``), else "none" or "flip"."""
         config, mb, ml, card, path = load_weights(spec)
-        return cls(mb, ml, config, device=device, half=half, card=card, source=str(path))
+        pred = cls(mb, ml, config, device=device, half=half, card=card, source=str(path))
+        return pred if tta is None else pred.set_tta(tta)
 
     @classmethod
     def untrained(cls, config: str | ModelConfig = "dmsl-tiny", seed: int = 0,
@@ -120,6 +126,17 @@ class Predictor:
         return name
 
     options: dict = {"channels_last": False, "compile": False, "backend": "torch", "grad_mode": "inference"}
+    #: test-time augmentation: "none", or "flip" (M_b's second pass and M_l also run on the mirrored
+    #: crop, in the same batch, and the two boxes / point sets are averaged: one more M_b and M_l
+    #: pass per face)
+    tta: str = "none"
+    TTA_MODES = ("none", "flip")
+
+    def set_tta(self, mode: str) -> "Predictor":
+        if mode not in self.TTA_MODES:
+            raise ValueError(f"unknown test-time augmentation {mode!r} (known: {', '.join(self.TTA_MODES)})")
+        self.tta = mode
+        return self
     _runners: dict = {}
 
     # ---- inference ----------------------------------------------------------------------
@@ -156,23 +173,28 @@ class Predictor:
             out = self._forward(self.boundary, [pp.normalise(pp.warp_view(grays[i], v)) for i, v in zip(todo, views)])
             for i, v, b in zip(todo, views, out):
                 cur[i] = coarse[i] = v.box_to_source(pp.box_from_normalised(b, S))
-        # Step 2: M_b again on a crop around the box.
+        flips = (False, True) if self.tta == "flip" else (False,)
+        n = len(cur)
+        # Step 2: M_b again on a crop around the box (with flip TTA also on the mirrored crop).
         if refine:
-            views = [pp.box_view(b, S, cs) for b in cur]
-            out = self._forward(self.boundary, [pp.normalise(pp.warp_view(g, v)) for g, v in zip(grays, views)])
-            cur = [v.box_to_source(pp.box_from_normalised(b, S)) for v, b in zip(views, out)]
-        # Step 3: crop around B, black out, M_l.
-        views = [pp.box_view(b, S, cs) for b in cur]
+            views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in cur]
+            out = self._forward(self.boundary, [pp.normalise(pp.warp_view(g, v))
+                                                for g, v in zip(grays * len(flips), views)])
+            boxes_ = [v.box_to_source(pp.box_from_normalised(b, S)) for v, b in zip(views, out)]
+            cur = boxes_[:n] if len(flips) == 1 else [(a + b) / 2.0 for a, b in zip(boxes_[:n], boxes_[n:])]
+        # Step 3: crop around B, black out, M_l (with flip TTA also on the mirrored crop, same batch).
+        views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in cur]
         inputs = []
-        for g, v, b in zip(grays, views, cur):
+        for g, v, b in zip(grays * len(flips), views, cur * len(flips)):
             img = pp.normalise(pp.warp_view(g, v))
             inputs.append(pp.blackout(img, v.box_to_view(b), self.config.blackout_margin))
         out = self._forward(self.landmark, inputs)
-        preds = []
-        for v, b, c, o in zip(views, cur, coarse, out):
-            pts = v.to_source(pp.from_normalised(o.reshape(68, 2), S))
-            preds.append(Prediction(landmarks=pts, boundary=np.asarray(b, float), coarse_boundary=c))
-        return preds
+        pts = [v.to_source(pp.from_normalised(o.reshape(68, 2), S)) for v, o in zip(views, out)]
+        if len(flips) == 2:
+            # the mirrored view's point i is the face's point MIRROR_PERM[i]
+            pts = [(a + b[MIRROR_PERM]) / 2.0 for a, b in zip(pts[:n], pts[n:])]
+        return [Prediction(landmarks=p, boundary=np.asarray(b, float), coarse_boundary=c)
+                for p, b, c in zip(pts, cur, coarse)]
 
     def predict_one(self, image: np.ndarray, box: Optional[np.ndarray] = None) -> Prediction:
         return self.predict([image], None if box is None else [box])[0]

@@ -5,6 +5,13 @@ M_b, Algorithm 1's glow for M_l); stage 2 freezes the U-Net and trains the fully
 on the regression loss (eq. 1 / eq. 2). Because the U-Net is frozen in stage 2 its outputs are
 computed once and cached (``cache_features``), which makes stage 2 fast.
 
+Stage 3 (ours, not the paper's; opt in with ``stages=(1, 2, 3)`` or ``(3,)`` after ``init_weights``)
+fine-tunes the whole model - U-Net and head together - on the distances NME measures (mean point
+distance for M_l, mean absolute box error for M_b), at ``joint_lr`` for ``joint_epochs``. The
+frozen U-Net of stage 2 is what limits the paper's models: their training NME (ground-truth
+boxes) is about their test NME, i.e. they underfit. ``box_jitter`` perturbs the box M_l's input
+is blacked out with during training (M_b's boxes at inference are not the ground truth's).
+
 The run folder holds ``config.json``, ``metrics.jsonl`` (one line per epoch),
 ``checkpoints/last.pt`` (written atomically after every epoch: models, optimiser, phase, epoch,
 the best weights so far), ``checkpoints/best-<phase>.pt`` and, when done, ``model.safetensors`` +
@@ -46,14 +53,15 @@ from .data.sample import Sample
 from .device import describe_device, resolve_device
 from .distributed import DistContext, shard_range
 from .evaluation import evaluate_predictor
-from .losses import boundary_loss, heatmap_landmark_loss, landmark_loss, mask_loss, point_distance_loss
+from .losses import (boundary_loss, box_distance_loss, heatmap_landmark_loss, landmark_loss, mask_loss,
+                     point_distance_loss)
 from .models import create_models, get_config
 from .models.weights import load_weights, save_weights
 from .views import Augment, ViewBank, make_item
 
 log = logging.getLogger("dmsl.training")
 
-PHASES = [("boundary", 1), ("boundary", 2), ("landmark", 1), ("landmark", 2)]
+PHASES = [("boundary", 1), ("boundary", 2), ("boundary", 3), ("landmark", 1), ("landmark", 2), ("landmark", 3)]
 
 
 @dataclass
@@ -66,6 +74,9 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     head_lr: float = 1e-3
+    joint_epochs: int = 20               # stage-3 (joint fine-tuning, not in the paper) epochs
+    joint_lr: float = 2e-4               # stage-3 learning rate
+    box_jitter: float = 0.0              # M_l: std of the blackout box's error (fraction of its w, h)
     lr_schedule: str = "constant"        # constant | cosine (per stage: lr -> 5% of lr over its epochs)
     seed: int = 0
     device: str = "auto"
@@ -264,6 +275,12 @@ class _Call(torch.nn.Module):
         return getattr(self.model, self.method)(x)
 
 
+def joint_loss(kind: str, out: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Stage 3's loss: the distances NME measures (mean point distance for M_l, mean absolute
+    error of B for M_b) rather than eq. 1/2's squares, which under-weight the small errors."""
+    return box_distance_loss(out, target) if kind == "boundary" else point_distance_loss(out, target, valid)
+
+
 class Trainer:
     """Trains M_b and M_l on ``train`` samples, validating on ``val`` samples every epoch."""
 
@@ -300,7 +317,7 @@ class Trainer:
         """(items, order, aug) of one epoch: ``items`` are (view index, whole frame?) pairs, ``order``
         the epoch's permutation of them (the same on every rank)."""
         cfg = self.cfg
-        aug = Augment(mirror=cfg.mirror) if augment else Augment.off()
+        aug = Augment(mirror=cfg.mirror, box_jitter=cfg.box_jitter) if augment else Augment.off()
         n = len(bank)
         items: list[tuple[int, bool]]
         if kind == "boundary":
@@ -366,9 +383,10 @@ class Trainer:
         return len(bank) * (2 if (kind == "boundary" and not augment) else 1)
 
     def phases(self) -> list[tuple[str, int]]:
-        """The configuration's phases; an end-to-end M_l (heatmap head) has no stage 2."""
+        """The configuration's phases; an end-to-end M_l (heatmap head) has no stage 2 or 3 (its
+        stage 1 already trains the whole model on the points)."""
         e2e = self.mcfg.head != "fc"
-        return [(m, s) for m, s in self.cfg.phases() if not (e2e and m == "landmark" and s == 2)]
+        return [(m, s) for m, s in self.cfg.phases() if not (e2e and m == "landmark" and s in (2, 3))]
 
     def _init_from(self, spec: str, mb: torch.nn.Module, ml: torch.nn.Module) -> None:
         """Load ``spec``'s weights into the models ``init_models`` names. A model whose architecture
@@ -481,13 +499,14 @@ class Trainer:
 
     def _run_phase(self, pi, n_phases, kind, stage, model, train_bank, val_bank, device, start_epoch, state):
         cfg, d = self.cfg, self.dist
-        epochs = cfg.epochs if stage == 1 else cfg.head_epochs
+        epochs = {1: cfg.epochs, 2: cfg.head_epochs, 3: cfg.joint_epochs}[stage]
         e2e = bool(getattr(model, "end_to_end", False))
-        if stage == 1 and e2e:
+        joint = stage == 3 or (stage == 1 and e2e)   # the whole model trains on the points / box
+        if joint:
             for p in model.parameters():
                 p.requires_grad_(True)
             params = list(model.parameters())
-            lr = cfg.lr
+            lr = cfg.joint_lr if stage == 3 else cfg.lr
         elif stage == 1:
             for p in model.parameters():
                 p.requires_grad_(False)
@@ -508,7 +527,7 @@ class Trainer:
         if state is not None and state.get("opt") is not None:
             opt.load_state_dict(state["opt"])
             best, best_state = state.get("best"), state.get("best_state")
-        part = model if e2e else (model.unet if stage == 1 else torch.nn.ModuleList([model.fc1, model.fc2]))
+        part = model if joint else (model.unet if stage == 1 else torch.nn.ModuleList([model.fc1, model.fc2]))
         self._emit(kind="phase_start", phase=pi, n_phases=n_phases, model=kind, stage=stage,
                    epoch=start_epoch, epochs=epochs)
         cache = None
@@ -516,8 +535,8 @@ class Trainer:
             cache = self._feature_cache(model, kind, train_bank, val_bank, device, pi)
         # the module that is trained: the U-Net (stage 1) or the head (stage 2); DDP only sees the
         # parameters that require a gradient, i.e. exactly that part
-        net: torch.nn.Module = _Call(model, "forward_train" if e2e else "mask_logits" if stage == 1 else
-                                     ("head" if cache is not None else "forward"))
+        net: torch.nn.Module = _Call(model, "forward_train" if e2e else "forward" if stage == 3 else
+                                     "mask_logits" if stage == 1 else ("head" if cache is not None else "forward"))
         if d.active:
             from torch.nn.parallel import DistributedDataParallel
             net = DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
@@ -558,6 +577,8 @@ class Trainer:
                 out = net(x)
                 if e2e:
                     loss = heatmap_landmark_loss(out[0], out[1], t, v)
+                elif stage == 3:
+                    loss = joint_loss(kind, out, t, v)
                 elif stage == 1:
                     loss = mask_loss(out, m.to(device))
                 else:
@@ -597,7 +618,7 @@ class Trainer:
                 n_img = int(round(n_all))
             train_loss = tot / max(n_img, 1)
             val_loss, val_nme = self._validate(model, kind, stage, val_bank, device, cache)
-            score = val_nme if (val_nme is not None and kind == "landmark" and (stage == 2 or e2e)) else \
+            score = val_nme if (val_nme is not None and kind == "landmark" and (stage >= 2 or e2e)) else \
                 (val_loss if val_loss is not None else train_loss)
             improved = best is None or score < best
             if improved:
@@ -624,7 +645,7 @@ class Trainer:
                 break
         if best_state is not None:
             part.load_state_dict(best_state)
-        nme_scored = kind == "landmark" and (stage == 2 or e2e)
+        nme_scored = kind == "landmark" and (stage >= 2 or e2e)
         self._emit(kind="phase_end", phase=pi, n_phases=n_phases, model=kind, stage=stage, epochs=epochs,
                    val_loss=best if not nme_scored else None, val_nme=best if nme_scored else None)
         return "ok"
@@ -709,7 +730,7 @@ class Trainer:
                     loss = mask_loss(model.mask_logits(x), m.to(device))
                 else:
                     out = model.head(x) if cache is not None else model(x)
-                    loss = (point_distance_loss(out, t, v) if e2e else
+                    loss = (point_distance_loss(out, t, v) if e2e else joint_loss(kind, out, t, v) if stage == 3 else
                             boundary_loss(out, t) if kind == "boundary" else landmark_loss(out, t, v))
                     if kind == "landmark":
                         from .evaluation import nme_per_image

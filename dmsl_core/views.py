@@ -33,6 +33,7 @@ class Augment:
     contrast: tuple[float, float] = (0.8, 1.15)
     blur_prob: float = 0.25
     noise_std: tuple[float, float] = (0.0, 0.03)
+    box_jitter: float = 0.0   # M_l: std of the blackout box's error, as a fraction of its w / h (0: exact)
 
     @classmethod
     def off(cls) -> "Augment":
@@ -134,7 +135,14 @@ def make_item(bank: ViewBank, i: int, kind: str, rng: Optional[np.random.Generat
         if with_mask:
             item["mask"] = boundary_mask(vbox, S) / 255.0
     else:
-        item["x"] = pp.blackout(img, vbox, blackout_margin)
+        bb = vbox
+        if aug.enabled and rng is not None and aug.box_jitter > 0:
+            # M_b's box at inference is not the ground truth's: blacking out around a perturbed box
+            # keeps M_l from reading the landmarks' extent off the blackout's edges
+            e = rng.normal(0.0, aug.box_jitter, 4)
+            w, h = vbox[2], vbox[3]
+            bb = np.array([vbox[0] + e[0] * w, vbox[1] + e[1] * h, w * (1 + e[2]), h * (1 + e[3])])
+        item["x"] = pp.blackout(img, bb, blackout_margin)
         item["target"] = np.nan_to_num(pp.to_normalised(vpts, S), nan=0.0).reshape(-1)
         if with_mask:
             item["mask"] = glow_mask(vpts, S) / 255.0

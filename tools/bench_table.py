@@ -42,7 +42,8 @@ def main(path: str) -> int:
             if o.get("error"):
                 print(f"| {o['option']} | {o['threads']} | unavailable: {o['error'][:80]} | | |")
             else:
-                print(f"| {o['option']} | {o['threads']} | {fmt(o['fps'])} | {fmt(o['ratio'], 2)} | "
+                name = o["option"] + (" (changes the results by design)" if o.get("changes_results") else "")
+                print(f"| {name} | {o['threads']} | {fmt(o['fps'])} | {fmt(o['ratio'], 2)} | "
                       f"{'—' if o['max_diff_px'] is None else o['max_diff_px']} |")
     for k, t in (r.get("targets") or {}).items():
         print(f"\ntarget {k}: " + ", ".join(f"{a}={b}" for a, b in t.items()))

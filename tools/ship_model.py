@@ -59,18 +59,31 @@ def main() -> int:
     p.add_argument("--synth-seed", type=int, default=None, help="`dmsl synth --seed` that made --data")
     p.add_argument("--bench", default=None, help="a dmsl bench --json report measured with these weights")
     p.add_argument("--baseline", default="dlib,dlib+mb")
+    p.add_argument("--tta", default="none", choices=["none", "flip"],
+                   help="the test-time augmentation the model runs with by default (the card's inference.tta); "
+                        "the held-out figures are measured with it, and (without baselines) with the other setting")
+    p.add_argument("--history", default=None,
+                   help="how the weights came to be (the training rounds, in words) for the card")
     args = p.parse_args()
 
     cfg, mb, ml, card, _ = load_weights(args.run)
     out = assets_dir() / "models" / args.name
     with tempfile.TemporaryDirectory(prefix="ship-") as tmp:
         tmp = Path(tmp)
+        card = dict(card)
+        card["inference"] = {"tta": args.tta}
         w = save_weights(tmp / "model", mb, ml, cfg, card, half=True)
         report_path = tmp / "eval.json"
         cmd = [sys.executable, "-m", "dmsl_core.cli", "eval", "--data", args.data, "--weights", str(w.parent),
                "--fold", str(args.fold), "--baseline", args.baseline, "--device", "cpu", "--json", str(report_path)]
         subprocess.run(cmd, check=True)
         rep = json.loads(report_path.read_text())
+        # the same weights with the other test-time augmentation setting (no baselines), for the card
+        other_tta = "flip" if args.tta == "none" else "none"
+        other_path = tmp / "eval-other-tta.json"
+        subprocess.run(cmd[:cmd.index("--baseline")] + ["--device", "cpu", "--tta", other_tta, "--json",
+                                                          str(other_path)], check=True)
+        other = json.loads(other_path.read_text())
         from dmsl_core.commands.core import _split_subjects
         _, _, test_subjects = _split_subjects(args.data, args.fold, 10)
         card = dict(card)
@@ -86,8 +99,15 @@ def main() -> int:
             "baselines": {name: {"nme": b["nme"], "misses": {"th": b["misses"]["th"], "vis": b["misses"]["vis"]},
                                  "n_images": b["n_images"]}
                           for name, b in (rep.get("baselines") or {}).items()},
+            "tta": rep.get("tta", args.tta),
             "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --baseline {args.baseline}",
         }
+        card["heldout_eval"]["other_tta"] = {
+            "tta": other_tta, "nme": other["nme"], "auc_0.08": other["auc_0.08"],
+            "failure_rate_0.08": other["failure_rate_0.08"], "failure_rate_0.10": other["failure_rate_0.10"],
+            "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --tta {other_tta}"}
+        if args.history:
+            card["history"] = args.history
         if args.synth_subjects is not None and args.synth_seed is not None:
             card["data_recipe"] = {"generator": "dmsl synth", "subjects": args.synth_subjects, "seed": args.synth_seed,
                                    "command": f"dmsl synth --out DATA --subjects {args.synth_subjects} "

@@ -82,13 +82,17 @@ def _spectra(arg: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+TTA_HELP = ("test-time augmentation: none, or flip (M_b's second pass and M_l also run on the mirrored crop "
+            "and the results are averaged; about 1.7x the model time); default: what the model card says")
+
+
 def _stages(arg: str) -> tuple[int, ...]:
     try:
         st = tuple(sorted({int(x) for x in str(arg).split(",") if x.strip()}))
     except ValueError:
         st = ()
-    if not st or any(x not in (1, 2) for x in st):
-        raise ValueError(f"--stages {arg!r}: use 1, 2 or 1,2")
+    if not st or any(x not in (1, 2, 3) for x in st):
+        raise ValueError(f"--stages {arg!r}: use stages from 1, 2, 3 (e.g. 1,2 or 1,2,3 or 3)")
     return st
 
 
@@ -154,7 +158,8 @@ def _config_from_args(args, fold, name: Optional[str] = None):
         raise ValueError("--data is required")
     return TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
                        batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
-                       lr_schedule=args.lr_schedule,
+                       lr_schedule=args.lr_schedule, joint_epochs=args.joint_epochs, joint_lr=args.joint_lr,
+                       box_jitter=args.box_jitter,
                        device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
                        num_threads=args.threads, init_weights=args.init, init_models=args.init_models,
                        data=str(Path(args.data).resolve()), spectra=_spectra(args.spectra), fold=fold,
@@ -429,7 +434,7 @@ def cmd_eval(args) -> int:
     report = evaluate_folder(args.data, args.weights, fold=args.fold, folds=args.folds, spectra=spectra,
                              baselines=names, device=args.device or "auto", batch_size=args.batch_size,
                              progress=progress, compare=[c for c in (args.compare or "").split(",") if c.strip()],
-                             dist=ctx)
+                             dist=ctx, tta=args.tta, true_box=args.true_box)
     seconds = time.perf_counter() - t0
     if not ctx.is_main:
         shutdown(ctx)
@@ -442,7 +447,9 @@ def cmd_eval(args) -> int:
         write_report(report, args.json)
     n = report["nme"]
     fmt = lambda v: "  --  " if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"NME  TH {fmt(n['th'])}  VIS {fmt(n['vis'])}  all {fmt(n['all'])}   ({report['n_images']} images)")
+    print(f"NME  TH {fmt(n['th'])}  VIS {fmt(n['vis'])}  all {fmt(n['all'])}   ({report['n_images']} images"
+          + (", M_l at the ground truth's box" if args.true_box else "")
+          + (", test-time flip" if report.get("tta") == "flip" else "") + ")")
     if baselines:
         print(f"\n{'method':<12} {'TH':>8} {'VIS':>8} {'misses TH':>10} {'misses VIS':>11}   (NME over detected images)")
         for name, r in [(report.get("model") or "dmsl", report), *baselines.items()]:
@@ -471,7 +478,7 @@ def cmd_predict(args) -> int:
     from ..atomic import atomic_write_text
     from ..data.imageio import read_image
     from ..pipeline import Predictor
-    pred = Predictor.from_weights(args.weights, device=args.device or "auto")
+    pred = Predictor.from_weights(args.weights, device=args.device or "auto", tta=args.tta)
     results = []
     for path in args.images:
         img = read_image(path)
@@ -525,12 +532,19 @@ def register(sub) -> None:
     p.add_argument("--config", default="dmsl-compact", help="model configuration (see `dmsl models`)")
     p.add_argument("--out", required=True, help="run folder to create (or to resume)")
     p.add_argument("--models", default="both", choices=["both", "boundary", "landmark"])
-    p.add_argument("--stages", default="1,2", help="stages to run per model: 1 (U-Net on its mask), 2 (head), or 1,2")
+    p.add_argument("--stages", default="1,2", help="stages to run per model: 1 (U-Net on its mask), 2 (head) - "
+                   "the paper's two - and 3 (ours: U-Net and head fine-tuned together on the point / box "
+                   "distance), e.g. 1,2 or 1,2,3, or 3 after --init")
     p.add_argument("--epochs", type=int, default=30, help="stage-1 (U-Net) epochs")
     p.add_argument("--head-epochs", type=int, default=30, help="stage-2 (fully connected head) epochs")
     p.add_argument("--batch-size", type=int, default=16,
                    help="the GLOBAL batch: under torchrun each of N processes takes 1/N of every batch, "
                         "so the run follows the same path as one process with this batch size")
+    p.add_argument("--joint-epochs", type=int, default=20, help="stage-3 (joint fine-tuning) epochs")
+    p.add_argument("--joint-lr", type=float, default=2e-4, help="stage-3 learning rate (Adam)")
+    p.add_argument("--box-jitter", type=float, default=0.0,
+                   help="M_l: std of the error of the box its input is blacked out with, as a fraction of "
+                        "the box's width / height (M_b's boxes are not exact at inference); 0 = exact box")
     p.add_argument("--lr", type=float, default=1e-3, help="stage-1 learning rate (Adam)")
     p.add_argument("--head-lr", type=float, default=1e-3, help="stage-2 learning rate (Adam)")
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
@@ -583,6 +597,10 @@ def register(sub) -> None:
                         "dlib+mb (face box from DMSL's M_b); comma-separated")
     p.add_argument("--compare", default=None,
                    help="also evaluate these other trained models on the same images (weights specs, comma-separated)")
+    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
+    p.add_argument("--true-box", action="store_true",
+                   help="give M_l the ground truth's face box instead of M_b's: M_l's error with a perfect M_b "
+                        "(a diagnosis of where the error comes from)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export-onnx", help="export M_b and M_l to ONNX (checked against ONNX Runtime when installed)")
@@ -597,6 +615,7 @@ def register(sub) -> None:
     p.add_argument("--weights", default=None, help="run folder, .safetensors file or shipped model name")
     p.add_argument("--json", default=None, help="write results here (default: print)")
     p.add_argument("--device", default=None)
+    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="pipeline speed of every configuration and shipped model, Dlib on the same frames, "

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run folder, .safetensors file, shipped model name, or untrained:CONFIG "
                         "(random weights, for speed tests only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--tta", default=None, choices=["none", "flip"],
+                   help="test-time augmentation: none, or flip (mirrored crop too, results averaged; about "
+                        "1.7x the model time); default: what the model card says")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--mode", default="auto", choices=("auto", "visible", "thermal", "both"),
                    help="which spectrum to run: auto-switch, forced, or both (default auto)")
@@ -85,15 +88,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sources)
 
 
-def load_predictor(weights: Optional[str], device: str = "auto"):
-    """A Predictor for ``--weights`` (``untrained:CONFIG`` gives random weights)."""
+def load_predictor(weights: Optional[str], device: str = "auto", tta: Optional[str] = None):
+    """A Predictor for ``--weights`` (``untrained:CONFIG`` gives random weights); ``tta`` None = the
+    model card's test-time augmentation."""
     from ..pipeline import Predictor
     if weights and weights.startswith("untrained:"):
         name = weights.split(":", 1)[1] or "dmsl-compact"
         print(f"dmsl run: warning: untrained {name} weights - landmarks are meaningless (speed tests only)",
               file=sys.stderr)
-        return Predictor.untrained(name, device="cpu" if device == "auto" else device)
-    pred = Predictor.from_weights(weights, device=device)
+        pred = Predictor.untrained(name, device="cpu" if device == "auto" else device)
+        return pred if tta is None else pred.set_tta(tta)
+    pred = Predictor.from_weights(weights, device=device, tta=tta)
     pred.apply_measured_speed_option()
     return pred
 
@@ -129,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if env_world_size() > 1:
         return _run_sharded(args)
     H = Calibration.load(args.calib).H_th_to_vis if args.calib else None
-    predictor = load_predictor(args.weights, args.device)
+    predictor = load_predictor(args.weights, args.device, args.tta)
     if args.bench:
         return _bench(args, predictor, H)
     source = open_source(args.source, realtime=bool(args.realtime), homography=H)
@@ -262,7 +267,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
             warmup = int(math.ceil(8.0 * float(fps))) if fps else 30
         start = max(0, lo - warmup)
         cfg = _stream_config(args, info)
-        predictor = load_predictor(args.weights, str(ctx.device) if ctx.device is not None else args.device)
+        predictor = load_predictor(args.weights, str(ctx.device) if ctx.device is not None else args.device, args.tta)
         processor = StreamProcessor(predictor, cfg)
         if ctx.is_main:
             print(f"dmsl run: {info.get('kind')} source {args.source}: {n} frames over {ctx.world_size} "

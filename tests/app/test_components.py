@@ -148,6 +148,22 @@ def test_settings_dialog_edits(qtbot, tiny_weights):
     assert out.contours is False and out.palette == "rainbow" and out.selector["low"] == pytest.approx(0.05)
     assert out.weights == "" and out.device == "cpu"
     assert s.contours is True                            # the original is untouched
+    assert out.tta == ""                                 # test-time flip: as the model card says ...
+    dlg.tta.setCurrentIndex(dlg.tta.findData("flip"))
+    assert dlg.result_settings().tta == "flip"           # ... or forced
+    assert AppSettings.from_json('{"tta": "sideways"}').tta == ""   # a bad stored value falls back
+
+
+def test_test_time_flip_setting_reaches_the_live_model(qtbot, make_window, settings):
+    import dataclasses
+
+    from .conftest import FAST_DEMO, wait_frames
+    win = make_window(FAST_DEMO, settings=dataclasses.replace(settings, tta="flip"))
+    wait_frames(qtbot, win, 2)
+    assert win.model.predictor.tta == "flip"
+    qtbot.waitUntil(lambda: "flip TTA" in win.st_model.text(), timeout=3000)
+    r = win.last_result
+    assert r.landmarks[r.chosen].shape == (68, 2) and np.isfinite(r.landmarks[r.chosen]).all()
 
 
 # ---- dialogs and the view -------------------------------------------------------------------------

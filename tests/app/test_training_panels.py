@@ -86,6 +86,26 @@ def test_train_command_uses_this_interpreter_and_the_cli_module(tmp_path):
     assert "--resume" in train_command(two, resume=True)
 
 
+def test_form_stage_3_and_box_jitter_reach_the_command(make_panel, tmp_path):
+    from dmsl_core.cli import build_parser
+    panel = make_panel()
+    assert not panel.stage3.isChecked() and not panel.joint_epochs.isEnabled()   # the paper's two stages by default
+    assert "--joint-epochs" not in train_command(panel.options()) and "--box-jitter" not in train_command(panel.options())
+    panel.stage3.setChecked(True)
+    assert panel.joint_epochs.isEnabled()
+    panel.joint_epochs.setValue(7)
+    panel.box_jitter.setValue(0.03)
+    panel.data_edit.setText("D")
+    panel.out_edit.setText(str(tmp_path / "r"))
+    cmd = train_command(panel.options())
+    args = build_parser().parse_args(cmd[3:])     # the command line the CLI would run
+    assert args.stages == "1,2,3" and args.joint_epochs == 7 and args.box_jitter == pytest.approx(0.03)
+    o = panel.options()
+    panel2 = make_panel()
+    panel2.set_options(o)
+    assert panel2.stage3.isChecked() and panel2.joint_epochs.value() == 7 and panel2.box_jitter.value() == pytest.approx(0.03)
+
+
 def test_two_local_processes_from_the_panel(qtbot, tmp_path, tiny_data, make_panel):
     """Processes = 2: the panel runs dmsl train under torchrun (gloo on the CPU) and shows rank 0's
     progress as from one process."""

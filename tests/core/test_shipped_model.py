@@ -69,10 +69,17 @@ def test_heldout_nme_is_what_the_card_says(tmp_path):
     generate_dataset(tmp_path / "test", subjects=recipe["subjects"], seed=recipe["seed"], subject_indices=idx)
     samples = load_samples(tmp_path / "test")
     assert sorted({s.subject for s in samples}) == sorted(h["test_subjects"])
-    rep = evaluate_predictor(Predictor.from_weights(None, device="cpu"), samples)
+    pred = Predictor.from_weights(None, device="cpu")
+    assert pred.tta == h["tta"] == c["inference"]["tta"]      # measured with the card's default test-time setting
+    rep = evaluate_predictor(pred, samples)
     assert rep["n_images"] == h["n_images"]
     for s in ("th", "vis"):
         assert rep["nme"][s] == pytest.approx(h["nme"][s], abs=2e-3), s
+    other = h["other_tta"]                                   # ... and with the other one
+    assert other["tta"] != h["tta"]
+    rep = evaluate_predictor(Predictor.from_weights(None, device="cpu", tta=other["tta"]), samples)
+    for s in ("th", "vis"):
+        assert rep["nme"][s] == pytest.approx(other["nme"][s], abs=2e-3), s
 
 
 def test_subject_indices_render_the_same_pairs_as_a_full_run(tmp_path):

@@ -41,8 +41,8 @@ def test_file_stop_control(tmp_path):
 
 
 def test_stages_option_is_checked(synth_data, tmp_path, capsys):
-    assert main(["train", "--data", str(synth_data), "--out", str(tmp_path / "r"), "--stages", "3"]) == 2
-    assert "--stages '3'" in capsys.readouterr().err
+    assert main(["train", "--data", str(synth_data), "--out", str(tmp_path / "r"), "--stages", "4"]) == 2
+    assert "--stages '4'" in capsys.readouterr().err
 
 
 def test_report_table_csv_and_unavailable_baseline(synth_data, tiny_model_dir, monkeypatch):

@@ -83,7 +83,8 @@ def _spectra(arg: str) -> tuple[str, ...]:
 
 
 TTA_HELP = ("test-time augmentation: none, or flip (M_b's second pass and M_l also run on the mirrored crop "
-            "and the results are averaged; about 1.7x the model time); default: what the model card says")
+            "and the results are averaged; about 1.4x the time per frame, see dmsl bench); default: what the "
+            "model card says")
 
 
 def _stages(arg: str) -> tuple[int, ...]:

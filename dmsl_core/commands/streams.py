@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Optional
 
+from .core import TTA_HELP
+
 log = logging.getLogger("dmsl.commands.streams")
 
 
@@ -27,9 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run folder, .safetensors file, shipped model name, or untrained:CONFIG "
                         "(random weights, for speed tests only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--tta", default=None, choices=["none", "flip"],
-                   help="test-time augmentation: none, or flip (mirrored crop too, results averaged; about "
-                        "1.7x the model time); default: what the model card says")
+    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--mode", default="auto", choices=("auto", "visible", "thermal", "both"),
                    help="which spectrum to run: auto-switch, forced, or both (default auto)")

@@ -150,3 +150,42 @@ def test_eval_true_box_and_tta_from_the_command_line(synth_data, tmp_path):
     vis = [nme_per_image(p, s.landmarks) for p, s in zip(flip, samples) if s.spectrum == "vis"]
     assert reports["flip"]["nme"]["vis"] == pytest.approx(float(np.mean(vis)), rel=1e-6)
     assert reports["flip"]["nme"]["vis"] != reports["plain"]["nme"]["vis"]
+
+
+def test_combine_models_keeps_each_runs_model_and_re_measures_the_card(synth_data, tmp_path):
+    """tools/combine_models.py (how the shipped model's M_b and M_l runs were joined)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dmsl_core.models import create_models, get_config
+    from dmsl_core.models.weights import load_weights
+    root = Path(__file__).resolve().parents[2]
+    cfg = get_config("dmsl-tiny")
+    mb1, ml1 = create_models(cfg, seed=1)
+    mb2, ml2 = create_models(cfg, seed=2)
+    save_weights(tmp_path / "b", mb1, ml1, cfg, card={"name": "b"})
+    save_weights(tmp_path / "l", mb2, ml2, cfg, card={"name": "l", "nme_test": {"th": 0.5},
+                                                       "training": {"data": str(synth_data), "fold": None,
+                                                                    "spectra": ["vis", "th"]}})
+    r = subprocess.run([sys.executable, str(root / "tools" / "combine_models.py"), str(tmp_path / "b"),
+                        str(tmp_path / "l"), str(tmp_path / "c")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    _, mb, ml, card, _ = load_weights(tmp_path / "c")
+    for got, want in ((mb, mb1), (ml, ml2)):
+        for k, v in want.state_dict().items():
+            assert torch.equal(got.state_dict()[k], v), k
+    assert card["name"] == "l" and card["combined_from"]["boundary"] == str((tmp_path / "b").resolve())
+    # the landmark run's figures were for another M_b: dropped, and re-measured on the combination
+    from dmsl_core.commands.core import _split_subjects
+    from dmsl_core.evaluation import evaluate_predictor
+    _, val, test = _split_subjects(str(synth_data), None, 10)
+    assert not test and "nme_test" not in card                # no test subjects without a fold
+    rep = evaluate_predictor(Predictor(mb1, ml2, cfg, device="cpu"), load_samples(synth_data, subjects=val))
+    assert card["nme_val"]["th"] == pytest.approx(rep["nme"]["th"], rel=1e-6)
+    assert card["nme_val"]["n_images"] == rep["n_images"] > 0
+    bad = create_models("dmsl-tiny-hm", seed=0)
+    save_weights(tmp_path / "hm", *bad, get_config("dmsl-tiny-hm"), card={})
+    r = subprocess.run([sys.executable, str(root / "tools" / "combine_models.py"), str(tmp_path / "b"),
+                        str(tmp_path / "hm"), str(tmp_path / "x")], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "same configuration" in r.stderr

@@ -192,49 +192,40 @@ def _options_entries(load, model_name: str, frames, repeat: int, threads_list: S
                      options: Sequence[str], printer) -> list[dict]:
     """The shipped model's single-frame pipeline under each speed option, with the largest landmark
     difference from the baseline option (pixels), so an option that changes results shows it."""
+    from .pipeline import Predictor
     out = []
-    ref = None
-    base_fps = None
-    for opt_name in options:
-        opts = OPTION_SETS[opt_name]
-        entry = {"model": model_name, "device": str(device), "option": opt_name, "threads": torch.get_num_threads()}
+    ref: dict = {}   # the first measured row's landmarks, fps and test-time augmentation
+
+    def measure(label: str, make, changes_results: bool = False) -> None:
+        entry = {"model": model_name, "device": str(device), "option": label, "threads": torch.get_num_threads()}
         try:
-            pred = load().optimise(**opts)
+            pred = make()
             lms = [p.landmarks for p in pred.predict(frames)]
             sec = _time(lambda: [pred.predict([f]) for f in frames], max(3, repeat // 2), warmup=1)
         except Exception as exc:  # an option that is not available here is reported, not fatal
             entry.update(fps=None, ratio=None, max_diff_px=None, error=f"{type(exc).__name__}: {exc}"[:300])
             out.append(entry)
-            printer(f"  option {opt_name:<40} unavailable: {entry['error']}")
-            continue
+            printer(f"  option {label:<40} unavailable: {entry['error']}")
+            return
         fps = len(frames) / sec
-        if ref is None:
-            ref, base_fps = lms, fps
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(lms, ref))
-        entry.update(fps=round(fps, 2), ratio=round(fps / base_fps, 3), max_diff_px=round(diff, 4), error=None)
+        if not ref:
+            ref.update(lms=lms, fps=fps, tta=pred.tta)
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(lms, ref["lms"]))
+        entry.update(fps=round(fps, 2), ratio=round(fps / ref["fps"], 3), max_diff_px=round(diff, 4), error=None)
+        if changes_results:
+            entry["changes_results"] = True
         out.append(entry)
-        printer(f"  option {opt_name:<40} {fps:7.2f} fps  x{fps / base_fps:5.2f}  max diff {diff:.4f} px")
+        label = label + (" (changes the results)" if changes_results else "")
+        printer(f"  option {label:<40} {fps:7.2f} fps  x{fps / ref['fps']:5.2f}  max diff {diff:.4f} px")
+
+    for opt_name in options:
+        measure(opt_name, lambda opts=OPTION_SETS[opt_name]: load().optimise(**opts))
     # test-time augmentation changes the results by design (so it is never a "speed option"): the
     # rows say what the other setting costs or saves against the model card's own
-    if ref is not None:
-        first = load()
-        for mode in [m for m in first.TTA_MODES if m != first.tta]:
-            try:
-                pred = load().set_tta(mode)
-                lms = [p.landmarks for p in pred.predict(frames)]
-                sec = _time(lambda: [pred.predict([f]) for f in frames], max(3, repeat // 2), warmup=1)
-            except Exception as exc:
-                out.append({"model": model_name, "device": str(device), "option": f"tta={mode}",
-                            "threads": torch.get_num_threads(), "fps": None, "ratio": None, "max_diff_px": None,
-                            "error": f"{type(exc).__name__}: {exc}"[:300]})
-                continue
-            fps = len(frames) / sec
-            diff = max(float(np.abs(a - b).max()) for a, b in zip(lms, ref))
-            out.append({"model": model_name, "device": str(device), "option": f"tta={mode}",
-                        "threads": torch.get_num_threads(), "fps": round(fps, 2), "ratio": round(fps / base_fps, 3),
-                        "max_diff_px": round(diff, 4), "error": None, "changes_results": True})
-            printer(f"  {'tta=' + mode + ' (changes the results)':<47} {fps:7.2f} fps  x{fps / base_fps:5.2f}  "
-                    f"max diff {diff:.4f} px")
+    if ref:
+        for mode in [m for m in Predictor.TTA_MODES if m != ref["tta"]]:
+            measure(f"tta={mode}", lambda mode=mode: load().set_tta(mode), changes_results=True)
+    base_fps = ref.get("fps")
     prev = torch.get_num_threads()
     for n in threads_list:
         if n == prev:

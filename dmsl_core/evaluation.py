@@ -142,6 +142,13 @@ def build_report(records: Iterable[EvalRecord], method: str = "dmsl", extra: Opt
     return report
 
 
+def card_nme(report: dict) -> dict:
+    """The model card's ``nme_val`` / ``nme_test`` entry from an evaluation report: NME per
+    spectrum, the number of images and the NME per variation (both spectra)."""
+    return {**report["nme"], "n_images": report["n_images"],
+            "per_variation": {k: v["all"] for k, v in report["per_variation"].items()}}
+
+
 def _mean(vals: Sequence[float]) -> Optional[float]:
     v = [x for x in vals if x is not None]
     return float(np.mean(v)) if v else None

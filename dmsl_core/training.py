@@ -52,7 +52,7 @@ from .atomic import atomic_path, atomic_write_text
 from .data.sample import Sample
 from .device import describe_device, resolve_device
 from .distributed import DistContext, shard_range
-from .evaluation import evaluate_predictor
+from .evaluation import card_nme, evaluate_predictor
 from .losses import (boundary_loss, box_distance_loss, heatmap_landmark_loss, landmark_loss, mask_loss,
                      point_distance_loss)
 from .models import create_models, get_config
@@ -767,8 +767,7 @@ class Trainer:
         for tag, samples in (("val", self.val_samples), ("test", self.test_samples)):
             if samples:
                 rep = evaluate_predictor(pred, samples)
-                card[f"nme_{tag}"] = {**rep["nme"], "n_images": rep["n_images"],
-                                      "per_variation": {k: v["all"] for k, v in rep["per_variation"].items()}}
+                card[f"nme_{tag}"] = card_nme(rep)
         path = save_weights(self.run_dir, models["boundary"], models["landmark"], self.mcfg, card)
         self._emit(kind="done", n_phases=len(phases), message=f"model written to {path}",
                    val_nme=(card.get("nme_val") or {}).get("all"), extra={"weights": str(path), "card": card})

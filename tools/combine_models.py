@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from dmsl_core.commands.core import _split_subjects  # noqa: E402
 from dmsl_core.data.folder import load_samples  # noqa: E402
-from dmsl_core.evaluation import evaluate_predictor  # noqa: E402
+from dmsl_core.evaluation import card_nme, evaluate_predictor  # noqa: E402
 from dmsl_core.models.weights import load_weights, save_weights  # noqa: E402
 from dmsl_core.pipeline import Predictor  # noqa: E402
 
@@ -43,8 +43,7 @@ def combine(boundary_run, landmark_run, out) -> Path:
             samples = load_samples(t["data"], tuple(t.get("spectra") or ("vis", "th")), subjects=subjects)
             if samples:
                 rep = evaluate_predictor(pred, samples)
-                card[f"nme_{tag}"] = {**rep["nme"], "n_images": rep["n_images"],
-                                      "per_variation": {k: v["all"] for k, v in rep["per_variation"].items()}}
+                card[f"nme_{tag}"] = card_nme(rep)
     else:
         card.pop("nme_val", None)
         card.pop("nme_test", None)

@@ -41,6 +41,7 @@ class ModelSpec:
     device: str = "auto"
     threads: int = 0
     tta: str = ""                # test-time augmentation: "" = the model card's, "none", "flip"
+    refine: str = ""             # box refinement: "" = the model card's, "mb", "landmarks", "both"
 
 
 @dataclass
@@ -79,7 +80,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             device = resolve_device("cpu")
             note = f"{exc}; running on the CPU instead - choose the device in Settings"
         try:
-            pred = Predictor.from_weights(spec.weights or None, device=device, tta=spec.tta or None)
+            pred = Predictor.from_weights(spec.weights or None, device=device, tta=spec.tta or None,
+                                          refine=spec.refine or None)
             pred.apply_measured_speed_option()
             untrained = bool(pred.card.get("untrained"))
         except WeightsError as exc:
@@ -92,6 +94,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             pred = Predictor.untrained(spec.fallback_config, device=device)
             if spec.tta:
                 pred.set_tta(spec.tta)
+            if spec.refine:
+                pred.set_refine(spec.refine)
             untrained = True
         name = pred.name + (" (untrained)" if untrained else "")
         lm = LoadedModel(predictor=pred, name=name, device=f"{device.type.upper()}: {describe_device(device)}"

@@ -477,7 +477,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def model_spec(self) -> ModelSpec:
         s = self.settings
         return ModelSpec(weights=s.weights, fallback_config=s.fallback_config, device=s.device, threads=s.threads,
-                         tta=s.tta)
+                         tta=s.tta, refine=s.refine)
 
     def apply_settings(self, s: AppSettings, restart: bool = True) -> None:
         old_spec = self.model_spec()
@@ -661,9 +661,14 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_model(self, m: LoadedModel) -> None:
         self.model = m
         tta = getattr(m.predictor, "tta", "none")
-        self.st_model.setText(f"model {m.name}" + (" · flip TTA" if tta == "flip" else ""))
-        self.st_model.setToolTip((m.source or "") + ("\ntest-time augmentation: flip (mirrored crop too, averaged)"
-                                                      if tta == "flip" else ""))
+        refine = getattr(m.predictor, "refine", "mb")
+        self.st_model.setText(f"model {m.name}" + (" · flip TTA" if tta == "flip" else "")
+                              + (f" · refine {refine}" if refine != "mb" else ""))
+        forwards = getattr(m.predictor, "forwards_per_face", None)
+        self.st_model.setToolTip((m.source or "")
+                                 + ("\ntest-time augmentation: flip (mirrored crop too, averaged)" if tta == "flip" else "")
+                                 + (f"\nbox refinement: {refine} ({forwards} model forwards per face when no box "
+                                    "is known)" if forwards else ""))
         self.st_device.setText(m.device)
         if m.note:
             self.show_message(m.note, "warn")

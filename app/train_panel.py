@@ -20,6 +20,7 @@ No training logic here: the panel builds the command line and draws the events.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -236,7 +237,10 @@ class TrainPanel(QtWidgets.QWidget):
             self.models_box.addItem(label, v)
         form.addRow("Models", self.models_box)
         st, (self.stage1, self.stage2, self.stage3) = self._check_row(
-            ("1: U-Net on mask", True), ("2: head", True), ("3: joint fine-tune", False))
+            ("1: U-Net", True), ("2: head", True), ("3: joint", False))   # short: the form column is narrow
+        self.stage1.setToolTip("The paper's stage 1: the U-Net alone, pixel-wise BCE on the mask (M_b: the face "
+                               "box; M_l: Algorithm 1's landmark glow)")
+        self.stage2.setToolTip("The paper's stage 2: the U-Net frozen, the fully connected head trained on eq. 1 / 2")
         self.stage3.setToolTip("Ours, not the paper's: U-Net and head trained together on the point / box "
                                "distance after the two paper stages (or alone, after Init from)")
         form.addRow("Stages", st)
@@ -391,7 +395,7 @@ class TrainPanel(QtWidgets.QWidget):
         self.nme_plot = pg.PlotWidget()
         self.nme_plot.setBackground(None)
         self.nme_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.nme_plot.setLabel("bottom", "epoch")
+        self.nme_plot.setLabel("bottom", "epoch (all stages, as above)")
         self.nme_curve = self.nme_plot.plot([], [], pen=pg.mkPen("#81c784", width=2), symbol="o", symbolSize=5,
                                             symbolBrush="#81c784")
         pl.addWidget(self.nme_plot, 2)
@@ -406,7 +410,7 @@ class TrainPanel(QtWidgets.QWidget):
         self.preview_views = []
         for i in range(N_PREVIEW):
             v = SpectrumView(f"#{i + 1}")
-            v.setMinimumHeight(150)
+            v.setMinimumHeight(210)   # title, image and readout line
             strip.addWidget(v)
             self.preview_views.append(v)
         pl.addLayout(strip, 2)
@@ -635,7 +639,7 @@ class TrainPanel(QtWidgets.QWidget):
         self._make_bars()
         self._redraw()
         self.message.clear()
-        self.log_view.appendPlainText(("$ " + " ".join(cmd[1:])))
+        self.log_view.appendPlainText("$ " + shlex.join(cmd))   # the exact command, to copy and run
         p = QtCore.QProcess(self)
         env = QtCore.QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
@@ -644,9 +648,12 @@ class TrainPanel(QtWidgets.QWidget):
         p.readyReadStandardError.connect(self._read_stderr)
         p.finished.connect(self._on_finished)
         p.errorOccurred.connect(self._on_process_error)
+        # the buttons follow the process (Stop early / Cancel need it started, not just requested)
+        p.stateChanged.connect(lambda *_: self._update_buttons())
         self.process = p
-        self._set_state("running")
+        self.state = "running"
         p.start(cmd[0], cmd[1:])
+        self._set_state("running")
         self.runsChanged.emit()
 
     def stop_early(self) -> None:
@@ -730,6 +737,9 @@ class TrainPanel(QtWidgets.QWidget):
             self.state_label.setText(e.message)
         elif e.kind == "phase_start":
             self._bar_update(e.phase, (e.epoch or 0) / max(e.epochs, 1), e, None)
+            if 0 <= e.phase < len(self._phases):   # a stage's own status replaces the last stage's
+                kind, stage = self._phases[e.phase]
+                self.state_label.setText(f"running {MODEL_NAMES.get(kind, kind)} stage {stage}")
         elif e.kind == "step":
             frac = ((e.epoch - 1) * max(e.steps, 1) + e.step) / max(e.epochs * max(e.steps, 1), 1)
             self._bar_update(e.phase, frac, e, e.eta_s)
@@ -940,8 +950,19 @@ class TrainPanel(QtWidgets.QWidget):
                 self.loss_plot.addItem(ln)
                 self._phase_lines.append(ln)
                 prev = r["phase"]
-        nme = [(r["epoch"], r["val_nme"]) for r in self.records if r.get("val_nme") is not None]
-        self.nme_curve.setData([a for a, _ in nme], [b for _, b in nme])
+        # the same x as the loss plot (epochs of all stages in order), broken between stages
+        nx, ny, prev = [], [], None
+        for i, r in enumerate(self.records):
+            if r.get("val_nme") is None:
+                continue
+            if prev is not None and r["phase"] != prev:
+                nx.append(np.nan)
+                ny.append(np.nan)
+            nx.append(i + 1)
+            ny.append(r["val_nme"])
+            prev = r["phase"]
+        self.nme_curve.setData(np.array(nx, float), np.array(ny, float), connect="finite")
+        nme = [b for b in ny if np.isfinite(b)]
         if nme:
-            best = min(b for _, b in nme)
+            best = min(nme)
             self.nme_plot.setTitle(f"best {fmt_num(best)}", color="#969fa9", size="9pt")

@@ -8,7 +8,8 @@ Two variants, same interface as the DMSL Predictor (``predict(images) -> list``)
 
 - ``DlibBaseline()``: HOG detector, then the shape predictor; ``None`` for an image where the
   detector finds no face (a *miss*: the paper excluded those, ``dmsl eval`` counts them).
-- ``DlibBaseline(box_from=predictor)``: the face box comes from DMSL's M_b instead of Dlib's
+- ``DlibBaseline(box_from=predictor)``: the face box comes from the DMSL pipeline (the box its final M_l
+  pass used: M_b's, or with ``refine="landmarks"`` the box of M_l's first pass) instead of Dlib's
   detector (Dlib's HOG detector often finds no face in thermal images); never misses.
 """
 from __future__ import annotations

@@ -9,7 +9,8 @@ median of ``repeat`` runs after warm-up.
 JSON (``--json``), schema ``dmsl-bench/2``::
 
     {"schema", "created", "machine": {...}, "threads", "frames": {"source", "n", "size"},
-     "pipeline": [{"model", "kind" (config|shipped), "config", "head", "tta", "device", "params_boundary",
+     "pipeline": [{"model", "kind" (config|shipped), "config", "head", "tta", "refine", "device",
+                   "params_boundary",
                    "params_landmark", "ms_per_image": {"1", "8"} (M_l forward), "fps": {"1", "8"}
                    (whole pipeline per frame), "ratio_vs_dlib": {"1", "8"}, "peak_rss_mb",
                    "peak_rss_over_start_mb", "peak_cuda_mb"}],
@@ -18,9 +19,9 @@ JSON (``--json``), schema ``dmsl-bench/2``::
      "best_option": {"model", "option", "fps"},
      "targets": {"realtime_fps": {...}, "faster_than_dlib": {...}}}
 
-The shipped model runs with its card's test-time augmentation (``inference.tta``); an option row
-``tta=<other>`` (``changes_results``: true, never chosen as the best speed option) shows the speed
-of the other setting. Targets are reported, never asserted: the shipped default at 30 frames per second or more for one
+The shipped model runs with its card's test-time augmentation and box refinement (``inference.tta``,
+``inference.refine``); option rows ``tta=<other>`` and ``refine=<other>`` (``changes_results``: true,
+never chosen as the best speed option) show the speed of the other settings. Targets are reported, never asserted: the shipped default at 30 frames per second or more for one
 spectrum on the benchmark's threads, and at least as fast as Dlib's detector + predictor.
 """
 from __future__ import annotations
@@ -137,7 +138,7 @@ def _pipeline_entry(pred, model_name: str, kind: str, frames, batches, repeat, d
     cfg = pred.config
     S = cfg.input_size
     entry = {"model": model_name, "kind": kind, "config": cfg.name, "head": cfg.head, "tta": pred.tta,
-             "device": str(device),
+             "refine": pred.refine, "device": str(device),
              "params_boundary": int(sum(p.numel() for p in pred.boundary.parameters())),
              "params_landmark": int(sum(p.numel() for p in pred.landmark.parameters())),
              "ms_per_image": {}, "fps": {}}
@@ -194,7 +195,7 @@ def _options_entries(load, model_name: str, frames, repeat: int, threads_list: S
     difference from the baseline option (pixels), so an option that changes results shows it."""
     from .pipeline import Predictor
     out = []
-    ref: dict = {}   # the first measured row's landmarks, fps and test-time augmentation
+    ref: dict = {}   # the first measured row's landmarks, fps and test-time settings
 
     def measure(label: str, make, changes_results: bool = False) -> None:
         entry = {"model": model_name, "device": str(device), "option": label, "threads": torch.get_num_threads()}
@@ -209,7 +210,7 @@ def _options_entries(load, model_name: str, frames, repeat: int, threads_list: S
             return
         fps = len(frames) / sec
         if not ref:
-            ref.update(lms=lms, fps=fps, tta=pred.tta)
+            ref.update(lms=lms, fps=fps, tta=pred.tta, refine=pred.refine)
         diff = max(float(np.abs(a - b).max()) for a, b in zip(lms, ref["lms"]))
         entry.update(fps=round(fps, 2), ratio=round(fps / ref["fps"], 3), max_diff_px=round(diff, 4), error=None)
         if changes_results:
@@ -220,11 +221,13 @@ def _options_entries(load, model_name: str, frames, repeat: int, threads_list: S
 
     for opt_name in options:
         measure(opt_name, lambda opts=OPTION_SETS[opt_name]: load().optimise(**opts))
-    # test-time augmentation changes the results by design (so it is never a "speed option"): the
-    # rows say what the other setting costs or saves against the model card's own
+    # test-time augmentation and box refinement change the results by design (so they are never a
+    # "speed option"): the rows say what the other settings cost or save against the model card's own
     if ref:
         for mode in [m for m in Predictor.TTA_MODES if m != ref["tta"]]:
             measure(f"tta={mode}", lambda mode=mode: load().set_tta(mode), changes_results=True)
+        for mode in [m for m in Predictor.REFINE_MODES if m != ref["refine"]]:
+            measure(f"refine={mode}", lambda mode=mode: load().set_refine(mode), changes_results=True)
     base_fps = ref.get("fps")
     prev = torch.get_num_threads()
     for n in threads_list:
@@ -329,7 +332,7 @@ def run_bench(configs: Optional[Sequence[str]] = None, batches: Sequence[int] = 
             best_fps = max([f1] + [o["fps"] for o in ok if o["device"] == devices[0] and o.get("threads") == threads])
             report["targets"]["realtime_fps"] = {
                 "target": TARGET_FPS, "model": shipped[0], "device": devices[0], "threads": threads,
-                "tta": first.get("tta", "none"),
+                "tta": first.get("tta", "none"), "refine": first.get("refine", "mb"),
                 "measured_default": f1, "measured_best_option": best_fps, "met": bool(best_fps >= TARGET_FPS)}
             if dlib_fps:
                 report["targets"]["faster_than_dlib"] = {"dlib_fps": dlib_fps, "dmsl_fps": best_fps,

@@ -35,5 +35,6 @@ def describe_device(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
     if dev.type == "cpu":
-        return f"CPU, {torch.get_num_threads()} threads"
+        n = torch.get_num_threads()
+        return f"CPU, {n} thread{'s' if n != 1 else ''}"
     return dev.type.upper()

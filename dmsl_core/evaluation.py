@@ -229,7 +229,7 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
                     device: str = "auto", batch_size: int = 16, keep_predictions: bool = False,
                     skip_unavailable: bool = False, progress=None, should_stop=None,
                     compare: Sequence[str] = (), dist=None, tta: Optional[str] = None,
-                    true_box: bool = False) -> dict:
+                    refine: Optional[str] = None, true_box: bool = False) -> dict:
     """Evaluate weights (run folder, ``.safetensors`` or shipped name) on a dataset folder - all of
     it, or fold ``fold``'s test subjects - and the named baselines (``dlib``, ``dlib+mb``) on the
     same images, and other trained models (``compare``: weights specs) likewise: the report of ``dmsl eval`` (see :func:`build_report`) plus ``baselines``
@@ -237,7 +237,8 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
     otherwise an unavailable baseline raises). ``progress(message, done, total)``. ``dist``: shard
     the images over the ranks of a torchrun job (see :func:`evaluate_predictor`); the report holds
     no timing, so the same data give the same JSON whatever the number of processes. ``tta``:
-    test-time augmentation of the models ("none", "flip"; None = each model card's own). ``true_box``:
+    test-time augmentation of the models ("none", "flip"; None = each model card's own); ``refine``: their box
+    refinement ("mb", "landmarks", "both"; None = each card's own). ``true_box``:
     the DMSL models get the ground truth's face box instead of M_b's (M_l's error with a perfect M_b;
     the report says ``"box": "truth"``; baselines are run as usual)."""
     from pathlib import Path
@@ -255,12 +256,13 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
         raise ValueError(f"{data}: no annotated images to evaluate" + (f" in fold {fold}'s test subjects"
                                                                          if fold is not None else ""))
     pred = Predictor.from_weights(weights, device=dist.device if (dist is not None and dist.active)
-                                  else (device or "auto"), tta=tta)
+                                  else (device or "auto"), tta=tta, refine=refine)
     say = (lambda msg: (lambda i, n: progress(msg, i, n))) if progress else (lambda msg: None)
     report = evaluate_predictor(pred, samples, batch_size=batch_size, progress=say(pred.name or "dmsl"),
                                 keep_predictions=keep_predictions, should_stop=should_stop, dist=dist,
                                 true_box=true_box)
     report.update({"weights": pred.source, "model": pred.name, "tta": pred.tta,
+                   "refine": None if true_box else pred.refine,
                    "box": "truth" if true_box else "model", "data": str(Path(data).resolve()),
                    "fold": fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped})
     out, unavailable = {}, {}
@@ -282,7 +284,7 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
         out[base.name] = b
     for spec in [c for c in compare if c and str(c).strip()]:
         other = Predictor.from_weights(spec, device=dist.device if (dist is not None and dist.active)
-                                       else (device or "auto"), tta=tta)
+                                       else (device or "auto"), tta=tta, refine=refine)
         name = other.name or Path(str(spec)).name
         if name in out or name == (pred.name or "dmsl"):
             name = f"{name} ({spec})"

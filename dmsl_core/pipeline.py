@@ -7,8 +7,20 @@ Coarse-to-fine (so a face that fills only part of the frame is found):
    the refined box B.
 3. A square crop around B; everything outside B blacked out (F-hat); M_l gives the 68 points.
 
+Which refinement runs is the Predictor's ``refine`` mode (:data:`Predictor.REFINE_MODES`; the model
+card's ``inference.refine`` sets the default, "mb" when it says nothing):
+
+- ``"mb"``: steps 1-3 as above (M_b, M_b, M_l: three forwards).
+- ``"landmarks"``: step 2 is skipped; M_l runs on the coarse box, then once more around its own
+  landmarks (M_b, M_l, M_l: three forwards). The second pass's crop is turned upright (the line
+  through the outer eye corners made level) and blacked out around the landmarks' bounding box in
+  that crop - the box drawn the way the training boxes were, which M_b's regressed box only
+  approximates (see :meth:`Predictor.landmarks_from`).
+- ``"both"``: M_b, M_b, M_l, M_l (four forwards).
+
 Each step runs one forward for the whole batch. A known box (``boxes=``, e.g. the previous
-frame's landmarks in a video) skips step 1; ``refine=False`` skips step 2.
+frame's landmarks in a video) skips step 1; ``refine=False`` trusts the given box as final: no
+step 2 and a single M_l pass whatever the mode.
 
 Several faces in one frame: the models regress one face; step 1 settles on one (usually the
 largest / most central). To process several faces, pass one box per face via ``boxes`` (same
@@ -26,7 +38,7 @@ import torch
 
 from . import preprocess as pp
 from .device import resolve_device
-from .landmarks import MIRROR_PERM
+from .landmarks import MIRROR_PERM, OUTER_EYE_CORNERS, boundary_from_points
 from .models import BoundaryModel, LandmarkModel, ModelConfig, create_models, get_config
 from .models.weights import load_weights
 
@@ -36,7 +48,7 @@ log = logging.getLogger("dmsl.pipeline")
 @dataclass
 class Prediction:
     landmarks: np.ndarray          # (68, 2) pixel coordinates of the input image
-    boundary: np.ndarray           # [x, y, w, h] in pixels (refined box)
+    boundary: np.ndarray           # [x, y, w, h] in pixels: the box the final M_l pass used
     coarse_boundary: Optional[np.ndarray] = None  # step-1 box (None when a box was given)
     timings_ms: dict = field(default_factory=dict)
 
@@ -59,17 +71,24 @@ class Predictor:
         self.card = card or {}
         self.source = source
         # the test-time augmentation the model's card says its accuracy was measured with
-        card_tta = (self.card.get("inference") or {}).get("tta", "none")
+        inference = self.card.get("inference") or {}
+        card_tta = inference.get("tta", "none")
         self.tta = card_tta if card_tta in self.TTA_MODES else "none"
+        card_refine = inference.get("refine", "mb")
+        self.refine = card_refine if card_refine in self.REFINE_MODES else "mb"
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_weights(cls, spec: str | os.PathLike | None = None, device: str | torch.device | None = "auto",
-                     half: Optional[bool] = None, tta: Optional[str] = None) -> "Predictor":
-        """``tta``: None = what the model card says (``inference.tta``), else "none" or "flip"."""
+                     half: Optional[bool] = None, tta: Optional[str] = None,
+                     refine: Optional[str] = None) -> "Predictor":
+        """``tta`` / ``refine``: None = what the model card says (``inference.tta`` /
+        ``inference.refine``), else one of :data:`TTA_MODES` / :data:`REFINE_MODES`."""
         config, mb, ml, card, path = load_weights(spec)
         pred = cls(mb, ml, config, device=device, half=half, card=card, source=str(path))
-        return pred if tta is None else pred.set_tta(tta)
+        if tta is not None:
+            pred.set_tta(tta)
+        return pred if refine is None else pred.set_refine(refine)
 
     @classmethod
     def untrained(cls, config: str | ModelConfig = "dmsl-tiny", seed: int = 0,
@@ -137,6 +156,24 @@ class Predictor:
             raise ValueError(f"unknown test-time augmentation {mode!r} (known: {', '.join(self.TTA_MODES)})")
         self.tta = mode
         return self
+
+    #: how the face box is refined before the final M_l pass (see the module docstring): "mb" (M_b's
+    #: second pass on a crop around its coarse box), "landmarks" (M_l on the coarse box, then again on
+    #: the box of its own landmarks), "both"
+    refine: str = "mb"
+    REFINE_MODES = ("mb", "landmarks", "both")
+
+    def set_refine(self, mode: str) -> "Predictor":
+        if mode not in self.REFINE_MODES:
+            raise ValueError(f"unknown box refinement {mode!r} (known: {', '.join(self.REFINE_MODES)})")
+        self.refine = mode
+        return self
+
+    @property
+    def forwards_per_face(self) -> int:
+        """Model forwards per face from a frame with no known box (flip TTA doubles the batch of each
+        refining step, not their number)."""
+        return {"mb": 3, "landmarks": 3, "both": 4}[self.refine]
     _runners: dict = {}
 
     # ---- inference ----------------------------------------------------------------------
@@ -176,28 +213,78 @@ class Predictor:
         flips = (False, True) if self.tta == "flip" else (False,)
         n = len(cur)
         # Step 2: M_b again on a crop around the box (with flip TTA also on the mirrored crop).
-        if refine:
+        if refine and self.refine in ("mb", "both"):
             views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in cur]
             out = self._forward(self.boundary, [pp.normalise(pp.warp_view(g, v))
                                                 for g, v in zip(grays * len(flips), views)])
             boxes_ = [v.box_to_source(pp.box_from_normalised(b, S)) for v, b in zip(views, out)]
             cur = boxes_[:n] if len(flips) == 1 else [(a + b) / 2.0 for a, b in zip(boxes_[:n], boxes_[n:])]
-        # Step 3: crop around B, black out, M_l (with flip TTA also on the mirrored crop, same batch).
-        views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in cur]
+        # Step 3: crop around B, black out, M_l (with flip TTA also on the mirrored crop, same batch);
+        # with landmark refinement, once more around the box of the first pass's landmarks.
+        pts = self._landmark_pass(grays, cur, flips)
+        if refine and self.refine in ("landmarks", "both"):
+            cur = [boundary_from_points(p) for p in pts]
+            pts = self._landmark_pass(grays, cur, flips, guides=pts)
+        return [Prediction(landmarks=p, boundary=np.asarray(b, float), coarse_boundary=c)
+                for p, b, c in zip(pts, cur, coarse)]
+
+    #: the largest roll (degrees) a second landmark pass turns its crop by
+    MAX_DEROLL_DEG = 45.0
+
+    def landmarks_from(self, images: Sequence[np.ndarray], guides: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One M_l pass around given landmarks (the second pass of ``refine="landmarks"`` / ``"both"``):
+        the crop is centred on their bounding box, turned so the line through the outer eye corners
+        (36, 45) is level (at most :data:`MAX_DEROLL_DEG`), and blacked out around the guides'
+        bounding box in that crop. Returns (68, 2) points per image, in its pixels."""
+        guides = [np.asarray(g, dtype=np.float64).reshape(68, 2) for g in guides]
+        if len(guides) != len(images):
+            raise ValueError(f"{len(guides)} landmark sets for {len(images)} images")
+        flips = (False, True) if self.tta == "flip" else (False,)
+        return self._landmark_pass([pp.prepare_gray(im) for im in images],
+                                   [boundary_from_points(g) for g in guides], flips, guides=guides)
+
+    def _landmark_pass(self, grays: list[np.ndarray], boxes: list[np.ndarray], flips: tuple,
+                       guides: Optional[list[np.ndarray]] = None) -> list[np.ndarray]:
+        """One M_l forward for all faces: crop around each box, black out, points in source pixels.
+        With ``guides`` (landmarks of an earlier pass, one set per face) the crop is turned upright
+        and blacked out around the guides' box in the crop (see :meth:`landmarks_from`)."""
+        S, n, cs = self.config.input_size, len(boxes), self.config.crop_scale
+        if guides is None:
+            views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in boxes]
+        else:
+            views = [_upright_view(g, S, cs, self.MAX_DEROLL_DEG, f) for f in flips for g in guides]
         inputs = []
-        for g, v, b in zip(grays * len(flips), views, cur * len(flips)):
+        for k, (g, v) in enumerate(zip(grays * len(flips), views)):
             img = pp.normalise(pp.warp_view(g, v))
-            inputs.append(pp.blackout(img, v.box_to_view(b), self.config.blackout_margin))
+            vbox = (v.box_to_view(boxes[k % n]) if guides is None
+                    else boundary_from_points(v.to_view(guides[k % n])))
+            inputs.append(pp.blackout(img, vbox, self.config.blackout_margin))
         out = self._forward(self.landmark, inputs)
         pts = [v.to_source(pp.from_normalised(o.reshape(68, 2), S)) for v, o in zip(views, out)]
         if len(flips) == 2:
             # the mirrored view's point i is the face's point MIRROR_PERM[i]
             pts = [(a + b[MIRROR_PERM]) / 2.0 for a, b in zip(pts[:n], pts[n:])]
-        return [Prediction(landmarks=p, boundary=np.asarray(b, float), coarse_boundary=c)
-                for p, b, c in zip(pts, cur, coarse)]
+        return pts
 
     def predict_one(self, image: np.ndarray, box: Optional[np.ndarray] = None) -> Prediction:
         return self.predict([image], None if box is None else [box])[0]
+
+
+def _upright_view(points: np.ndarray, size: int, crop_scale: float, max_deg: float, flip: bool) -> pp.View:
+    """The view around landmarks turned so the outer eye corners are level (by at most ``max_deg``):
+    centred on the points' bounding box *in the turned frame*, of side ``crop_scale`` x its larger
+    side - the crop an upright training face gets, whatever the face's roll."""
+    ok = np.isfinite(points).all(axis=1)
+    a, b = OUTER_EYE_CORNERS
+    d = points[b] - points[a]
+    deg = float(np.clip(np.degrees(np.arctan2(d[1], d[0])), -max_deg, max_deg)) if ok[a] and ok[b] else 0.0
+    t = np.deg2rad(deg)
+    rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])   # square_view's turn
+    up = points[ok] @ rot.T
+    lo, hi = up.min(axis=0), up.max(axis=0)
+    cx, cy = rot.T @ ((lo + hi) / 2.0)
+    side = max(crop_scale * float((hi - lo).max()), 4.0)
+    return pp.square_view(float(cx), float(cy), side, size, angle_deg=deg, flip=flip)
 
 
 class _OrtRunner:

@@ -2,7 +2,11 @@
 measured on the very weights that ship.
 
     python tools/ship_model.py RUN_DIR --name dmsl-default --data DATA --fold 0 \
-        --synth-subjects 50 --synth-seed 0 [--bench bench.json]
+        --synth-subjects 50 --synth-seed 0 [--tta none] [--refine both] [--bench bench.json]
+
+``--bench`` must have measured the shipped model with the same test-time settings (``--tta``,
+``--refine``: they change the pipeline's cost); when they change, ship without it, run
+``dmsl bench --json bench.json`` (it measures the shipped model), then ship again with it.
 
 Steps: the run's weights are stored in half precision in a temporary folder; the held-out test
 subjects of ``--fold`` are evaluated with those weights (``dmsl eval`` with the Dlib baselines on
@@ -62,28 +66,46 @@ def main() -> int:
     p.add_argument("--tta", default="none", choices=["none", "flip"],
                    help="the test-time augmentation the model runs with by default (the card's inference.tta); "
                         "the held-out figures are measured with it, and (without baselines) with the other setting")
+    p.add_argument("--refine", default="mb", choices=["mb", "landmarks", "both"],
+                   help="the box refinement the model runs with by default (the card's inference.refine); the "
+                        "held-out figures are measured with it, and (without baselines) with each other mode")
     p.add_argument("--history", default=None,
                    help="how the weights came to be (the training rounds, in words) for the card")
     args = p.parse_args()
 
+    bench = None
+    if args.bench:
+        bench = bench_summary(json.loads(Path(args.bench).read_text()), args.name)
+        for row in bench["pipeline"]:   # speed depends on the test-time settings: they must match the card's
+            got = (row.get("tta", "none"), row.get("refine", "mb"))
+            if got != (args.tta, args.refine):
+                raise SystemExit(f"{args.bench}: measured {args.name} with tta={got[0]}, refine={got[1]}, but this "
+                                 f"card says tta={args.tta}, refine={args.refine}: ship without --bench, run dmsl "
+                                 f"bench on the shipped model, then ship again with its report")
     cfg, mb, ml, card, _ = load_weights(args.run)
     out = assets_dir() / "models" / args.name
     with tempfile.TemporaryDirectory(prefix="ship-") as tmp:
         tmp = Path(tmp)
         card = dict(card)
-        card["inference"] = {"tta": args.tta}
+        card["inference"] = {"tta": args.tta, "refine": args.refine}
         w = save_weights(tmp / "model", mb, ml, cfg, card, half=True)
         report_path = tmp / "eval.json"
         cmd = [sys.executable, "-m", "dmsl_core.cli", "eval", "--data", args.data, "--weights", str(w.parent),
                "--fold", str(args.fold), "--baseline", args.baseline, "--device", "cpu", "--json", str(report_path)]
         subprocess.run(cmd, check=True)
         rep = json.loads(report_path.read_text())
-        # the same weights with the other test-time augmentation setting (no baselines), for the card
-        other_tta = "flip" if args.tta == "none" else "none"
-        other_path = tmp / "eval-other-tta.json"
-        subprocess.run(cmd[:cmd.index("--baseline")] + ["--device", "cpu", "--tta", other_tta, "--json",
-                                                          str(other_path)], check=True)
-        other = json.loads(other_path.read_text())
+
+        def other_setting(flag: str, value: str) -> dict:
+            """The same weights with another test-time setting (no baselines), for the card."""
+            path = tmp / f"eval-{flag}-{value}.json"
+            subprocess.run(cmd[:cmd.index("--baseline")] + ["--device", "cpu", f"--{flag}", value, "--json",
+                                                              str(path)], check=True)
+            o = json.loads(path.read_text())
+            return {flag: value, "nme": o["nme"], "auc_0.08": o["auc_0.08"],
+                    "failure_rate_0.08": o["failure_rate_0.08"], "failure_rate_0.10": o["failure_rate_0.10"],
+                    "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --{flag} {value}"}
+        other_tta = other_setting("tta", "flip" if args.tta == "none" else "none")
+        other_refine = [other_setting("refine", m) for m in ("mb", "landmarks", "both") if m != args.refine]
         from dmsl_core.commands.core import _split_subjects
         _, _, test_subjects = _split_subjects(args.data, args.fold, 10)
         card = dict(card)
@@ -99,21 +121,19 @@ def main() -> int:
             "baselines": {name: {"nme": b["nme"], "misses": {"th": b["misses"]["th"], "vis": b["misses"]["vis"]},
                                  "n_images": b["n_images"]}
                           for name, b in (rep.get("baselines") or {}).items()},
-            "tta": rep.get("tta", args.tta),
+            "tta": rep.get("tta", args.tta), "refine": rep.get("refine", args.refine),
             "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --baseline {args.baseline}",
         }
-        card["heldout_eval"]["other_tta"] = {
-            "tta": other_tta, "nme": other["nme"], "auc_0.08": other["auc_0.08"],
-            "failure_rate_0.08": other["failure_rate_0.08"], "failure_rate_0.10": other["failure_rate_0.10"],
-            "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --tta {other_tta}"}
+        card["heldout_eval"]["other_tta"] = other_tta          # each with the card's other setting
+        card["heldout_eval"]["other_refine"] = other_refine
         if args.history:
             card["history"] = args.history
         if args.synth_subjects is not None and args.synth_seed is not None:
             card["data_recipe"] = {"generator": "dmsl synth", "subjects": args.synth_subjects, "seed": args.synth_seed,
                                    "command": f"dmsl synth --out DATA --subjects {args.synth_subjects} "
                                               f"--seed {args.synth_seed}"}
-        if args.bench:
-            card["bench"] = bench_summary(json.loads(Path(args.bench).read_text()), args.name)
+        if bench is not None:
+            card["bench"] = bench
         card["sha256"] = sha256(w)
         card["size_bytes"] = w.stat().st_size
         card["config"] = cfg.to_dict()

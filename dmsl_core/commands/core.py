@@ -83,8 +83,17 @@ def _spectra(arg: str) -> tuple[str, ...]:
 
 
 TTA_HELP = ("test-time augmentation: none, or flip (M_b's second pass and M_l also run on the mirrored crop "
-            "and the results are averaged; about 1.4x the time per frame, see dmsl bench); default: what the "
+            "and the results are averaged; 1.4-1.6x the time per frame, see dmsl bench); default: what the "
             "model card says")
+REFINE_HELP = ("how the face box is refined before M_l's final pass: mb (M_b again on a crop around its coarse "
+               "box), landmarks (M_l on the coarse box, then again on the box of its own landmarks; same cost "
+               "as mb), both (one forward more); default: what the model card says (mb when it says nothing)")
+
+
+def add_inference_args(p) -> None:
+    """--tta and --refine (the Predictor's test-time settings; None = the model card's)."""
+    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
+    p.add_argument("--refine", default=None, choices=["mb", "landmarks", "both"], help=REFINE_HELP)
 
 
 def _stages(arg: str) -> tuple[int, ...]:
@@ -435,7 +444,7 @@ def cmd_eval(args) -> int:
     report = evaluate_folder(args.data, args.weights, fold=args.fold, folds=args.folds, spectra=spectra,
                              baselines=names, device=args.device or "auto", batch_size=args.batch_size,
                              progress=progress, compare=[c for c in (args.compare or "").split(",") if c.strip()],
-                             dist=ctx, tta=args.tta, true_box=args.true_box)
+                             dist=ctx, tta=args.tta, refine=args.refine, true_box=args.true_box)
     seconds = time.perf_counter() - t0
     if not ctx.is_main:
         shutdown(ctx)
@@ -450,7 +459,8 @@ def cmd_eval(args) -> int:
     fmt = lambda v: "  --  " if v is None else f"{v:.4f}"  # noqa: E731
     print(f"NME  TH {fmt(n['th'])}  VIS {fmt(n['vis'])}  all {fmt(n['all'])}   ({report['n_images']} images"
           + (", M_l at the ground truth's box" if args.true_box else "")
-          + (", test-time flip" if report.get("tta") == "flip" else "") + ")")
+          + (", test-time flip" if report.get("tta") == "flip" else "")
+          + (f", --refine {report['refine']}" if report.get("refine") not in (None, "mb") else "") + ")")
     if baselines:
         print(f"\n{'method':<12} {'TH':>8} {'VIS':>8} {'misses TH':>10} {'misses VIS':>11}   (NME over detected images)")
         for name, r in [(report.get("model") or "dmsl", report), *baselines.items()]:
@@ -479,7 +489,7 @@ def cmd_predict(args) -> int:
     from ..atomic import atomic_write_text
     from ..data.imageio import read_image
     from ..pipeline import Predictor
-    pred = Predictor.from_weights(args.weights, device=args.device or "auto", tta=args.tta)
+    pred = Predictor.from_weights(args.weights, device=args.device or "auto", tta=args.tta, refine=args.refine)
     results = []
     for path in args.images:
         img = read_image(path)
@@ -598,7 +608,7 @@ def register(sub) -> None:
                         "dlib+mb (face box from DMSL's M_b); comma-separated")
     p.add_argument("--compare", default=None,
                    help="also evaluate these other trained models on the same images (weights specs, comma-separated)")
-    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
+    add_inference_args(p)
     p.add_argument("--true-box", action="store_true",
                    help="give M_l the ground truth's face box instead of M_b's: M_l's error with a perfect M_b "
                         "(a diagnosis of where the error comes from)")
@@ -616,7 +626,7 @@ def register(sub) -> None:
     p.add_argument("--weights", default=None, help="run folder, .safetensors file or shipped model name")
     p.add_argument("--json", default=None, help="write results here (default: print)")
     p.add_argument("--device", default=None)
-    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
+    add_inference_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("bench", help="pipeline speed of every configuration and shipped model, Dlib on the same frames, "

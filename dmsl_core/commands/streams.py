@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Optional
 
-from .core import TTA_HELP
+from .core import add_inference_args
 
 log = logging.getLogger("dmsl.commands.streams")
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run folder, .safetensors file, shipped model name, or untrained:CONFIG "
                         "(random weights, for speed tests only)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
+    add_inference_args(p)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--mode", default="auto", choices=("auto", "visible", "thermal", "both"),
                    help="which spectrum to run: auto-switch, forced, or both (default auto)")
@@ -88,17 +88,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sources)
 
 
-def load_predictor(weights: Optional[str], device: str = "auto", tta: Optional[str] = None):
-    """A Predictor for ``--weights`` (``untrained:CONFIG`` gives random weights); ``tta`` None = the
-    model card's test-time augmentation."""
+def load_predictor(weights: Optional[str], device: str = "auto", tta: Optional[str] = None,
+                   refine: Optional[str] = None):
+    """A Predictor for ``--weights`` (``untrained:CONFIG`` gives random weights); ``tta`` / ``refine``
+    None = the model card's test-time augmentation / box refinement."""
     from ..pipeline import Predictor
     if weights and weights.startswith("untrained:"):
         name = weights.split(":", 1)[1] or "dmsl-compact"
         print(f"dmsl run: warning: untrained {name} weights - landmarks are meaningless (speed tests only)",
               file=sys.stderr)
         pred = Predictor.untrained(name, device="cpu" if device == "auto" else device)
-        return pred if tta is None else pred.set_tta(tta)
-    pred = Predictor.from_weights(weights, device=device, tta=tta)
+        if tta is not None:
+            pred.set_tta(tta)
+        return pred if refine is None else pred.set_refine(refine)
+    pred = Predictor.from_weights(weights, device=device, tta=tta, refine=refine)
     pred.apply_measured_speed_option()
     return pred
 
@@ -134,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if env_world_size() > 1:
         return _run_sharded(args)
     H = Calibration.load(args.calib).H_th_to_vis if args.calib else None
-    predictor = load_predictor(args.weights, args.device, args.tta)
+    predictor = load_predictor(args.weights, args.device, args.tta, args.refine)
     if args.bench:
         return _bench(args, predictor, H)
     source = open_source(args.source, realtime=bool(args.realtime), homography=H)
@@ -267,7 +270,8 @@ def _run_sharded(args: argparse.Namespace) -> int:
             warmup = int(math.ceil(8.0 * float(fps))) if fps else 30
         start = max(0, lo - warmup)
         cfg = _stream_config(args, info)
-        predictor = load_predictor(args.weights, str(ctx.device) if ctx.device is not None else args.device, args.tta)
+        predictor = load_predictor(args.weights, str(ctx.device) if ctx.device is not None else args.device,
+                                   args.tta, args.refine)
         processor = StreamProcessor(predictor, cfg)
         if ctx.is_main:
             print(f"dmsl run: {info.get('kind')} source {args.source}: {n} frames over {ctx.world_size} "
@@ -418,7 +422,8 @@ def _bench(args: argparse.Namespace, predictor, H) -> int:
         raise ValueError(f"{args.source}: no frames to measure")
     smooth = True if args.smooth is None else bool(args.smooth)
     print(f"dmsl run --bench: {len(pairs)} frames of {args.source}, model {getattr(predictor, 'name', '?')} on "
-          f"{getattr(predictor, 'device', '?')} ({(getattr(predictor, 'options', None) or {}).get('backend', 'torch')}), "
+          f"{getattr(predictor, 'device', '?')} ({(getattr(predictor, 'options', None) or {}).get('backend', 'torch')}, "
+          f"tta {getattr(predictor, 'tta', 'none')}, refine {getattr(predictor, 'refine', 'mb')}), "
           f"{torch.get_num_threads()} CPU threads, smoothing "
           f"{'on' if smooth else 'off'}, best of {args.repeat}", file=sys.stderr)
     res = benchmark_pipeline(predictor, pairs, repeat=args.repeat, smoothing=smooth)

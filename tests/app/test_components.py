@@ -152,16 +152,21 @@ def test_settings_dialog_edits(qtbot, tiny_weights):
     dlg.tta.setCurrentIndex(dlg.tta.findData("flip"))
     assert dlg.result_settings().tta == "flip"           # ... or forced
     assert AppSettings.from_json('{"tta": "sideways"}').tta == ""   # a bad stored value falls back
+    assert out.refine == ""                              # box refinement likewise
+    dlg.refine.setCurrentIndex(dlg.refine.findData("both"))
+    assert dlg.result_settings().refine == "both"
+    assert AppSettings.from_json('{"refine": "thrice"}').refine == ""
 
 
-def test_test_time_flip_setting_reaches_the_live_model(qtbot, make_window, settings):
+def test_test_time_settings_reach_the_live_model(qtbot, make_window, settings):
     import dataclasses
 
     from .conftest import FAST_DEMO, wait_frames
-    win = make_window(FAST_DEMO, settings=dataclasses.replace(settings, tta="flip"))
+    win = make_window(FAST_DEMO, settings=dataclasses.replace(settings, tta="flip", refine="landmarks"))
     wait_frames(qtbot, win, 2)
-    assert win.model.predictor.tta == "flip"
+    assert win.model.predictor.tta == "flip" and win.model.predictor.refine == "landmarks"
     qtbot.waitUntil(lambda: "flip TTA" in win.st_model.text(), timeout=3000)
+    assert "refine landmarks" in win.st_model.text() and "3 model forwards" in win.st_model.toolTip()
     r = win.last_result
     assert r.landmarks[r.chosen].shape == (68, 2) and np.isfinite(r.landmarks[r.chosen]).all()
 

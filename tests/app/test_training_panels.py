@@ -151,6 +151,10 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     t0 = ticker.ticks
     qtbot.waitUntil(lambda: len(_phase_records(panel, 0)) >= 1 or not panel.running, timeout=90000)
     assert panel.running, panel.error_text or panel.stderr_tail
+    # while it runs: Stop early and Cancel are live, Start is not; the log holds the exact command
+    assert panel.early_btn.isEnabled() and panel.cancel_btn.isEnabled() and not panel.start_btn.isEnabled()
+    assert panel.log_view.toPlainText().startswith("$ " + sys.executable)
+    assert panel.state_label.text().startswith("running") or "cach" in panel.state_label.text()
     # live progress: device, a stage bar moving, the loss plot holding the epoch
     assert "cpu" in panel.device_label.text()
     assert panel._bars[0].value() > 0
@@ -163,7 +167,7 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     assert panel.previews_shown >= 1, panel.preview_label.text()
     assert panel.preview_views[0]._image is not None and "checkpoint: M_b stage 1" in panel.preview_label.text()
 
-    panel.stop_early()
+    panel.early_btn.click()                 # through the button, as a user does
     qtbot.waitUntil(lambda: any(e.kind == "phase_end" and e.phase == 0 for e in panel.events) or not panel.running,
                     timeout=60000)
     ph0 = _phase_records(panel, 0)
@@ -173,7 +177,8 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     # on to the next stages; cancel in M_l stage 1 (phase 2)
     qtbot.waitUntil(lambda: len(_phase_records(panel, 2)) >= 1 or not panel.running, timeout=90000)
     assert panel.running, panel.error_text
-    panel.cancel()
+    assert panel.state_label.text() == "running M_l stage 1"   # the stage's own status, not a stale one
+    panel.cancel_btn.click()
     qtbot.waitUntil(lambda: not panel.running, timeout=30000)
     assert panel.state == "cancelled", (panel.state, panel.stderr_tail)
     assert "Resume continues from the last checkpoint" in panel.message.text()
@@ -198,6 +203,9 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     phases = {r["phase"] for r in read_metrics(run)}
     assert phases == {0, 1, 2, 3}
     assert any(r.get("val_nme") is not None for r in panel.records)
+    nx, _ = panel.nme_curve.getData()       # NME plot: the loss plot's x, stages in order, never back
+    nx = nx[np.isfinite(nx)]
+    assert len(nx) >= 2 and (np.diff(nx) > 0).all()
     assert len(panel.nme_curve.getData()[0]) >= 1
     panel.grab().save(str(tmp_path / "train.png"))
 

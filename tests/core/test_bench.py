@@ -50,10 +50,14 @@ def test_bench_report_schema(tmp_path):
     opts = {o["option"]: o for o in rep["options"]}
     shipped = next(e for e in rep["pipeline"] if e["kind"] == "shipped")
     other_tta = "tta=" + ("none" if shipped["tta"] == "flip" else "flip")
-    assert set(opts) == {base, "channels_last", "threads=2", other_tta}
-    # the other test-time augmentation is measured, changes the landmarks, and is never "the best speed option"
-    assert opts[other_tta]["changes_results"] is True and opts[other_tta]["max_diff_px"] > 0
-    assert rep["best_option"]["option"] != other_tta and rep["targets"]["realtime_fps"]["tta"] == shipped["tta"]
+    other_refine = ["refine=" + m for m in ("mb", "landmarks", "both") if m != shipped["refine"]]
+    assert set(opts) == {base, "channels_last", "threads=2", other_tta, *other_refine}
+    # the other test-time settings are measured, change the landmarks, and are never "the best speed option"
+    for row in [other_tta, *other_refine]:
+        assert opts[row]["changes_results"] is True and opts[row]["max_diff_px"] > 0 and opts[row]["fps"] > 0
+        assert rep["best_option"]["option"] != row
+    assert rep["targets"]["realtime_fps"]["tta"] == shipped["tta"]
+    assert rep["targets"]["realtime_fps"]["refine"] == shipped["refine"]
     assert opts[base]["ratio"] == 1.0 and opts[base]["max_diff_px"] == 0.0
     assert opts["channels_last"]["error"] is None and opts["channels_last"]["max_diff_px"] < 0.05
     rt = rep["targets"]["realtime_fps"]

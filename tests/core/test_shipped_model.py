@@ -70,16 +70,20 @@ def test_heldout_nme_is_what_the_card_says(tmp_path):
     samples = load_samples(tmp_path / "test")
     assert sorted({s.subject for s in samples}) == sorted(h["test_subjects"])
     pred = Predictor.from_weights(None, device="cpu")
-    assert pred.tta == h["tta"] == c["inference"]["tta"]      # measured with the card's default test-time setting
+    assert pred.tta == h["tta"] == c["inference"]["tta"]      # measured with the card's default test-time settings
+    assert pred.refine == h["refine"] == c["inference"]["refine"]
     rep = evaluate_predictor(pred, samples)
     assert rep["n_images"] == h["n_images"]
     for s in ("th", "vis"):
         assert rep["nme"][s] == pytest.approx(h["nme"][s], abs=2e-3), s
-    other = h["other_tta"]                                   # ... and with the other one
-    assert other["tta"] != h["tta"]
-    rep = evaluate_predictor(Predictor.from_weights(None, device="cpu", tta=other["tta"]), samples)
-    for s in ("th", "vis"):
-        assert rep["nme"][s] == pytest.approx(other["nme"][s], abs=2e-3), s
+    # ... and with each other setting the card reports
+    others = [("tta", h["other_tta"])] + [("refine", o) for o in h["other_refine"]]
+    assert {o["refine"] for _, o in others[1:]} | {h["refine"]} == set(Predictor.REFINE_MODES)
+    for flag, other in others:
+        assert other[flag] != h[flag]
+        rep = evaluate_predictor(Predictor.from_weights(None, device="cpu", **{flag: other[flag]}), samples)
+        for s in ("th", "vis"):
+            assert rep["nme"][s] == pytest.approx(other["nme"][s], abs=2e-3), (flag, s)
 
 
 def test_subject_indices_render_the_same_pairs_as_a_full_run(tmp_path):

@@ -224,8 +224,8 @@ class SettingsDialog(QtWidgets.QDialog):
         self.refine.setToolTip("How the face box is refined before M_l's final pass. M_b twice: M_b again on a crop "
                                "around its first box. M_l again: M_l on M_b's first box, then once more on the box "
                                "of its own landmarks (same cost; worse when the face is small in the frame). Both: "
-                               "M_b twice, then M_l twice (the shipped model's default: held-out thermal NME 0.029 "
-                               "-> 0.0256 against M_b twice; one forward more "
+                               "M_b twice, then M_l twice (the shipped model's default: held-out thermal NME 0.028 "
+                               "-> 0.025 against M_b twice; one forward more "
                                "per frame, dmsl bench).")
         form.addRow("Box refinement", self.refine)
         self.smoothing = QtWidgets.QCheckBox("Smooth landmarks over time (live sources)")

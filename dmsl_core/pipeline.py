@@ -210,7 +210,7 @@ class Predictor:
             out = self._forward(self.boundary, [pp.normalise(pp.warp_view(grays[i], v)) for i, v in zip(todo, views)])
             for i, v, b in zip(todo, views, out):
                 cur[i] = coarse[i] = v.box_to_source(pp.box_from_normalised(b, S))
-        flips = (False, True) if self.tta == "flip" else (False,)
+        flips = self._flips
         n = len(cur)
         # Step 2: M_b again on a crop around the box (with flip TTA also on the mirrored crop).
         if refine and self.refine in ("mb", "both"):
@@ -221,10 +221,10 @@ class Predictor:
             cur = boxes_[:n] if len(flips) == 1 else [(a + b) / 2.0 for a, b in zip(boxes_[:n], boxes_[n:])]
         # Step 3: crop around B, black out, M_l (with flip TTA also on the mirrored crop, same batch);
         # with landmark refinement, once more around the box of the first pass's landmarks.
-        pts = self._landmark_pass(grays, cur, flips)
+        pts = self._landmark_pass(grays, flips, boxes=cur)
         if refine and self.refine in ("landmarks", "both"):
             cur = [boundary_from_points(p) for p in pts]
-            pts = self._landmark_pass(grays, cur, flips, guides=pts)
+            pts = self._landmark_pass(grays, flips, guides=pts)
         return [Prediction(landmarks=p, boundary=np.asarray(b, float), coarse_boundary=c)
                 for p, b, c in zip(pts, cur, coarse)]
 
@@ -239,16 +239,20 @@ class Predictor:
         guides = [np.asarray(g, dtype=np.float64).reshape(68, 2) for g in guides]
         if len(guides) != len(images):
             raise ValueError(f"{len(guides)} landmark sets for {len(images)} images")
-        flips = (False, True) if self.tta == "flip" else (False,)
-        return self._landmark_pass([pp.prepare_gray(im) for im in images],
-                                   [boundary_from_points(g) for g in guides], flips, guides=guides)
+        return self._landmark_pass([pp.prepare_gray(im) for im in images], self._flips, guides=guides)
 
-    def _landmark_pass(self, grays: list[np.ndarray], boxes: list[np.ndarray], flips: tuple,
+    @property
+    def _flips(self) -> tuple:
+        """The mirror settings of each view batch: the crop, and with flip TTA its mirror too."""
+        return (False, True) if self.tta == "flip" else (False,)
+
+    def _landmark_pass(self, grays: list[np.ndarray], flips: tuple, boxes: Optional[list[np.ndarray]] = None,
                        guides: Optional[list[np.ndarray]] = None) -> list[np.ndarray]:
-        """One M_l forward for all faces: crop around each box, black out, points in source pixels.
-        With ``guides`` (landmarks of an earlier pass, one set per face) the crop is turned upright
-        and blacked out around the guides' box in the crop (see :meth:`landmarks_from`)."""
-        S, n, cs = self.config.input_size, len(boxes), self.config.crop_scale
+        """One M_l forward for all faces: crop around each of ``boxes``, black out, points in source
+        pixels; or, given ``guides`` instead (landmarks of an earlier pass, one set per face), the
+        crop turned upright and blacked out around the guides' box in it (see :meth:`landmarks_from`)."""
+        S, cs = self.config.input_size, self.config.crop_scale
+        n = len(boxes) if guides is None else len(guides)
         if guides is None:
             views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in boxes]
         else:

@@ -40,7 +40,7 @@ class ModelSpec:
     fallback_config: str = "dmsl-compact"
     device: str = "auto"
     threads: int = 0
-    tta: str = ""                # test-time augmentation: "" = the model card's, "none", "flip"
+    tta: str = ""                # test-time augmentation: "" = the model card's, "none", "flip-final", "flip"
     refine: str = ""             # box refinement: "" = the model card's, "mb", "landmarks", "both"
 
 

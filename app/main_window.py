@@ -662,11 +662,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model = m
         tta = getattr(m.predictor, "tta", "none")
         refine = getattr(m.predictor, "refine", "mb")
-        self.st_model.setText(f"model {m.name}" + (" · flip TTA" if tta == "flip" else "")
+        tta_text = {"flip": "flip TTA", "flip-final": "final-pass flip"}.get(tta)
+        self.st_model.setText(f"model {m.name}" + (f" · {tta_text}" if tta_text else "")
                               + (f" · refine {refine}" if refine != "mb" else ""))
         forwards = getattr(m.predictor, "forwards_per_face", None)
         self.st_model.setToolTip((m.source or "")
-                                 + ("\ntest-time augmentation: flip (mirrored crop too, averaged)" if tta == "flip" else "")
+                                 + (f"\ntest-time augmentation: {tta} (mirrored crop too, averaged"
+                                    + (" - in the final M_l pass only)" if tta == "flip-final" else ")")
+                                    if tta_text else "")
                                  + (f"\nbox refinement: {refine} ({forwards} model forwards per face when no box "
                                     "is known)" if forwards else ""))
         self.st_device.setText(m.device)

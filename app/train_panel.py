@@ -372,6 +372,14 @@ class TrainPanel(QtWidgets.QWidget):
         ph = QtWidgets.QHBoxLayout()
         ph.addWidget(title("Loss per epoch"))
         ph.addStretch(1)
+        # the key sits above the plot, not in it: a legend inside covered the last stages' curves
+        self.loss_key = QtWidgets.QLabel(
+            "<span style='color:#f5a623'>&#9472;&#9472;</span> training loss &nbsp; "
+            "<span style='color:#4fc3f7'>&#9472;&#9472;</span> validation loss &nbsp; "
+            "&#9733; best epoch of each stage")
+        self.loss_key.setObjectName("Dim")
+        ph.addWidget(self.loss_key)
+        ph.addSpacing(12)
         self.log_check = QtWidgets.QCheckBox("log scale")
         self.log_check.setChecked(True)
         self.log_check.toggled.connect(self._set_log)
@@ -381,7 +389,6 @@ class TrainPanel(QtWidgets.QWidget):
         self.loss_plot.setBackground(None)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
         self.loss_plot.setLabel("bottom", "epoch (all stages)")
-        self.loss_plot.addLegend(offset=(-10, 10))
         self.train_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#f5a623", width=2), name="training loss",
                                                connect="finite")
         self.val_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#4fc3f7", width=2), name="validation loss",

@@ -237,7 +237,7 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
     otherwise an unavailable baseline raises). ``progress(message, done, total)``. ``dist``: shard
     the images over the ranks of a torchrun job (see :func:`evaluate_predictor`); the report holds
     no timing, so the same data give the same JSON whatever the number of processes. ``tta``:
-    test-time augmentation of the models ("none", "flip"; None = each model card's own); ``refine``: their box
+    test-time augmentation of the models ("none", "flip-final", "flip"; None = each model card's own); ``refine``: their box
     refinement ("mb", "landmarks", "both"; None = each card's own). ``true_box``:
     the DMSL models get the ground truth's face box instead of M_b's (M_l's error with a perfect M_b;
     the report says ``"box": "truth"``; baselines are run as usual)."""

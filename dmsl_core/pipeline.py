@@ -145,11 +145,12 @@ class Predictor:
         return name
 
     options: dict = {"channels_last": False, "compile": False, "backend": "torch", "grad_mode": "inference"}
-    #: test-time augmentation: "none", or "flip" (M_b's second pass and M_l also run on the mirrored
-    #: crop, in the same batch, and the two boxes / point sets are averaged: one more M_b and M_l
-    #: pass per face)
+    #: test-time augmentation: "none"; "flip" (M_b's second pass and every M_l pass also run on the
+    #: mirrored crop, in the same batch, and the two boxes / point sets are averaged); "flip-final"
+    #: (only the final M_l pass does: on the validation subjects it kept all of flip's gain, at the
+    #: cost of one mirrored crop per face)
     tta: str = "none"
-    TTA_MODES = ("none", "flip")
+    TTA_MODES = ("none", "flip-final", "flip")
 
     def set_tta(self, mode: str) -> "Predictor":
         if mode not in self.TTA_MODES:
@@ -172,7 +173,7 @@ class Predictor:
     @property
     def forwards_per_face(self) -> int:
         """Model forwards per face from a frame with no known box (flip TTA doubles the batch of each
-        refining step, not their number)."""
+        refining step, flip-final only the final M_l pass's, not their number)."""
         return {"mb": 3, "landmarks": 3, "both": 4}[self.refine]
     _runners: dict = {}
 
@@ -210,7 +211,7 @@ class Predictor:
             out = self._forward(self.boundary, [pp.normalise(pp.warp_view(grays[i], v)) for i, v in zip(todo, views)])
             for i, v, b in zip(todo, views, out):
                 cur[i] = coarse[i] = v.box_to_source(pp.box_from_normalised(b, S))
-        flips = self._flips
+        flips, final = self._flips, self._final_flips
         n = len(cur)
         # Step 2: M_b again on a crop around the box (with flip TTA also on the mirrored crop).
         if refine and self.refine in ("mb", "both"):
@@ -221,10 +222,11 @@ class Predictor:
             cur = boxes_[:n] if len(flips) == 1 else [(a + b) / 2.0 for a, b in zip(boxes_[:n], boxes_[n:])]
         # Step 3: crop around B, black out, M_l (with flip TTA also on the mirrored crop, same batch);
         # with landmark refinement, once more around the box of the first pass's landmarks.
-        pts = self._landmark_pass(grays, flips, boxes=cur)
-        if refine and self.refine in ("landmarks", "both"):
+        again = refine and self.refine in ("landmarks", "both")
+        pts = self._landmark_pass(grays, flips if again else final, boxes=cur)
+        if again:
             cur = [boundary_from_points(p) for p in pts]
-            pts = self._landmark_pass(grays, flips, guides=pts)
+            pts = self._landmark_pass(grays, final, guides=pts)
         return [Prediction(landmarks=p, boundary=np.asarray(b, float), coarse_boundary=c)
                 for p, b, c in zip(pts, cur, coarse)]
 
@@ -239,12 +241,18 @@ class Predictor:
         guides = [np.asarray(g, dtype=np.float64).reshape(68, 2) for g in guides]
         if len(guides) != len(images):
             raise ValueError(f"{len(guides)} landmark sets for {len(images)} images")
-        return self._landmark_pass([pp.prepare_gray(im) for im in images], self._flips, guides=guides)
+        return self._landmark_pass([pp.prepare_gray(im) for im in images], self._final_flips, guides=guides)
 
     @property
     def _flips(self) -> tuple:
-        """The mirror settings of each view batch: the crop, and with flip TTA its mirror too."""
+        """The mirror settings of each view batch before the final M_l pass: the crop, and with
+        flip TTA its mirror too."""
         return (False, True) if self.tta == "flip" else (False,)
+
+    @property
+    def _final_flips(self) -> tuple:
+        """The mirror settings of the final M_l pass's views (flip and flip-final add the mirror)."""
+        return (False, True) if self.tta in ("flip", "flip-final") else (False,)
 
     def _landmark_pass(self, grays: list[np.ndarray], flips: tuple, boxes: Optional[list[np.ndarray]] = None,
                        guides: Optional[list[np.ndarray]] = None) -> list[np.ndarray]:
@@ -306,6 +314,10 @@ class _OrtRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
+        # no busy-waiting between ops: ORT's spinning workers took the cores the Python thread needs
+        # for the pre-processing between forwards (2 threads on 2 cores: median 18 -> 36 fps, same
+        # process, interleaved runs)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"
                      else ["CPUExecutionProvider"])
         avail = set(ort.get_available_providers())

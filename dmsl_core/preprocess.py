@@ -85,18 +85,31 @@ def box_view(box: np.ndarray, size: int, crop_scale: float, angle_deg: float = 0
 def warp_view(gray: np.ndarray, view: View) -> np.ndarray:
     """Sample ``gray`` (HxW float32) into the view; pixels outside the image are NaN.
 
-    Large reductions are pre-shrunk with area averaging so the view does not alias.
+    Large reductions are pre-shrunk with area averaging so the view does not alias; only the part
+    of the image the view covers (plus a margin for the interpolation) is shrunk, so a face crop
+    does not pay for the whole frame.
     """
     m = view.matrix
     scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
     src = gray
     if scale < 0.5:
         f = max(scale * 1.5, 1.0 / min(gray.shape))
-        sh, sw = max(1, int(round(gray.shape[0] * f))), max(1, int(round(gray.shape[1] * f)))
-        src = cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_AREA)
-        fx, fy = sw / gray.shape[1], sh / gray.shape[0]
-        # shrunk pixel coords: u = (x + 0.5) * f - 0.5  ->  source = shrunk^-1
-        shrink = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+        inv = np.linalg.inv(m)
+        edge = np.array([-0.5, view.size - 0.5])
+        corners = np.array([[u, v, 1.0] for u in edge for v in edge]) @ inv[:2].T
+        pad = 2.0 / f + 2.0
+        x0 = max(0, int(np.floor(corners[:, 0].min() - pad)))
+        y0 = max(0, int(np.floor(corners[:, 1].min() - pad)))
+        x1 = min(gray.shape[1], int(np.ceil(corners[:, 0].max() + pad)) + 1)
+        y1 = min(gray.shape[0], int(np.ceil(corners[:, 1].max() + pad)) + 1)
+        if x1 - x0 < 1 or y1 - y0 < 1:           # the view lies wholly outside the image
+            return np.full((view.size, view.size), np.nan, dtype=np.float32)
+        sub = gray[y0:y1, x0:x1]
+        sh, sw = max(1, int(round(sub.shape[0] * f))), max(1, int(round(sub.shape[1] * f)))
+        src = cv2.resize(sub, (sw, sh), interpolation=cv2.INTER_AREA)
+        fx, fy = sw / sub.shape[1], sh / sub.shape[0]
+        # shrunk pixel coords: u = (x - x0 + 0.5) * f - 0.5  ->  source = shrunk^-1
+        shrink = np.array([[fx, 0, 0.5 * fx - 0.5 - fx * x0], [0, fy, 0.5 * fy - 0.5 - fy * y0], [0, 0, 1]])
         m = m @ np.linalg.inv(shrink)
     return cv2.warpAffine(src, m[:2].astype(np.float64), (view.size, view.size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
@@ -105,13 +118,16 @@ def warp_view(gray: np.ndarray, view: View) -> np.ndarray:
 def normalise(view_img: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -> np.ndarray:
     """Per-view intensity normalisation to [0, 1]; NaN (padding) becomes 0."""
     valid = np.isfinite(view_img)
-    out = np.zeros(view_img.shape, dtype=np.float32)
-    if not valid.any():
-        return out
-    vals = view_img[valid]
+    whole = bool(valid.all())           # a crop inside the image: no mask to apply (same result, faster)
+    if not whole and not valid.any():
+        return np.zeros(view_img.shape, dtype=np.float32)
+    vals = view_img.ravel() if whole else view_img[valid]
     lo, hi = np.percentile(vals[:: max(1, vals.size // 8192)], [lo_pct, hi_pct])
     if hi - lo < 1e-6:
         hi = lo + 1e-6
+    if whole:
+        return np.clip((view_img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32, copy=False)
+    out = np.zeros(view_img.shape, dtype=np.float32)
     out[valid] = np.clip((vals - lo) / (hi - lo), 0.0, 1.0)
     return out
 

@@ -63,9 +63,9 @@ def main() -> int:
     p.add_argument("--synth-seed", type=int, default=None, help="`dmsl synth --seed` that made --data")
     p.add_argument("--bench", default=None, help="a dmsl bench --json report measured with these weights")
     p.add_argument("--baseline", default="dlib,dlib+mb")
-    p.add_argument("--tta", default="none", choices=["none", "flip"],
+    p.add_argument("--tta", default="none", choices=["none", "flip-final", "flip"],
                    help="the test-time augmentation the model runs with by default (the card's inference.tta); "
-                        "the held-out figures are measured with it, and (without baselines) with the other setting")
+                        "the held-out figures are measured with it, and (without baselines) with each other mode")
     p.add_argument("--refine", default="mb", choices=["mb", "landmarks", "both"],
                    help="the box refinement the model runs with by default (the card's inference.refine); the "
                         "held-out figures are measured with it, and (without baselines) with each other mode")
@@ -104,7 +104,7 @@ def main() -> int:
             return {flag: value, "nme": o["nme"], "auc_0.08": o["auc_0.08"],
                     "failure_rate_0.08": o["failure_rate_0.08"], "failure_rate_0.10": o["failure_rate_0.10"],
                     "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --{flag} {value}"}
-        other_tta = other_setting("tta", "flip" if args.tta == "none" else "none")
+        other_tta = [other_setting("tta", m) for m in ("none", "flip-final", "flip") if m != args.tta]
         other_refine = [other_setting("refine", m) for m in ("mb", "landmarks", "both") if m != args.refine]
         from dmsl_core.commands.core import _split_subjects
         _, _, test_subjects = _split_subjects(args.data, args.fold, 10)
@@ -124,7 +124,7 @@ def main() -> int:
             "tta": rep.get("tta", args.tta), "refine": rep.get("refine", args.refine),
             "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --baseline {args.baseline}",
         }
-        card["heldout_eval"]["other_tta"] = other_tta          # each with the card's other setting
+        card["heldout_eval"]["other_tta"] = other_tta          # each other mode, the card's refinement
         card["heldout_eval"]["other_refine"] = other_refine
         if args.history:
             card["history"] = args.history

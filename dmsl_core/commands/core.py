@@ -82,9 +82,9 @@ def _spectra(arg: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-TTA_HELP = ("test-time augmentation: none, or flip (M_b's second pass and M_l also run on the mirrored crop "
-            "and the results are averaged; 1.4-1.6x the time per frame, see dmsl bench); default: what the "
-            "model card says")
+TTA_HELP = ("test-time augmentation: none; flip (M_b's second pass and every M_l pass also run on the mirrored "
+            "crop and the results are averaged; 1.4-1.6x the time per frame, see dmsl bench); flip-final (only "
+            "the final M_l pass does: one mirrored crop more per face); default: what the model card says")
 REFINE_HELP = ("how the face box is refined before M_l's final pass: mb (M_b again on a crop around its coarse "
                "box), landmarks (M_l on the coarse box, then again on the box of its own landmarks; same cost "
                "as mb), both (one forward more); default: what the model card says (mb when it says nothing)")
@@ -92,7 +92,7 @@ REFINE_HELP = ("how the face box is refined before M_l's final pass: mb (M_b aga
 
 def add_inference_args(p) -> None:
     """--tta and --refine (the Predictor's test-time settings; None = the model card's)."""
-    p.add_argument("--tta", default=None, choices=["none", "flip"], help=TTA_HELP)
+    p.add_argument("--tta", default=None, choices=["none", "flip-final", "flip"], help=TTA_HELP)
     p.add_argument("--refine", default=None, choices=["mb", "landmarks", "both"], help=REFINE_HELP)
 
 
@@ -459,7 +459,7 @@ def cmd_eval(args) -> int:
     fmt = lambda v: "  --  " if v is None else f"{v:.4f}"  # noqa: E731
     print(f"NME  TH {fmt(n['th'])}  VIS {fmt(n['vis'])}  all {fmt(n['all'])}   ({report['n_images']} images"
           + (", M_l at the ground truth's box" if args.true_box else "")
-          + (", test-time flip" if report.get("tta") == "flip" else "")
+          + ({"flip": ", test-time flip", "flip-final": ", test-time flip in the final pass"}.get(report.get("tta"), ""))
           + (f", --refine {report['refine']}" if report.get("refine") not in (None, "mb") else "") + ")")
     if baselines:
         print(f"\n{'method':<12} {'TH':>8} {'VIS':>8} {'misses TH':>10} {'misses VIS':>11}   (NME over detected images)")

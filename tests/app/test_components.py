@@ -149,6 +149,8 @@ def test_settings_dialog_edits(qtbot, tiny_weights):
     assert out.weights == "" and out.device == "cpu"
     assert s.contours is True                            # the original is untouched
     assert out.tta == ""                                 # test-time flip: as the model card says ...
+    from dmsl_core.pipeline import Predictor
+    assert [dlg.tta.itemData(i) for i in range(dlg.tta.count())] == ["", *Predictor.TTA_MODES]   # every mode
     dlg.tta.setCurrentIndex(dlg.tta.findData("flip"))
     assert dlg.result_settings().tta == "flip"           # ... or forced
     assert AppSettings.from_json('{"tta": "sideways"}').tta == ""   # a bad stored value falls back

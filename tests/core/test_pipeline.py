@@ -34,6 +34,40 @@ def test_full_view_pads_to_square_and_normalise_handles_16_bit():
     assert (out[:15] == 0).all()  # padding is black
 
 
+def _warp_whole_frame(gray, view):
+    """Reference: the anti-aliasing pre-shrink applied to the whole frame (what warp_view did before
+    it shrank only the region a view covers)."""
+    import cv2
+    m = view.matrix
+    f = max(float(np.sqrt(abs(np.linalg.det(m[:2, :2])))) * 1.5, 1.0 / min(gray.shape))
+    sh, sw = max(1, int(round(gray.shape[0] * f))), max(1, int(round(gray.shape[1] * f)))
+    src = cv2.resize(gray, (sw, sh), interpolation=cv2.INTER_AREA)
+    fx, fy = sw / gray.shape[1], sh / gray.shape[0]
+    m = m @ np.linalg.inv(np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]]))
+    return cv2.warpAffine(src, m[:2], (view.size, view.size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+
+
+@pytest.mark.parametrize("view", [
+    pp.full_view(512, 640, 128),                                        # the whole frame: unchanged
+    pp.box_view(np.array([200.0, 120.0, 240.0, 270.0]), 128, 1.3),      # a face crop inside
+    pp.box_view(np.array([560.0, 400.0, 240.0, 270.0]), 128, 1.3),      # running off the corner
+    pp.square_view(320, 250, 350, 128, angle_deg=30, flip=True),         # turned and mirrored
+    pp.box_view(np.array([2000.0, 1200.0, 240.0, 270.0]), 128, 1.3),    # wholly outside
+], ids=["full", "inside", "corner", "turned", "outside"])
+def test_shrinking_only_the_viewed_region_matches_the_whole_frame_shrink(view):
+    """The pre-shrink of a crop covers only its region: the same pixels are NaN (outside the
+    image) and the values match the whole-frame shrink up to the area filter's grid phase."""
+    import cv2
+    rng = np.random.default_rng(0)
+    gray = cv2.GaussianBlur((rng.random((512, 640)) * 255).astype(np.float32), (0, 0), 6)
+    got, ref = pp.warp_view(gray, view), _warp_whole_frame(gray, view)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    if np.isfinite(ref).any():
+        span = np.nanmax(ref) - np.nanmin(ref)
+        assert np.nanmax(np.abs(got - ref)) < 0.01 * span
+
+
 class BrightBox(nn.Module):
     """Stand-in M_b: the box of the pixels above 0.5, normalised like the real model's output."""
     def forward(self, x):

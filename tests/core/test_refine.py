@@ -56,6 +56,31 @@ def test_each_mode_is_the_composition_of_single_steps(synth_data, mode):
         assert np.abs(got.landmarks - first.landmarks).max() > 1e-3   # the second pass did something
 
 
+@pytest.mark.parametrize("mode", ["mb", "landmarks", "both"])
+def test_flip_final_mirrors_only_the_final_landmark_pass(synth_data, mode):
+    """``tta="flip-final"``: every step before the final M_l pass is that of ``tta="none"``; the
+    final pass is flip TTA's (crop and mirrored crop in one batch, averaged)."""
+    pred = Predictor.untrained("dmsl-tiny", seed=5).set_refine(mode)
+    img = _image(synth_data)
+    plain = pred.predict([img])[0]
+    calls = _count_forwards(pred.set_tta("flip-final"))
+    got = pred.predict([img])[0]
+    calls = dict(calls)
+    pred.set_tta("flip")
+    if mode == "mb":      # the only M_l pass is the final one: flip's pass around the same box
+        expect = pred.predict([img], boxes=[plain.boundary], refine=False)[0].landmarks
+    else:                 # the first M_l pass unflipped, the second flip's pass around its landmarks
+        none_mb = Predictor.untrained("dmsl-tiny", seed=5)        # tta none, refine mb: M_b's refined box
+        start = plain.coarse_boundary if mode == "landmarks" else none_mb.predict([img])[0].boundary
+        first = none_mb.predict([img], boxes=[start], refine=False)[0]
+        expect = pred.landmarks_from([img], [first.landmarks])[0]
+    np.testing.assert_allclose(got.landmarks, expect, atol=1e-9)
+    np.testing.assert_allclose(got.boundary, plain.boundary, atol=1e-9)   # the box steps did not flip
+    assert np.abs(got.landmarks - plain.landmarks).max() > 1e-3
+    assert calls == {"mb": {"boundary": 2, "landmark": 1}, "landmarks": {"boundary": 1, "landmark": 2},
+                     "both": {"boundary": 2, "landmark": 2}}[mode]
+
+
 @pytest.mark.parametrize("mode", ["landmarks", "both"])
 def test_a_trusted_box_gets_one_landmark_pass_in_every_mode(synth_data, mode):
     """``refine=False`` (a video's reused box, the ground truth's box in ``--true-box``): the box is

@@ -77,8 +77,9 @@ def test_heldout_nme_is_what_the_card_says(tmp_path):
     for s in ("th", "vis"):
         assert rep["nme"][s] == pytest.approx(h["nme"][s], abs=2e-3), s
     # ... and with each other setting the card reports
-    others = [("tta", h["other_tta"])] + [("refine", o) for o in h["other_refine"]]
-    assert {o["refine"] for _, o in others[1:]} | {h["refine"]} == set(Predictor.REFINE_MODES)
+    others = [("tta", o) for o in h["other_tta"]] + [("refine", o) for o in h["other_refine"]]
+    assert {o["tta"] for o in h["other_tta"]} | {h["tta"]} == set(Predictor.TTA_MODES)
+    assert {o["refine"] for o in h["other_refine"]} | {h["refine"]} == set(Predictor.REFINE_MODES)
     for flag, other in others:
         assert other[flag] != h[flag]
         rep = evaluate_predictor(Predictor.from_weights(None, device="cpu", **{flag: other[flag]}), samples)

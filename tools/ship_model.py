@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from dmsl_core.atomic import atomic_write_text  # noqa: E402
 from dmsl_core.models.weights import assets_dir, load_weights, save_weights  # noqa: E402
+from dmsl_core.pipeline import Predictor  # noqa: E402
 
 
 def sha256(path: Path) -> str:
@@ -63,10 +64,10 @@ def main() -> int:
     p.add_argument("--synth-seed", type=int, default=None, help="`dmsl synth --seed` that made --data")
     p.add_argument("--bench", default=None, help="a dmsl bench --json report measured with these weights")
     p.add_argument("--baseline", default="dlib,dlib+mb")
-    p.add_argument("--tta", default="none", choices=["none", "flip-final", "flip"],
+    p.add_argument("--tta", default="none", choices=Predictor.TTA_MODES,
                    help="the test-time augmentation the model runs with by default (the card's inference.tta); "
                         "the held-out figures are measured with it, and (without baselines) with each other mode")
-    p.add_argument("--refine", default="mb", choices=["mb", "landmarks", "both"],
+    p.add_argument("--refine", default="mb", choices=Predictor.REFINE_MODES,
                    help="the box refinement the model runs with by default (the card's inference.refine); the "
                         "held-out figures are measured with it, and (without baselines) with each other mode")
     p.add_argument("--history", default=None,
@@ -104,8 +105,8 @@ def main() -> int:
             return {flag: value, "nme": o["nme"], "auc_0.08": o["auc_0.08"],
                     "failure_rate_0.08": o["failure_rate_0.08"], "failure_rate_0.10": o["failure_rate_0.10"],
                     "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --{flag} {value}"}
-        other_tta = [other_setting("tta", m) for m in ("none", "flip-final", "flip") if m != args.tta]
-        other_refine = [other_setting("refine", m) for m in ("mb", "landmarks", "both") if m != args.refine]
+        other_tta = [other_setting("tta", m) for m in Predictor.TTA_MODES if m != args.tta]
+        other_refine = [other_setting("refine", m) for m in Predictor.REFINE_MODES if m != args.refine]
         from dmsl_core.commands.core import _split_subjects
         _, _, test_subjects = _split_subjects(args.data, args.fold, 10)
         card = dict(card)

@@ -91,7 +91,9 @@ REFINE_HELP = ("how the face box is refined before M_l's final pass: mb (M_b aga
 
 
 def add_inference_args(p) -> None:
-    """--tta and --refine (the Predictor's test-time settings; None = the model card's)."""
+    """--tta and --refine (the Predictor's test-time settings; None = the model card's). The
+    choices are spelled out so the parser does not import torch; a test holds them to
+    ``Predictor.TTA_MODES`` / ``REFINE_MODES``."""
     p.add_argument("--tta", default=None, choices=["none", "flip-final", "flip"], help=TTA_HELP)
     p.add_argument("--refine", default=None, choices=["mb", "landmarks", "both"], help=REFINE_HELP)
 

@@ -188,3 +188,12 @@ def test_eval_and_predict_take_refine_from_the_command_line(synth_data, tmp_path
                                pred.set_refine("both").predict_one(read_image(img)).landmarks, atol=1e-3)
     with pytest.raises(SystemExit):
         main(["predict", str(img), "--refine", "sideways"])
+
+
+def test_the_command_line_offers_exactly_the_predictors_modes():
+    from dmsl_core.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.choices and "eval" in a.choices)
+    for command in ("eval", "predict", "run"):
+        opts = {a.dest: a.choices for a in sub.choices[command]._actions}
+        assert tuple(opts["tta"]) == Predictor.TTA_MODES, command
+        assert tuple(opts["refine"]) == Predictor.REFINE_MODES, command

@@ -211,24 +211,19 @@ class SettingsDialog(QtWidgets.QDialog):
         self.threads.setSpecialValueText("default")
         self.threads.setValue(s.threads)
         form.addRow("CPU threads", self.threads)
-        self.tta = QtWidgets.QComboBox()
-        for label, value in TTA_CHOICES:
-            self.tta.addItem(label, value)
-        self.tta.setCurrentIndex(max(0, self.tta.findData(s.tta)))
-        self.tta.setToolTip("The mirrored face is run too and the results are averaged. Final M_l pass only: one "
-                            "mirrored crop more per face, nearly all of the gain. Every pass: M_b's second pass "
-                            "and each M_l pass, 1.4-1.6x the time per frame (dmsl bench).")
+        self.tta = self._choice_combo(
+            TTA_CHOICES, s.tta,
+            "The mirrored face is run too and the results are averaged. Final M_l pass only: one mirrored crop "
+            "more per face, nearly all of the gain. Every pass: M_b's second pass and each M_l pass, 1.4-1.6x "
+            "the time per frame (dmsl bench).")
         form.addRow("Test-time flip", self.tta)
-        self.refine = QtWidgets.QComboBox()
-        for label, value in REFINE_CHOICES:
-            self.refine.addItem(label, value)
-        self.refine.setCurrentIndex(max(0, self.refine.findData(s.refine)))
-        self.refine.setToolTip("How the face box is refined before M_l's final pass. M_b twice: M_b again on a crop "
-                               "around its first box. M_l again: M_l on M_b's first box, then once more on the box "
-                               "of its own landmarks (same cost; worse when the face is small in the frame). Both: "
-                               "M_b twice, then M_l twice (the shipped model's default: held-out thermal NME 0.027 "
-                               "-> 0.024 against M_b twice; one forward more "
-                               "per frame, dmsl bench).")
+        self.refine = self._choice_combo(
+            REFINE_CHOICES, s.refine,
+            "How the face box is refined before M_l's final pass. M_b twice: M_b again on a crop around its "
+            "first box. M_l again: M_l on M_b's first box, then once more on the box of its own landmarks (same "
+            "cost; worse when the face is small in the frame). Both: M_b twice, then M_l twice (the shipped "
+            "model's default: held-out thermal NME 0.027 -> 0.024 against M_b twice; one forward more per "
+            "frame, dmsl bench).")
         form.addRow("Box refinement", self.refine)
         self.smoothing = QtWidgets.QCheckBox("Smooth landmarks over time (live sources)")
         self.smoothing.setChecked(s.smoothing)
@@ -324,6 +319,17 @@ class SettingsDialog(QtWidgets.QDialog):
         except Exception:  # pragma: no cover
             pass
         return out
+
+    @staticmethod
+    def _choice_combo(choices, value: str, tooltip: str) -> QtWidgets.QComboBox:
+        """A combo of ``(label, value)`` choices with ``value`` selected (the first choice when it is
+        not one of them)."""
+        combo = QtWidgets.QComboBox()
+        for label, data in choices:
+            combo.addItem(label, data)
+        combo.setCurrentIndex(max(0, combo.findData(value)))
+        combo.setToolTip(tooltip)
+        return combo
 
     @staticmethod
     def _set_combo(combo: QtWidgets.QComboBox, value: str) -> None:

@@ -70,6 +70,11 @@ def main() -> int:
     p.add_argument("--refine", default="mb", choices=Predictor.REFINE_MODES,
                    help="the box refinement the model runs with by default (the card's inference.refine); the "
                         "held-out figures are measured with it, and (without baselines) with each other mode")
+    p.add_argument("--real-test", action="append", default=[], metavar="NAME=DIR",
+                   help="a dataset folder of real faces never used in training or selection (e.g. "
+                        "helen-test=/work/data/helen_test), evaluated whole with the Dlib baseline; repeatable")
+    p.add_argument("--sources", default=None,
+                   help="a JSON list of the training sources (repository@commit, folder, faces, licence) for the card")
     p.add_argument("--history", default=None,
                    help="how the weights came to be (the training rounds, in words) for the card")
     args = p.parse_args()
@@ -127,6 +132,25 @@ def main() -> int:
         }
         card["heldout_eval"]["other_tta"] = other_tta          # each other mode, the card's refinement
         card["heldout_eval"]["other_refine"] = other_refine
+        real = {}
+        for spec in args.real_test:
+            label, _, folder = spec.partition("=")
+            path = tmp / f"real-{label}.json"
+            subprocess.run([sys.executable, "-m", "dmsl_core.cli", "eval", "--data", folder, "--weights",
+                            str(w.parent), "--baseline", "dlib", "--device", "cpu", "--json", str(path)], check=True)
+            o = json.loads(path.read_text())
+            real[label] = {
+                "data": str(Path(folder).resolve()), "n_images": o["n_images"], "nme": o["nme"],
+                "auc_0.08": o["auc_0.08"], "failure_rate_0.08": o["failure_rate_0.08"],
+                "failure_rate_0.10": o["failure_rate_0.10"],
+                "baselines": {n: {"nme": b["nme"], "misses": b["misses"], "n_images": b["n_images"]}
+                              for n, b in (o.get("baselines") or {}).items()},
+                "tta": o.get("tta"), "refine": o.get("refine"),
+                "command": f"dmsl eval --data {folder} --weights {args.name} --baseline dlib"}
+        if real:
+            card["real_eval"] = real
+        if args.sources:
+            card["training_sources"] = json.loads(Path(args.sources).read_text())
         if args.history:
             card["history"] = args.history
         if args.synth_subjects is not None and args.synth_seed is not None:
@@ -149,6 +173,9 @@ def main() -> int:
     n = card["heldout_eval"]["nme"]
     print(f"{out / 'model.safetensors'} ({card['size_bytes'] / 1e6:.1f} MB): held-out NME TH {n['th']:.4f} "
           f"VIS {n['vis']:.4f}")
+    for label, r in card.get("real_eval", {}).items():
+        print(f"  real faces, {label} ({r['n_images']} images): NME " +
+              ", ".join(f"{s.upper()} {v:.4f}" for s, v in r["nme"].items() if v is not None))
     return 0
 
 

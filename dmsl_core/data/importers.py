@@ -60,12 +60,13 @@ from .formats import (AnnotationError, read_csv_landmarks, read_dlib_xml, read_l
                       to_68)
 from .imageio import read_image
 from .pts import write_pts
+from .import_300w import import_300w
 
 __all__ = [
     "ImportProblem", "ImportReport", "PairPlan", "Annotation", "PRESETS", "IMAGE_EXTENSIONS",
     "EURECOM_PATTERN", "SPEAKINGFACES_PATTERN", "KOPACZKA_PATTERN",
     "import_dataset", "import_paired", "import_eurecom", "import_speakingfaces", "import_arl_vtf",
-    "import_sf_tl54", "import_kopaczka", "write_plans", "natural_key",
+    "import_sf_tl54", "import_kopaczka", "import_300w", "write_plans", "natural_key",
     "add_import_arguments", "run_import_command",
 ]
 
@@ -981,6 +982,7 @@ PRESETS: dict[str, Callable[..., ImportReport]] = {
     "arl-vtf": import_arl_vtf,
     "sf-tl54": import_sf_tl54,
     "kopaczka": import_kopaczka,
+    "300w": import_300w,
 }
 
 
@@ -1015,11 +1017,26 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
                      help="pairs are not registered (each image keeps its own landmarks)")
     p.add_argument("--th-u16-format", default="u16_raw", choices=("u16_raw", "u16_ck"),
                    help="meaning of 16-bit thermal images (default u16_raw: uncalibrated counts)")
+    p.add_argument("--crop", type=float, default=3.0,
+                   help="300w: crop side in units of the face box's larger side (default 3)")
+    p.add_argument("--face-size", type=float, default=200.0,
+                   help="300w: shrink each crop so the face box's larger side is at most this many pixels "
+                        "(default 200; 0 keeps full resolution)")
     p.add_argument("--force", action="store_true", help="write into DST even if it already has a manifest.csv")
 
 
 def run_import_command(args: argparse.Namespace) -> int:
     """``dmsl import``: run the preset, print the summary; exit 1 when nothing was imported."""
+    if args.preset == "300w":
+        extra = [o for o, v in (("--pattern", args.pattern), ("--pair-by", args.pair_by), ("--vis-dir", args.vis_dir),
+                                ("--th-dir", args.th_dir), ("--annotations", args.annotations),
+                                ("--metadata", args.metadata), ("--registered", args.registered is not None)) if v]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: not used by --preset 300w (a .pts beside each image)")
+        report = import_dataset("300w", args.src, args.dst, overwrite=args.force, crop=args.crop,
+                                face_size=args.face_size or None)
+        print(report.summary())
+        return 0 if report.n_records else 1
     kw: dict = {"overwrite": args.force, "th_u16_format": args.th_u16_format}
     if args.registered is not None:
         kw["registered"] = args.registered

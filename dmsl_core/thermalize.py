@@ -55,13 +55,13 @@ class ThermalOptions:
     nose_drop_c: tuple[float, float] = (0.8, 5.0)     # how much cooler the nose tip is than the cheeks
     ear_c: tuple[float, float] = (29.0, 33.0)
     forehead_height: tuple[float, float] = (0.50, 0.65)  # forehead above the brows / chin-to-brow distance
-    sensor_face_px: tuple[float, float] = (70.0, 150.0)  # face width on the simulated sensor, pixels
+    sensor_face_px: tuple[float, float] = (90.0, 190.0)  # face width on the simulated sensor, pixels
     netd_k: tuple[float, float] = (0.03, 0.08)
     fpn_k: tuple[float, float] = (0.02, 0.06)
     stripe_k: tuple[float, float] = (0.02, 0.08)
     vignette_k: tuple[float, float] = (0.2, 0.8)
     psf_px: tuple[float, float] = (0.6, 1.1)          # optics blur sigma on the sensor grid
-    shading_k: tuple[float, float] = (0.3, 0.9)       # low-frequency visible shading -> K on skin
+    shading_k: tuple[float, float] = (0.4, 1.1)       # low-frequency visible shading -> K on skin
     glasses: bool = False                              # paint opaque (cold) lenses over the eyes
 
 
@@ -159,6 +159,26 @@ def _nanfill(points: np.ndarray) -> np.ndarray:
     return p
 
 
+def _background_likeness(ycc: np.ndarray, skin_p: np.ndarray) -> np.ndarray:
+    """0..1: how much a pixel's colour resembles the picture's top and side borders (the scene)."""
+    h, w = ycc.shape[:2]
+    b = max(2, int(0.04 * min(h, w)))
+    ring = np.zeros((h, w), bool)
+    ring[:b, :] = True
+    ring[: int(0.6 * h), :b] = True
+    ring[: int(0.6 * h), -b:] = True
+    ring &= skin_p < 0.3
+    if ring.sum() < 20:
+        return np.zeros((h, w), np.float32)
+    q = np.clip(ycc / 16.0, 0, 15.999).astype(np.int32)          # 16 bins per channel
+    idx = (q[..., 0] * 16 + q[..., 1]) * 16 + q[..., 2]
+    hist = np.bincount(idx[ring], minlength=16 ** 3).astype(np.float32).reshape(16, 16, 16)
+    for ax in range(3):                                          # spread a bin to its neighbours
+        hist = hist + 0.5 * (np.roll(hist, 1, ax) + np.roll(hist, -1, ax))
+    dens = hist.ravel()[idx] / float(hist.sum())
+    return _blur(_smoothstep(0.001, 0.008, dens), 1.0)
+
+
 def _skin_model(ycc: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, bool]:
     """Skin probability (0..1) from the face's own cheek colour; ``samples`` is a boolean mask."""
     cr, cb, y = ycc[..., 1], ycc[..., 2], ycc[..., 0]
@@ -173,12 +193,13 @@ def _skin_model(ycc: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, bool]
         sy = max(12.0, 1.4826 * float(np.median(np.abs(y[sel] - my))) * 2.0)
         return np.exp(-0.5 * ((y - my) / sy) ** 2).astype(np.float32), True
     mcr, mcb = float(np.median(cr[sel])), float(np.median(cb[sel]))
-    scr = max(4.0, 1.4826 * float(np.median(np.abs(cr[sel] - mcr))) * 1.8)
-    scb = max(4.0, 1.4826 * float(np.median(np.abs(cb[sel] - mcb))) * 1.8)
+    scr = max(3.5, 1.4826 * float(np.median(np.abs(cr[sel] - mcr))) * 1.8)
+    scb = max(3.5, 1.4826 * float(np.median(np.abs(cb[sel] - mcb))) * 1.8)
     d2 = ((cr - mcr) / scr) ** 2 + ((cb - mcb) / scb) ** 2
-    p = np.exp(-0.5 * d2 / 2.5)
+    my = float(np.median(y[sel]))
+    p = np.exp(-0.5 * d2) * _smoothstep(0.15 * my, 0.4 * my, y)   # deep shadow is not skin evidence
     # very dark or blown-out pixels carry no reliable chroma: shrink towards "not skin"
-    p *= _smoothstep(15.0, 45.0, y) * (1.0 - 0.7 * _smoothstep(245.0, 255.0, y))
+    p *= _smoothstep(8.0, 32.0, y)
     return p.astype(np.float32), False
 
 
@@ -257,8 +278,11 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     t = np.linspace(0.0, np.pi, 25)
     arc = m + np.outer(np.cos(t), ex_f * a_ax) + np.outer(np.sin(t), up_f * b_ax)
     face_poly = np.concatenate([q[0:17], arc[1:-1]])
-    sig_edge = max(0.7, 0.03 * fw)
-    face_m = _blur(_fill((hs, ws), [face_poly]), sig_edge)
+    sig_edge = max(0.7, 0.015 * fw)
+    face_fill = _fill((hs, ws), [face_poly])
+    # a sharp outline along the jaw, a soft one at the hairline (estimated, and hair thins out there)
+    top_w = _smoothstep(0.0, 0.5, V)
+    face_m = _blur(face_fill, sig_edge) * (1 - top_w) + _blur(face_fill, 3.0 * sig_edge) * top_w
     lower_face = _fill((hs, ws), [q[0:17]])               # below the jaw line's chord
 
     # ---- skin model from the cheeks and the nose bridge
@@ -267,7 +291,8 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     for c in (0.5 * (q[2] + q[31]), 0.5 * (q[14] + q[35]), 0.5 * (q[29] + q[30]), q[28]):
         samp |= (X - c[0]) ** 2 + (Y - c[1]) ** 2 <= r * r
     skin_p, grey = _skin_model(ycc, samp)
-    skin = _blur(_smoothstep(0.12, 0.5, skin_p), max(0.7, 0.025 * fw))
+    skin = _blur(_smoothstep(0.12, 0.5, skin_p), max(0.7, 0.015 * fw))
+    bg_like = _background_likeness(ycc, skin_p)
 
     # ---- per-image temperatures
     ta = _u(rng, o.ambient_c)
@@ -287,8 +312,12 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     objs = np.zeros((hs, ws), np.float32)
     for _ in range(int(rng.integers(1, 5))):
         cx, cy = rng.uniform(0, ws), rng.uniform(0, hs)
-        ax_, ay_ = rng.uniform(0.05, 0.4) * ws, rng.uniform(0.05, 0.4) * hs
-        dt = rng.uniform(-0.8, 2.0) if rng.random() > 0.2 else rng.uniform(3.0, 10.0)
+        if rng.random() > 0.2:   # furniture, walls, windows: close to ambient
+            ax_, ay_ = rng.uniform(0.05, 0.4) * ws, rng.uniform(0.05, 0.4) * hs
+            dt = rng.uniform(-0.8, 2.0)
+        else:                    # a small hot object: lamp, monitor, radiator
+            ax_, ay_ = rng.uniform(0.03, 0.12) * ws, rng.uniform(0.03, 0.12) * hs
+            dt = rng.uniform(3.0, 9.0)
         mk = np.zeros((hs, ws), np.uint8)
         if rng.random() < 0.6:
             ang = rng.uniform(-20, 20)
@@ -310,15 +339,23 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     body = _blur(body, sig_edge * 2)
     neck = below * _smoothstep(-0.15, 0.0, -(np.abs(U) - 0.65) / 2) * _smoothstep(-1.2, -0.4, V - fv(chin)[1] + 0.8)
     neck = _blur(neck, sig_edge * 2)
+    # directly under the chin is nearly always neck (often shadowed: weak skin evidence)
+    skin = np.maximum(skin, 0.6 * neck * _smoothstep(-0.05, 0.25, -(V - fv(chin)[1]) * cb / fw)
+                      * _smoothstep(0.75, 0.25, -(V - fv(chin)[1]) * cb / fw))
     cloth_t = t_cloth + 0.6 * _smooth_noise(rng, hs, ws, 0.5 * fw)
     T = T + (cloth_t - T) * (body * (1 - skin))
 
     # ---- hair zone: an ellipse around the head
-    head_c = m + up * 0.25 * b_ax
-    hd = ((U - fv(head_c)[0]) / 1.35) ** 2 + ((V - fv(head_c)[1]) * cb / (0.5 * fw) / (1.25 * (b_ax + 0.4 * cb) / (0.5 * fw))) ** 2
-    head = _smoothstep(1.15, 0.85, hd) * _smoothstep(fv(q[8])[1] + 0.2, fv(q[8])[1] + 0.6, V)
-    hair_t = t_hair + 0.4 * _smooth_noise(rng, hs, ws, 0.3 * fw) + (t0 - t_hair) * 0.3 * face_m
-    T = T + (hair_t - T) * (head * (1 - skin))
+    # (non-skin pixels there that do not look like the picture's border are hair or headwear)
+    v_m, v_top0 = fv(m)[1], fv(top)[1]
+    hv = (v_top0 - v_m) * 1.0 + 0.3 * fw / cb              # vertical half axis above m, in V units
+    hd = (U / 1.25) ** 2 + (np.maximum(V - v_m, 0) / hv) ** 2
+    head = _smoothstep(1.1, 0.9, hd) * _smoothstep(fv(q[8])[1] + 0.2, fv(q[8])[1] + 0.6, V)
+    head = head * (1 - 0.85 * bg_like)
+    scalp = _blur(face_fill, 0.18 * fw)                     # hair is warmer close to the scalp
+    hair_t = t_hair + 0.4 * _smooth_noise(rng, hs, ws, 0.3 * fw) + (t0 - t_hair) * 0.5 * scalp
+    skin_soft = _blur(skin, 0.03 * fw)                       # hair/skin boundaries: no strand edges
+    T = T + (hair_t - T) * (head * (1 - skin_soft))
 
     # ---- skin outside the landmark face: ears cool, neck warm, other skin moderate
     dist = np.sqrt(U ** 2 + (V * cb / (0.5 * fw)) ** 2)
@@ -330,7 +367,11 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     other_t = t0 - rng.uniform(0.5, 2.0)
     sk_t = other_t + (t_ear - other_t) * ear_zone
     sk_t = sk_t + (t_neck - sk_t) * neck
-    w_sk = skin * (0.45 + 0.55 * near) * (1 - face_m)
+    # skin-coloured pixels outside the face: only their low frequencies (curly skin-coloured hair, bark
+    # or wood must not print their texture), less trusted in the hair zone, fading with distance
+    skin_lf = _blur(skin, 0.045 * fw)
+    trust = (0.35 + 0.65 * near) * (1 - 0.5 * head * (1 - ear_zone))
+    w_sk = np.clip(np.maximum(skin_lf, neck * skin) * trust, 0, 1) * (1 - face_m)
     T = T + (sk_t - T) * w_sk
 
     # ---- the face itself
@@ -349,8 +390,16 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     ff -= np.float32(rng.uniform(0.1, 0.6)) * _gauss(X, Y, q[8] + (q[57] - q[8]) * 0.4, 0.14 * fw)
     # nose: cooler towards the tip (variable)
     nose_drop = _u(rng, o.nose_drop_c)
-    ff -= np.float32(nose_drop) * _gauss(X, Y, q[30], 0.075 * fw, 0.075 * fw)
-    ff -= np.float32(nose_drop * 0.35) * _gauss(X, Y, 0.5 * (q[29] + q[30]), 0.06 * fw, 0.1 * fw)
+    for tt, amp, sg in ((0.45, 0.12, 0.06), (0.7, 0.3, 0.065), (0.88, 0.55, 0.07), (1.0, 0.75, 0.075)):
+        ff -= np.float32(nose_drop * amp) * _gauss(X, Y, q[27] + tt * (q[30] - q[27]), sg * fw)
+    for k in (31, 35):                                    # the alae
+        ff -= np.float32(nose_drop * 0.3) * _gauss(X, Y, 0.5 * (q[k] + q[30]), 0.05 * fw)
+    # beside the nose, under the inner eye corners: warm (angular vessels)
+    for a_, b_ in ((39, 31), (42, 35)):
+        ff += np.float32(rng.uniform(0.2, 0.6)) * _gauss(X, Y, 0.5 * (q[a_] + q[b_]), 0.07 * fw)
+    # the open eye (cornea, lids) is cooler than the skin around it
+    eyes = _blur(_fill((hs, ws), [q[36:42], q[42:48]]), 0.6 * sig_edge)
+    ff -= np.float32(rng.uniform(0.5, 1.3)) * eyes
     # lips and mouth
     lips = _blur(_fill((hs, ws), [q[48:60]]), sig_edge)
     ff += (t0 + rng.uniform(0.0, 0.6) - ff) * lips
@@ -358,8 +407,10 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     if inner.sum() > 0.002 * fw * fw:
         ff += (t0 + rng.uniform(1.2, 2.0) - ff) * _blur(inner, 0.6 * sig_edge)
     # grazing-angle fall-off toward the silhouette (sides and chin of an ellipsoid)
-    graze = np.clip(1 - np.sqrt(np.clip(1 - np.clip(np.abs(uu), 0, 1) ** 2, 0, 1)), 0, 1)
-    ff -= np.float32(rng.uniform(0.6, 1.6)) * graze
+    v_top, v_chin = fv(top)[1], fv(chin)[1]
+    vn = (V - 0.5 * (v_top + v_chin)) / (0.5 * (v_top - v_chin))
+    graze = 1 - np.sqrt(np.clip(1 - np.clip(uu ** 2 + 0.6 * vn ** 2, 0, 1), 0, 1))
+    ff -= np.float32(rng.uniform(1.0, 2.2)) * graze.astype(np.float32) ** 1.5
     # eyebrows: a little cooler (hair)
     ff -= np.float32(rng.uniform(0.2, 0.6)) * _blur(_fill((hs, ws), [
         np.concatenate([q[17:22] + up * 0.03 * cb, q[21:16:-1] - up * 0.03 * cb]),
@@ -379,7 +430,9 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     # which part of the face polygon is skin: below the brows all of it (eyes, brows and lips are
     # face); above the brows only skin-coloured pixels (hair covers foreheads)
     above = _smoothstep(v_brow - 0.05, v_brow + 0.15, V)
-    w_face = face_m * (1 - above * (1 - skin))
+    # (blown-out highlights have no chroma: inside the face they are skin)
+    skin_face = np.maximum(skin_soft, _blur(_smoothstep(220.0, 245.0, lum), sig_edge))
+    w_face = face_m * (1 - above * (1 - skin_face))
     T = T + (ff - T) * w_face
 
     # beard / moustache: dark non-skin in the lower face away from the lips

@@ -402,10 +402,15 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     ff -= np.float32(rng.uniform(0.5, 1.3)) * eyes
     # lips and mouth
     lips = _blur(_fill((hs, ws), [q[48:60]]), sig_edge)
-    ff += (t0 + rng.uniform(0.0, 0.6) - ff) * lips
+    ff += np.float32(rng.uniform(-0.2, 0.4)) * lips
     inner = _fill((hs, ws), [q[60:68]])
-    if inner.sum() > 0.002 * fw * fw:
+    if inner.sum() > 0.002 * fw * fw:          # open mouth: warm inside
         ff += (t0 + rng.uniform(1.2, 2.0) - ff) * _blur(inner, 0.6 * sig_edge)
+    else:                                      # closed: the line where the lips meet is a little warmer
+        line = np.zeros((hs, ws), np.uint8)
+        cv2.polylines(line, [np.round(q[[48, 60, 61, 62, 63, 64, 54]] * 16).astype(np.int32).reshape(-1, 1, 2)],
+                      False, 255, max(1, int(round(0.012 * fw))), cv2.LINE_AA, 4)
+        ff += np.float32(rng.uniform(0.2, 0.6)) * _blur(line.astype(np.float32) / 255.0, 0.5 * sig_edge)
     # grazing-angle fall-off toward the silhouette (sides and chin of an ellipsoid)
     v_top, v_chin = fv(top)[1], fv(chin)[1]
     vn = (V - 0.5 * (v_top + v_chin)) / (0.5 * (v_top - v_chin))

@@ -70,7 +70,7 @@ def crop_face(img: np.ndarray, pts: np.ndarray, out: int = 256) -> tuple[np.ndar
     cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1) - 0.08 * side
     s = out / side
     M = np.array([[s, 0, out / 2 - s * cx], [0, s, out / 2 - s * cy]], np.float64)
-    crop = cv2.warpAffine(img, M, (out, out), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in np.median(img.reshape(-1, img.shape[-1]), 0)))
+    crop = cv2.warpAffine(img, M, (out, out), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return crop, pts @ M[:, :2].T + M[:, 2]
 
 
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     if args.picture:
-        h = 128
+        h = 120
         top = np.concatenate([cv2.resize(c, (h, h), interpolation=cv2.INTER_AREA) for c, _ in shown], 1)
         mid = np.concatenate([cv2.resize(np.repeat(t[..., None], 3, 2), (h, h), interpolation=cv2.INTER_AREA)
                               for _, t in shown], 1)

@@ -118,12 +118,15 @@ def _fill(shape: tuple[int, int], polys: list[np.ndarray]) -> np.ndarray:
 
 def _gauss(X: np.ndarray, Y: np.ndarray, c: np.ndarray, sx: float, sy: Optional[float] = None) -> np.ndarray:
     sy = sx if sy is None else sy
-    return np.exp(-0.5 * (((X - c[0]) / sx) ** 2 + ((Y - c[1]) / sy) ** 2)).astype(np.float32)
+    cx, cy, sx, sy = float(c[0]), float(c[1]), float(sx), float(sy)
+    return np.exp(np.float32(-0.5) * (((X - cx) / sx) ** 2 + ((Y - cy) / sy) ** 2)).astype(np.float32, copy=False)
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    t = np.asarray(x, np.float32) - np.float32(e0)
+    t *= np.float32(1.0 / (e1 - e0))
+    np.clip(t, 0.0, 1.0, out=t)
+    return t * t * (np.float32(3.0) - np.float32(2.0) * t)
 
 
 def _u(rng: np.random.Generator, r: tuple[float, float]) -> float:
@@ -177,6 +180,20 @@ def _background_likeness(ycc: np.ndarray, skin_p: np.ndarray) -> np.ndarray:
         hist = hist + 0.5 * (np.roll(hist, 1, ax) + np.roll(hist, -1, ax))
     dens = hist.ravel()[idx] / float(hist.sum())
     return _blur(_smoothstep(0.001, 0.008, dens), 1.0)
+
+
+def _highlight_model(ycc: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """0..1: bright pixels whose chroma lies between the cheeks' and neutral (specular skin)."""
+    cr, cb, y = ycc[..., 1] - 128.0, ycc[..., 2] - 128.0, ycc[..., 0]
+    sel = samples if samples.sum() >= 3 else np.ones_like(samples)
+    v0, v1, my = float(np.median(cr[sel])), float(np.median(cb[sel])), float(np.median(y[sel]))
+    n2 = v0 * v0 + v1 * v1
+    if n2 < 9.0:
+        return np.zeros(y.shape, np.float32)
+    t = (cr * v0 + cb * v1) / n2
+    perp = np.abs(cr * v1 - cb * v0) / np.sqrt(n2)
+    return (_smoothstep(1.0 * my, 1.2 * my, y) * _smoothstep(0.0, 0.3, t) * _smoothstep(1.3, 0.9, t)
+            * np.exp(-0.5 * (perp / 5.0) ** 2)).astype(np.float32)
 
 
 def _skin_model(ycc: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -257,9 +274,9 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     chin = q[8]
     cb = max(float(np.dot(brow_m - chin, up)), 0.5 * fw)       # chin-to-brow height
     # face coordinates: U across (1 = half face width), V up (0 at the eyes, 1 = one chin-to-brow)
-    dX, dY = X - eyes_m[0], Y - eyes_m[1]
-    U = (dX * ex[0] + dY * ex[1]) / (0.5 * fw)
-    V = (dX * up[0] + dY * up[1]) / cb
+    dX, dY = X - float(eyes_m[0]), Y - float(eyes_m[1])
+    U = ((dX * float(ex[0]) + dY * float(ex[1])) / float(0.5 * fw)).astype(np.float32)
+    V = ((dX * float(up[0]) + dY * float(up[1])) / float(cb)).astype(np.float32)
 
     def fv(pt: np.ndarray) -> tuple[float, float]:
         d = pt - eyes_m
@@ -384,6 +401,10 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     for a_, b_ in ((36, 39), (42, 45)):
         c = q[[a_, b_]].mean(0)
         ff += np.float32(rng.uniform(0.4, 0.9)) * _gauss(X, Y, c, 0.9 * eye_w, 0.6 * eye_w)
+    # temples (superficial temporal arteries) warm; a subject's own smooth pattern of vessels
+    for k, j in ((17, 0), (26, 16)):
+        ff += np.float32(rng.uniform(0.3, 0.8)) * _gauss(X, Y, 0.55 * q[k] + 0.45 * q[j], 0.09 * fw)
+    ff += np.float32(rng.uniform(0.15, 0.4)) * _smooth_noise(rng, hs, ws, 0.18 * fw)
     # cheeks slightly cooler, chin cooler
     for c in (0.5 * (q[3] + q[31]) , 0.5 * (q[13] + q[35])):
         ff -= np.float32(rng.uniform(0.1, 0.6)) * _gauss(X, Y, c, 0.15 * fw)
@@ -436,8 +457,12 @@ def thermalize_face(image: np.ndarray, points: np.ndarray, *, seed: int = 0,
     # face); above the brows only skin-coloured pixels (hair covers foreheads)
     above = _smoothstep(v_brow - 0.05, v_brow + 0.15, V)
     # (blown-out highlights have no chroma: inside the face they are skin)
-    skin_face = np.maximum(skin_soft, _blur(_smoothstep(220.0, 245.0, lum), sig_edge))
+    shine = np.maximum(_smoothstep(220.0, 245.0, lum), _highlight_model(ycc, samp))
+    skin_face = np.maximum(skin_soft, _blur(shine, 2 * sig_edge))
     w_face = face_m * (1 - above * (1 - skin_face))
+    # a high forehead: skin above the estimated outline, in the head zone, is forehead too
+    high = head * _smoothstep(0.95, 0.65, np.abs(U)) * above * (1 - face_m) * (0.0 if grey else 1.0)
+    w_face = np.clip(w_face + high * skin_face, 0, 1)
     T = T + (ff - T) * w_face
 
     # beard / moustache: dark non-skin in the lower face away from the lips

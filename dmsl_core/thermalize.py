@@ -590,7 +590,10 @@ def thermalize_dataset(src: str | os.PathLike, dst: str | os.PathLike, *, seed: 
             img = read_image(vis_path)
             if Path(rec.vis).is_absolute() or Path(rec.landmarks).is_absolute():
                 raise ValueError(f"{vis_path}: absolute paths in the manifest are not supported")
-            tf = thermalize_face(img, pts, seed=row_seed(seed, rec.vis), options=options)
+            try:
+                tf = thermalize_face(img, pts, seed=row_seed(seed, rec.vis), options=options)
+            except ValueError as exc:
+                raise ValueError(f"{vis_path}: {exc}") from None
             stem = _rel_stem(rec.vis)
             th_rel, th8_rel = f"th/{stem}.png", f"th8/{stem}.png"
             write_image(dst / th_rel, to_u16_ck(tf.celsius))
@@ -601,9 +604,7 @@ def thermalize_dataset(src: str | os.PathLike, dst: str | os.PathLike, *, seed: 
                                   landmarks=rec.landmarks, th_format="u16_ck", registered=True))
             rep.converted += 1
         except (ImageReadError, AnnotationError, ValueError, OSError) as exc:
-            msg = str(exc)
-            rep.skipped.append(msg if rec.vis and (rec.vis in msg or rec.landmarks in msg or ": " in msg)
-                               else f"{rec.vis or rec.landmarks}: {msg}")
+            rep.skipped.append(str(exc))  # every message above names its file
         if progress is not None:
             progress(i + 1, n)
     write_manifest(dst, out)

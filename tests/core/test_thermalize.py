@@ -245,3 +245,13 @@ def test_command_module_does_not_import_torch_or_the_converter():
     torch_loaded, conv_loaded = r.stdout.split()
     assert conv_loaded == "False"
     assert torch_loaded == "False"
+
+
+def test_row_with_unusable_points_is_reported_with_its_file(vis_dataset, tmp_path, faces):
+    pts = faces[0][1].copy()
+    pts[36:48] = np.nan                      # no eyes
+    write_pts(vis_dataset / "pts/f1.pts", pts)
+    rep = thermalize_dataset(vis_dataset, tmp_path / "out", seed=0)
+    assert rep.converted == 2 and len(rep.skipped) == 1
+    assert "f1.png" in rep.skipped[0] and "missing" in rep.skipped[0]
+    assert [r.vis for r in read_manifest(tmp_path / "out")] == ["vis/f0.png", "vis/f2.png"]

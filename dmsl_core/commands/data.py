@@ -1,5 +1,5 @@
 """Data sub-commands: ``synth`` (synthetic generator), ``import`` (dataset importers), ``split`` (10-fold protocol),
-``annotate`` (automatic annotation).
+``annotate`` (automatic annotation), ``thermalize`` (visible faces -> synthetic thermal).
 
 Each owner adds a ``_register_*`` helper and calls it from :func:`register`.
 """
@@ -14,6 +14,75 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_import(subparsers)
     _register_split(subparsers)
     _register_annotate(subparsers)
+    _register_thermalize(subparsers)
+
+
+def _register_thermalize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("thermalize", help="turn visible face photos + 68 landmarks into plausible thermal images "
+                                          "(same grid, same points)",
+                       description="Convert a dataset folder's visible rows (or one image with --image/--pts) "
+                                   "into registered visible + thermal pairs: a temperature map from the face's "
+                                   "landmarks (hot inner canthi, cool nose, hair/clothes near ambient, a "
+                                   "structured background) through a sensor model (blur, coarse sensor grid, NETD, "
+                                   "fixed-pattern and stripe noise, vignetting). Writes th/ (16-bit centi-kelvin), "
+                                   "th8/ (8-bit AGC view) and a manifest; the source is never modified.")
+    p.add_argument("src", nargs="?", help="source dataset folder (manifest.csv with visible images + .pts)")
+    p.add_argument("dst", nargs="?", help="destination dataset folder (created)")
+    p.add_argument("--seed", type=int, default=0, help="seed: same seed, same files (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in DST")
+    p.add_argument("--image", help="single image mode: a visible face image")
+    p.add_argument("--pts", help="single image mode: its iBUG .pts file (68 points)")
+    p.add_argument("--out", help="single image mode: the thermal image to write (.png; .npy writes float C)")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8,
+                   help="single image mode: 8 = AGC display view, 16 = centi-kelvin (default 8)")
+    p.add_argument("--palette", choices=("white-hot", "black-hot"), default="white-hot",
+                   help="single image mode, 8-bit: palette (default white-hot)")
+    p.add_argument("--glasses", action="store_true", help="paint opaque (cold) glasses over the eyes")
+    p.set_defaults(func=_run_thermalize)
+
+
+def _run_thermalize(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from ..thermalize import ThermalOptions, thermalize_dataset, thermalize_face, to_u8, to_u16_ck
+
+    opts = ThermalOptions(glasses=bool(args.glasses))
+    if args.image or args.pts or args.out:
+        if args.src or args.dst:
+            raise ValueError("give either SRC DST or --image/--pts/--out, not both")
+        if not (args.image and args.pts and args.out):
+            raise ValueError("single image mode needs --image, --pts and --out")
+        from ..data.formats import read_landmarks
+        from ..data.imageio import read_image, write_image
+
+        img = read_image(args.image)
+        pts = read_landmarks(args.pts)
+        if pts.shape != (68, 2):
+            raise ValueError(f"{args.pts}: {pts.shape[0]} points, expected 68")
+        tf = thermalize_face(img, pts, seed=args.seed, options=opts)
+        out = Path(args.out)
+        if out.suffix.lower() == ".npy":
+            arr = tf.celsius
+        elif args.bits == 16:
+            arr = to_u16_ck(tf.celsius)
+        else:
+            arr = to_u8(tf.celsius, args.palette)
+        write_image(out, arr)
+        print(f"dmsl thermalize: wrote {out} ({img.shape[1]}x{img.shape[0]}, ambient {tf.ambient_c:.1f} C)")
+        return 0
+    if not (args.src and args.dst):
+        raise ValueError("give SRC and DST dataset folders, or --image IMG --pts PTS --out OUT.png")
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, n: int) -> None:
+        if tty and (done == n or done % 20 == 0):
+            print(f"\rdmsl thermalize: {done}/{n} rows", end="" if done < n else "\n", file=sys.stderr, flush=True)
+
+    rep = thermalize_dataset(args.src, args.dst, seed=args.seed, overwrite=args.overwrite, progress=progress,
+                             options=opts)
+    print(f"dmsl thermalize: {rep.summary()}")
+    return 0 if rep.converted else 1
 
 
 def _register_annotate(sub: argparse._SubParsersAction) -> None:

@@ -19,6 +19,11 @@ Common options (``get_detector(name, **opts)``):
 - ``threshold``: the score below which a candidate is no face (each backend's scale, below).
 - ``nms_iou``: candidates overlapping a better one by more than this IoU are dropped (0.3).
 - ``max_side``: the working image's longer side is capped at this (speed; 0 = no cap).
+- ``thermal_polarity``: for ``spectrum="th"`` frames, ``"both"`` (default) searches the frame and its
+  intensity inverse and merges the two by NMS; ``"as-is"`` only the frame. The backends are trained
+  on visible photos; on the three real white-hot thermal frames in shared/reference/thermal they
+  found no face as-is and two of the faces in the inverted (black-hot) frames - weak evidence (three
+  frames), not a thermal detector.
 
 Scores (``Detection.score``; higher = more sure, each backend's own scale):
 
@@ -168,13 +173,16 @@ class FaceDetector:
     DEFAULT_THRESHOLD = 0.0
 
     def __init__(self, min_face: float = 0.05, threshold: Optional[float] = None, nms_iou: float = 0.3,
-                 max_side: int = 0) -> None:
+                 max_side: int = 0, thermal_polarity: str = "both") -> None:
         if not 0.0 < float(min_face) <= 1.0:
             raise ValueError(f"min_face must be a fraction of the image's longer side in (0, 1], got {min_face}")
         self.min_face = float(min_face)
         self.threshold = self.DEFAULT_THRESHOLD if threshold is None else float(threshold)
         self.nms_iou = float(nms_iou)
         self.max_side = int(max_side)
+        if thermal_polarity not in ("both", "as-is"):
+            raise ValueError(f"thermal_polarity must be 'both' or 'as-is', got {thermal_polarity!r}")
+        self.thermal_polarity = thermal_polarity
 
     @classmethod
     def available(cls) -> bool:
@@ -197,7 +205,10 @@ class FaceDetector:
             interpolation=cv2.INTER_LINEAR if s > 1 else cv2.INTER_AREA)
         fx, fy = work.shape[1] / gray.shape[1], work.shape[0] / gray.shape[0]
         dets = []
-        for box, score in self._detect(work):
+        found = list(self._detect(work))
+        if spectrum == "th" and self.thermal_polarity == "both":
+            found += list(self._detect(255 - work))
+        for box, score in found:
             if score < self.threshold:
                 continue
             x, y, w, h = (float(v) for v in box)

@@ -196,3 +196,15 @@ def test_cli_parser_stays_import_light():
             "print(sorted(m for m in ('torch', 'dlib', 'skimage') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", ["auto", "skimage-lbp"])
+def test_thermal_frames_are_also_searched_inverted(name):
+    canvas, centres = three_astronauts()
+    inverted = 255 - cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)      # the faces in the other polarity
+    det = get_detector(name)
+    assert det(inverted) == [] and det(inverted, spectrum="vis") == []
+    assert_finds_each(det(inverted, spectrum="th"), centres)
+    assert get_detector(name, thermal_polarity="as-is")(inverted, spectrum="th") == []
+    with pytest.raises(ValueError, match="thermal_polarity"):
+        get_detector(name, thermal_polarity="white-hot")

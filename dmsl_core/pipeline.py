@@ -23,8 +23,11 @@ frame's landmarks in a video) skips step 1; ``refine=False`` trusts the given bo
 step 2 and a single M_l pass whatever the mode.
 
 Several faces in one frame: the models regress one face; step 1 settles on one (usually the
-largest / most central). To process several faces, pass one box per face via ``boxes`` (same
-image repeated) - e.g. from a face detector.
+largest / most central) and always returns one, even where there is no face. To process several
+faces, pass one box per face via ``boxes`` (same image repeated) - e.g. from a face detector.
+:meth:`Predictor.faces` does exactly that: a face detector (:mod:`dmsl_core.detection`) finds every
+face, or none (then it returns ``[]``), and each detector box goes through steps 2-3 (the refinement
+the mode says) in one batch.
 """
 from __future__ import annotations
 
@@ -51,6 +54,24 @@ class Prediction:
     boundary: np.ndarray           # [x, y, w, h] in pixels: the box the final M_l pass used
     coarse_boundary: Optional[np.ndarray] = None  # step-1 box (None when a box was given)
     timings_ms: dict = field(default_factory=dict)
+
+
+@dataclass
+class Face:
+    """One face found in an image by :meth:`Predictor.faces`."""
+    index: int                     # 0, 1, ... in the detector's order (best score first)
+    box: np.ndarray                # [x, y, w, h]: the detector's box, in the image's pixels
+    score: float                   # the detector's score (its scale: dmsl_core.detection)
+    boundary: np.ndarray           # [x, y, w, h]: the box B the final M_l pass used
+    landmarks: np.ndarray          # (68, 2) pixel coordinates of the image
+    spectrum: str = ""             # "vis" / "th" / "" as given
+    detector: str = ""             # the detector's registered name
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "box": [round(float(v), 2) for v in self.box],
+                "score": round(float(self.score), 4), "boundary": [round(float(v), 3) for v in self.boundary],
+                "landmarks": np.round(self.landmarks, 3).tolist(), "spectrum": self.spectrum,
+                "detector": self.detector}
 
 
 class Predictor:
@@ -280,6 +301,36 @@ class Predictor:
 
     def predict_one(self, image: np.ndarray, box: Optional[np.ndarray] = None) -> Prediction:
         return self.predict([image], None if box is None else [box])[0]
+
+    def faces(self, image: np.ndarray, *, detector="auto", spectrum: Optional[str] = None,
+              refine: bool = True) -> list["Face"]:
+        """Every face in ``image``, each with its 68 landmarks; ``[]`` when the detector finds none.
+
+        ``detector``: a registered name (:func:`dmsl_core.detection.list_detectors`; built once and
+        kept), or any callable ``(image, spectrum) -> list[Detection]``. Each detection's box goes
+        through :meth:`predict` (all faces in one batch): ``refine=True`` refines it the way
+        :attr:`refine` says (M_b's second pass re-centres the detector's box on the box M_l was
+        trained on), ``False`` trusts the detector's box (one M_l pass)."""
+        det = self._detector(detector)
+        dets = det(image, spectrum)
+        if not dets:
+            return []
+        preds = self.predict([image] * len(dets), boxes=[np.asarray(d.box, float) for d in dets], refine=refine)
+        return [Face(index=i, box=np.asarray(d.box, float), score=float(d.score), boundary=p.boundary,
+                     landmarks=p.landmarks, spectrum=spectrum or d.spectrum or "",
+                     detector=getattr(d, "detector", "") or "")
+                for i, (d, p) in enumerate(zip(dets, preds))]
+
+    def _detector(self, detector):
+        if callable(detector):
+            return detector
+        if not isinstance(detector, str):
+            raise ValueError(f"detector must be a registered name or a callable, got {detector!r}")
+        cache = self.__dict__.setdefault("_detectors", {})
+        if detector not in cache:
+            from .detection import get_detector
+            cache[detector] = get_detector(detector)
+        return cache[detector]
 
 
 def _upright_view(points: np.ndarray, size: int, crop_scale: float, max_deg: float, flip: bool) -> pp.View:

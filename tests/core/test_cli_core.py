@@ -29,7 +29,8 @@ def test_train_eval_predict_on_a_generated_dataset(synth_data, tmp_path, capsys)
     assert rep["per_variation"]["dark"]["vis"] is None and rep["per_variation"]["dark"]["th"] > 0
     imgs = sorted((synth_data / "th8").glob("*.png"))[:2]
     out = tmp_path / "pred.json"
-    assert main(["predict", "--weights", str(run / "model.safetensors"), *map(str, imgs), "--json", str(out)]) == 0
+    assert main(["predict", "--weights", str(run / "model.safetensors"), *map(str, imgs), "--detector", "none",
+                 "--json", str(out)]) == 0
     preds = json.loads(out.read_text())
     assert len(preds) == 2 and len(preds[0]["landmarks"]) == 68 and len(preds[0]["boundary"]) == 4
     assert preds[0]["image"] == str(imgs[0])

@@ -1,0 +1,318 @@
+"""Face detection: every face in a frame, at any size, or none - before the landmark pipeline.
+
+M_b regresses exactly one box per frame (even on a photo of coffee); a detector in front of it says
+how many faces there are (possibly none) and where. Backends are registered by name::
+
+    from dmsl_core.detection import get_detector, list_detectors
+    det = get_detector("auto")               # or "dlib-hog", "dlib-cnn", "skimage-lbp"
+    faces = det(image)                       # list[Detection], best first; [] = no face
+
+Every backend takes any image the pipeline takes (grey / RGB uint8, 16-bit or float thermal): it is
+turned into 8-bit grey first (8-bit images by their luma; other bit depths by the pipeline's
+per-image 1-99 percentile stretch, :func:`dmsl_core.preprocess.normalise`).
+
+Common options (``get_detector(name, **opts)``):
+
+- ``min_face``: the smallest face side to find, as a fraction of the image's longer side (default
+  0.05 = 32 px in a 640 x 512 frame). The image is resized so that such a face fills the
+  backend's smallest window (up- or down-sampling; see each backend's ``WINDOW``).
+- ``threshold``: the score below which a candidate is no face (each backend's scale, below).
+- ``nms_iou``: candidates overlapping a better one by more than this IoU are dropped (0.3).
+- ``max_side``: the working image's longer side is capped at this (speed; 0 = no cap).
+- ``thermal_polarity``: for ``spectrum="th"`` frames, ``"both"`` (default) searches the frame and its
+  intensity inverse and merges the two by NMS; ``"as-is"`` only the frame. The backends are trained
+  on visible photos; on the three real white-hot thermal frames in shared/reference/thermal they
+  found no face as-is and two of the faces in the inverted (black-hot) frames - weak evidence (three
+  frames), not a thermal detector.
+
+Scores (``Detection.score``; higher = more sure, each backend's own scale):
+
+- ``dlib-hog``: Dlib's HOG + linear SVM frontal detector (``dlib.get_frontal_face_detector``), the
+  SVM margin from ``run(img, 0, threshold)``; Dlib's own cut is 0.0 (our default threshold 0.0).
+  Window 80 px. Ships inside the ``dlib`` wheel: no file to download.
+- ``dlib-cnn``: Dlib's CNN max-margin (MMOD) detector, weights ``mmod_human_face_detector.dat``
+  from the ``face_recognition_models`` package (found by importlib, never downloaded); score = its
+  confidence (Dlib's cut 0.0; our default 0.0). Window ~40 px. Slow on a CPU (seconds per frame).
+- ``skimage-lbp``: scikit-image's LBP cascade (``skimage.feature.Cascade`` with the OpenCV frontal
+  LBP cascade scikit-image ships). The cascade gives no confidence: ``threshold`` is scikit-image's
+  ``min_neighbor_number`` (raw windows a face needs, default 4) and every face it returns scores
+  that number.
+
+OpenCV's Haar / LBP cascades (``cv2.CascadeClassifier``, ``cv2.data.haarcascades``) are not
+available: the installed OpenCV 5 wheel ships neither the class nor the cascade files. MediaPipe is
+not a backend: its PyPI wheel ships no face detection model (the tasks API loads a downloaded
+``.tflite``) and depends on ``opencv-contrib-python``, which clashes with the headless OpenCV here.
+
+``auto`` is ``dlib-hog`` (recall on HELEN test close to the CNN's at a small fraction of its time,
+and few false faces; ``tools/detector_benchmark.py`` measures them side by side).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from . import preprocess as pp
+
+
+@dataclass
+class Detection:
+    box: np.ndarray          # [x, y, w, h] in the input image's pixels
+    score: float             # the backend's confidence (see the module docstring for its scale)
+    spectrum: str = ""       # "vis" / "th" / "" (unknown), as given to the detector
+    detector: str = ""       # the backend's registered name
+
+    def to_dict(self) -> dict:
+        return {"box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
+                "spectrum": self.spectrum, "detector": self.detector}
+
+
+_REGISTRY: dict[str, Callable[..., "FaceDetector"]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_detector(name: str, description: str = "") -> Callable:
+    """Class / factory decorator: ``get_detector(name, **opts)`` builds it with those options."""
+    def deco(factory):
+        if name in _REGISTRY:
+            raise ValueError(f"face detector {name!r} is already registered")
+        _REGISTRY[name] = factory
+        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().split("\n")[0]
+        return factory
+    return deco
+
+
+def list_detectors(available_only: bool = False) -> list[str]:
+    """Registered names (``auto`` first); ``available_only``: those whose package/files are here."""
+    names = ["auto"] + sorted(_REGISTRY)
+    if available_only:
+        names = ["auto"] + [n for n in sorted(_REGISTRY) if detector_available(n)]
+    return names
+
+
+def describe_detector(name: str) -> str:
+    return "dlib-hog (see below)" if name == "auto" else _DESCRIPTIONS.get(name, "")
+
+
+def detector_available(name: str) -> bool:
+    factory = _REGISTRY.get(AUTO if name == "auto" else name)
+    check = getattr(factory, "available", None)
+    return bool(factory) and (check() if callable(check) else True)
+
+
+#: what ``auto`` resolves to
+AUTO = "dlib-hog"
+
+
+def get_detector(name: str = "auto", **opts) -> "FaceDetector":
+    """The detector registered as ``name`` (``auto`` = :data:`AUTO`) built with ``opts``."""
+    key = AUTO if name == "auto" else name
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown face detector {name!r} (known: {', '.join(list_detectors())})")
+    return _REGISTRY[key](**opts)
+
+
+# ----------------------------------------------------------------------------- helpers
+def to_gray8(image: np.ndarray) -> np.ndarray:
+    """Any supported image -> HxW uint8 grey (8-bit: luma; other depths: 1-99 percentile stretch)."""
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        if arr.ndim == 3:
+            return cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY) if arr.shape[2] >= 3 \
+                else np.ascontiguousarray(arr[:, :, 0])
+        if arr.ndim != 2:
+            raise ValueError(f"expected a HxW or HxWx3 image, got shape {arr.shape}")
+        return np.ascontiguousarray(arr)
+    g = pp.prepare_gray(arr)
+    return np.round(pp.normalise(g) * 255.0).astype(np.uint8)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def nms(dets: list[Detection], iou_threshold: float = 0.3) -> list[Detection]:
+    """Greedy non-maximum suppression: best score first; drops any box overlapping a kept one by
+    more than ``iou_threshold`` (or lying mostly inside it: intersection > 0.8 of its own area)."""
+    kept: list[Detection] = []
+    for d in sorted(dets, key=lambda d: -d.score):
+        ok = True
+        for k in kept:
+            if iou(d.box, k.box) > iou_threshold:
+                ok = False
+                break
+            x0, y0 = max(d.box[0], k.box[0]), max(d.box[1], k.box[1])
+            x1 = min(d.box[0] + d.box[2], k.box[0] + k.box[2])
+            y1 = min(d.box[1] + d.box[3], k.box[1] + k.box[3])
+            inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+            if inter > 0.8 * d.box[2] * d.box[3]:
+                ok = False
+                break
+        if ok:
+            kept.append(d)
+    return kept
+
+
+class FaceDetector:
+    """Base class: ``__call__(image, spectrum=None) -> list[Detection]`` (best first, NMS done,
+    below-threshold candidates dropped). Subclasses implement :meth:`_detect` on 8-bit grey at
+    the working scale, returning ``(boxes [x, y, w, h], scores)`` in that image's pixels."""
+
+    name = ""
+    WINDOW = 80            # the backend's smallest face side in working pixels
+    DEFAULT_THRESHOLD = 0.0
+
+    def __init__(self, min_face: float = 0.05, threshold: Optional[float] = None, nms_iou: float = 0.3,
+                 max_side: int = 0, thermal_polarity: str = "both") -> None:
+        if not 0.0 < float(min_face) <= 1.0:
+            raise ValueError(f"min_face must be a fraction of the image's longer side in (0, 1], got {min_face}")
+        self.min_face = float(min_face)
+        self.threshold = self.DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        self.nms_iou = float(nms_iou)
+        self.max_side = int(max_side)
+        if thermal_polarity not in ("both", "as-is"):
+            raise ValueError(f"thermal_polarity must be 'both' or 'as-is', got {thermal_polarity!r}")
+        self.thermal_polarity = thermal_polarity
+
+    @classmethod
+    def available(cls) -> bool:
+        return True
+
+    def working_scale(self, shape: tuple[int, int]) -> float:
+        longer = max(shape[:2])
+        s = self.WINDOW / (self.min_face * longer)
+        if self.max_side > 0:
+            s = min(s, self.max_side / longer)
+        return s
+
+    def __call__(self, image: np.ndarray, spectrum: Optional[str] = None) -> list[Detection]:
+        gray = to_gray8(image)
+        if gray.size == 0 or int(gray.max()) == int(gray.min()):
+            return []                                           # flat: nothing to find
+        s = self.working_scale(gray.shape)
+        work = gray if abs(s - 1.0) < 1e-3 else cv2.resize(
+            gray, (max(1, int(round(gray.shape[1] * s))), max(1, int(round(gray.shape[0] * s)))),
+            interpolation=cv2.INTER_LINEAR if s > 1 else cv2.INTER_AREA)
+        fx, fy = work.shape[1] / gray.shape[1], work.shape[0] / gray.shape[0]
+        dets = []
+        found = list(self._detect(work))
+        if spectrum == "th" and self.thermal_polarity == "both":
+            found += list(self._detect(255 - work))
+        for box, score in found:
+            if score < self.threshold:
+                continue
+            x, y, w, h = (float(v) for v in box)
+            dets.append(Detection(box=np.array([x / fx, y / fy, w / fx, h / fy]), score=float(score),
+                                  spectrum=spectrum or "", detector=self.name))
+        return nms(dets, self.nms_iou)
+
+    def _detect(self, gray8: np.ndarray):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _clip_rect(r, shape) -> tuple[float, float, float, float]:
+    x0, y0 = max(0, r.left()), max(0, r.top())
+    x1, y1 = min(shape[1], r.right() + 1), min(shape[0], r.bottom() + 1)
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+
+@register_detector("dlib-hog", "Dlib's HOG + linear SVM frontal face detector (ships inside dlib)")
+class DlibHogDetector(FaceDetector):
+    name = "dlib-hog"
+    WINDOW = 80
+    DEFAULT_THRESHOLD = 0.0
+
+    def __init__(self, **opts) -> None:
+        super().__init__(**opts)
+        import dlib
+        self._det = dlib.get_frontal_face_detector()
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("dlib") is not None
+
+    def _detect(self, gray8):
+        rects, scores, _ = self._det.run(gray8, 0, self.threshold)
+        return [(_clip_rect(r, gray8.shape), s) for r, s in zip(rects, scores)]
+
+
+def mmod_weights_path() -> Optional[str]:
+    """``mmod_human_face_detector.dat`` inside the installed ``face_recognition_models`` package
+    (found without importing it: its ``__init__`` needs pkg_resources), or None."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        p = os.path.join(root, "models", "mmod_human_face_detector.dat")
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+@register_detector("dlib-cnn", "Dlib's CNN (MMOD) face detector, weights from face_recognition_models (slow on CPU)")
+class DlibCnnDetector(FaceDetector):
+    name = "dlib-cnn"
+    WINDOW = 40
+    DEFAULT_THRESHOLD = 0.0
+
+    def __init__(self, **opts) -> None:
+        super().__init__(**opts)
+        path = mmod_weights_path()
+        if path is None:
+            raise RuntimeError("the dlib-cnn face detector needs mmod_human_face_detector.dat from the "
+                               "face_recognition_models package: pip install face_recognition_models")
+        import dlib
+        self._det = dlib.cnn_face_detection_model_v1(path)
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("dlib") is not None and mmod_weights_path() is not None
+
+    def _detect(self, gray8):
+        return [(_clip_rect(d.rect, gray8.shape), float(d.confidence)) for d in self._det(gray8, 0)]
+
+
+@register_detector("skimage-lbp", "scikit-image's LBP cascade with OpenCV's frontal-face LBP cascade file")
+class SkimageLbpDetector(FaceDetector):
+    name = "skimage-lbp"
+    WINDOW = 24                 # the cascade's window; 32 px faces need no upsampling at 640 px
+    DEFAULT_THRESHOLD = 4.0     # merged raw windows (scikit-image's min_neighbor_number default)
+
+    def __init__(self, **opts) -> None:
+        super().__init__(**opts)
+        from skimage import data
+        from skimage.feature import Cascade
+        self._cascade = Cascade(data.lbp_frontal_face_cascade_filename())
+
+    @classmethod
+    def available(cls) -> bool:
+        return importlib.util.find_spec("skimage") is not None
+
+    def working_scale(self, shape):
+        # the cascade scans from min_size up; shrink only so the smallest wanted face is >= 32 px
+        longer = max(shape[:2])
+        return min(1.0, 32.0 / (self.min_face * longer)) if self.max_side <= 0 else \
+            min(1.0, 32.0 / (self.min_face * longer), self.max_side / longer)
+
+    def __call__(self, image, spectrum=None):
+        # the score is not a confidence (the cascade has none): every returned face scores 1.0,
+        # and ``threshold`` is scikit-image's min_neighbor_number instead
+        return super().__call__(image, spectrum)
+
+    def _detect(self, gray8):
+        img = gray8.astype(np.float64) / 255.0
+        m = min(gray8.shape)
+        raw = self._cascade.detect_multi_scale(img=img, scale_factor=1.2, step_ratio=1, min_size=(32, 32),
+                                               max_size=(m, m), min_neighbor_number=max(1, int(self.threshold)),
+                                               intersection_score_threshold=0.5)
+        return [((d["c"], d["r"], d["width"], d["height"]), max(1.0, self.threshold)) for d in raw]

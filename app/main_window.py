@@ -590,9 +590,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.clear_data()
         self.spectrum_panel.reset()
         self._draw_times.clear()
+        # nothing of the previous source stays on screen: temperatures, switch count, frame counter
+        for lab in self.temp_labels.values():
+            lab.setText("—")
+        self.pos_label.setText("")
+        self.st_frame.setText("")
+        self.st_fps.setText("")
+        self.temp_note.setText("")
         for v in (self.vis_view, self.th_view):
             v.set_trusted(False)
             v.set_info("")
+            v.set_temperatures(None)
             v.show_message("opening…")
         o = dataclasses.replace(options or self.live_defaults, mode=self.settings.mode,
                                 smoothing=self.settings.smoothing, reuse_box=self.settings.reuse_box,

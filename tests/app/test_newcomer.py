@@ -182,3 +182,27 @@ def test_models_tab_shows_the_cards_heldout_figure_and_what_it_was_measured_on(q
     head = dict(card_rows(card))["held-out NME"]          # the About dialog's card: the same figure
     assert f"TH {h['nme']['th']:.4f}" in head and on in head
     panel.grab().save("/tmp/newcomer_shots/models_tab.png")
+
+
+def test_open_a_mistyped_path_says_no_such_file_and_clears_the_previous_source(qtbot, make_window, tmp_path,
+                                                                              settings):
+    import dataclasses
+
+    from tests.app.conftest import FAST_DEMO, wait_frames
+
+    # the shipped model finds the demo's face, so the previous source leaves temperatures on screen
+    win = make_window(FAST_DEMO, settings=dataclasses.replace(settings, weights="dmsl-default"))
+    wait_frames(qtbot, win, 3)
+    qtbot.waitUntil(lambda: win.spectrum_panel.switches.text() != "" and win.pos_label.text() != ""
+                    and any(lab.text() != "—" for lab in win.temp_labels.values()), timeout=20000)
+    missing = tmp_path / "holiday" / "vidoe.mp4"
+    with qtbot.waitSignal(win.liveFinished, timeout=15000):
+        win.open_source(str(missing))
+    text = win.banner.text()
+    assert f"No such file: {missing}" in text and "Camera" not in text and "plugged" not in text
+    assert all(lab.text() == "—" for lab in win.temp_labels.values())
+    assert win.spectrum_panel.switches.text() == "" and win.pos_label.text() == "" and win.st_frame.text() == ""
+    win.grab().save("/tmp/newcomer_shots/open_missing_path.png")
+    with qtbot.waitSignal(win.liveFinished, timeout=15000):
+        win.open_source(f"folder:{tmp_path / 'no_folder'}")
+    assert f"No such folder: {tmp_path / 'no_folder'}" in win.banner.text()

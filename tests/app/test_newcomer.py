@@ -206,3 +206,34 @@ def test_open_a_mistyped_path_says_no_such_file_and_clears_the_previous_source(q
     with qtbot.waitSignal(win.liveFinished, timeout=15000):
         win.open_source(f"folder:{tmp_path / 'no_folder'}")
     assert f"No such folder: {tmp_path / 'no_folder'}" in win.banner.text()
+
+
+def test_train_tab_on_a_two_subject_dataset_shows_it_and_offers_only_the_split_that_fits(qtbot, tmp_path):
+    from app.train_panel import TrainOptions, TrainPanel
+    from dmsl_core.data.synth import generate_dataset
+
+    data = tmp_path / "two"
+    generate_dataset(data, subjects=2, seed=0, size=(96, 80), variations=["neutral", "smile"])
+    panel = TrainPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.resize(1200, 900)
+    panel.show()
+    assert panel.fold.value() == 0                      # no dataset yet: the paper's fold 0
+    panel.data_edit.setText(str(data))
+    info = panel.dataset
+    assert info is not None and info.n_subjects == 2 and info.n_vis == 4 and info.n_th == 4
+    assert "2 subjects · 4 visible, 4 thermal images" in panel.data_info.text()
+    assert "too few subjects for 10 folds" in panel.data_info.text()
+    assert (panel.fold.minimum(), panel.fold.maximum()) == (-1, -1)   # only "no fold" is offered
+    assert panel.fold.text() == "no fold (every 5th subject validates)"
+    assert panel.options().fold is None
+    assert not panel.cv_check.isEnabled()
+    panel.grab().save("/tmp/newcomer_shots/train_two_subjects.png")
+    # a run that would fail at once for its split is not started: one clear message instead
+    o = TrainOptions(data=str(data), out=str(tmp_path / "r"), config="dmsl-tiny", fold=3, device="cpu")
+    assert not panel.start(o)
+    assert "2 subject(s) cannot make the 10-fold split" in panel.message.text() and not panel.running
+    o2 = TrainOptions(data=str(data), out=str(tmp_path / "r"), config="dmsl-tiny", fold=None, cv_folds=10)
+    assert not panel.start(o2)
+    assert "2 subject(s) cannot make 10 cross-validation folds" in panel.message.text() and not panel.running
+    assert panel.shutdown()

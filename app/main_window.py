@@ -1115,8 +1115,31 @@ def _screenshot_run(app: QtWidgets.QApplication, win: MainWindow, args: argparse
     return state["rc"] if ok else 1
 
 
+NO_DISPLAY_MESSAGE = (
+    "dmsl-studio: no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set, and no "
+    "QT_QPA_PLATFORM). Run it on a desktop session, or without a screen:\n"
+    "  xvfb-run -a python main.py                   # on a virtual X display (apt install xvfb)\n"
+    "  QT_QPA_PLATFORM=offscreen python main.py     # with no window at all (scripts, tests)\n"
+    "  python main.py --screenshot shot.png         # a PNG of the window (needs no display)\n"
+    "The command line needs no display: python -m dmsl_core.cli --help")
+
+
+def display_missing(environ: Optional[dict] = None, platform: str = sys.platform) -> bool:
+    """True on Linux / BSD when Qt has nothing to draw on: no X11 or Wayland display, no QT_QPA_PLATFORM
+    (Qt would abort with its xcb plugin hint). Windows and macOS always have their own platform."""
+    env = os.environ if environ is None else environ
+    if platform.startswith(("win", "darwin", "cygwin")):
+        return False
+    return not any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if QtWidgets.QApplication.instance() is None and display_missing():
+        if not args.screenshot:
+            print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+            return 2
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"   # a screenshot needs no screen
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("DMSL Studio")
     app.setOrganizationName("DMSL")

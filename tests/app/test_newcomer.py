@@ -237,3 +237,22 @@ def test_train_tab_on_a_two_subject_dataset_shows_it_and_offers_only_the_split_t
     assert not panel.start(o2)
     assert "2 subject(s) cannot make 10 cross-validation folds" in panel.message.text() and not panel.running
     assert panel.shutdown()
+
+
+def test_main_py_without_a_display_says_how_to_run_it(tmp_path, tiny_weights):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from app.main_window import display_missing
+
+    assert display_missing({}, "linux") and not display_missing({"DISPLAY": ":0"}, "linux")
+    assert not display_missing({"QT_QPA_PLATFORM": "offscreen"}, "linux") and not display_missing({}, "win32")
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, str(root / "main.py"), "--weights", tiny_weights], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "no display" in r.stderr and "QT_QPA_PLATFORM=offscreen" in r.stderr and "xvfb-run" in r.stderr
+    assert "xcb" not in r.stderr and "Traceback" not in r.stderr

@@ -601,6 +601,7 @@ class MainWindow(QtWidgets.QMainWindow):
             v.set_trusted(False)
             v.set_info("")
             v.set_temperatures(None)
+            v.show()
             v.show_message("opening…")
         o = dataclasses.replace(options or self.live_defaults, mode=self.settings.mode,
                                 smoothing=self.settings.smoothing, reuse_box=self.settings.reuse_box,
@@ -663,6 +664,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.vis_view.show_message("this source has no visible image")
         if "th" not in spectra:
             self.th_view.show_message("this source has no thermal image")
+        # one spectrum: its view takes the width; the empty one would only say "no ... image"
+        self.vis_view.setHidden(bool(spectra) and "vis" not in spectra)
+        self.th_view.setHidden(bool(spectra) and "th" not in spectra)
         self.temp_note.setText("" if info.get("radiometric") else
                                "thermal is not radiometric here: no degrees (raw values under the cursor)")
 
@@ -798,6 +802,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_result = r
         pair = r.pair
         s = self.settings
+        for img, view in ((None if pair is None else pair.vis, self.vis_view),
+                          (None if pair is None else pair.th, self.th_view)):
+            if img is not None and view.isHidden():   # a folder whose later images are of the other spectrum
+                view.show()
         # visible
         if pair is not None and pair.vis is not None:
             self.vis_view.set_image(pair.vis)

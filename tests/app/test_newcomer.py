@@ -256,3 +256,25 @@ def test_main_py_without_a_display_says_how_to_run_it(tmp_path, tiny_weights):
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "no display" in r.stderr and "QT_QPA_PLATFORM=offscreen" in r.stderr and "xvfb-run" in r.stderr
     assert "xcb" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_thermal_only_source_gets_the_whole_width_and_no_nan_caption(qtbot, make_window, tmp_path):
+    from dmsl_core.data.imageio import write_image
+    from dmsl_core.export import overlay_caption
+    from tests.app.conftest import wait_frames
+
+    d = tmp_path / "thermal_only"
+    d.mkdir()
+    for i in range(3):
+        write_image(d / f"frame{i:03d}.png", _scene_pair(i).th)     # 16-bit grey: thermal by its pixels
+    win = make_window(f"folder:{d}")
+    wait_frames(qtbot, win, 2)
+    assert win.info["spectra"] == ("th",)
+    assert win.vis_view.isHidden() and not win.th_view.isHidden()
+    assert win.th_view.width() > 0.8 * win.views_box.width()
+    cap = overlay_caption(win.last_result)
+    assert "nan" not in cap.lower() and cap.startswith(f"#{win.last_result.index} ")
+    win.grab().save("/tmp/newcomer_shots/live_thermal_only.png")
+    win.open_source("demo:?realtime=0&size=160x128")          # back to a pair: both views again
+    wait_frames(qtbot, win, 1)
+    assert not win.vis_view.isHidden() and not win.th_view.isHidden()

@@ -355,8 +355,9 @@ class EvalPanel(QtWidgets.QWidget):
             it.setToolTip(why)
             self.table.setItem(i, 1, it)
             self.table.setSpan(i, 1, 1, len(TABLE_COLS) - 1)
+        dark = report.get("dropped_dark", 0)
         self.summary.setText(
-            f"{report['n_images']} images ({report.get('dropped_dark', 0)} black visible images left out"
+            f"{report['n_images']} images ({dark} black visible image{'s' if dark != 1 else ''} left out"
             f"{', fold ' + str(report['fold']) + ' test subjects' if report.get('fold') is not None else ''}); "
             f"NME over the images a method detected (the paper's way); misses are images it found no face in; "
             f"'strict' counts a miss as a failure. AUC.08 = area under the CED up to 0.08; "

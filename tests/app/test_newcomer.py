@@ -147,7 +147,7 @@ def test_eval_summary_says_how_long_it_took_and_the_progress_count_is_whole(qtbo
     assert not ev.error_text, ev.error_text
     assert ev.seconds is not None and ev.seconds > 0
     assert ev.summary.text().endswith(f"Took {ev.seconds:.1f} s.")
-    assert "1 black visible images left out" in ev.summary.text()
+    assert "1 black visible image left out" in ev.summary.text()
     counts = [f for f in seen if f not in ("", "starting…", "done")]
     assert counts and all(f.rsplit(": ", 1)[1].count("/") == 1 for f in counts)
     # a long model name is elided in the middle; the count stays whole

@@ -35,7 +35,14 @@ SHORTCUTS = [
 
 def card_rows(card: dict) -> list[tuple[str, str]]:
     """The model card as (field, text) rows: the summary first, then every other field compactly."""
+    from dmsl_core.runs import card_nme
+
     rows: list[tuple[str, str]] = []
+    nme, src, note = card_nme(card)
+    if nme:   # the card's one figure (the Models tab shows the same), with what it was measured on
+        vals = ", ".join(f"{'TH' if k == 'th' else 'VIS'} {nme[k]:.4f}" for k in ("th", "vis")
+                         if isinstance(nme.get(k), (int, float)))
+        rows.append(("held-out NME" if src == "heldout" else f"NME ({src})", f"{vals} - {note}"))
     cfg = card.get("config") or {}
     if isinstance(cfg, dict) and cfg:
         widths = "-".join(str(w) for w in cfg.get("widths", []))
@@ -53,6 +60,9 @@ def card_rows(card: dict) -> list[tuple[str, str]]:
     for k, v in card.items():
         if k in ("config", "training"):
             continue
+        if k in ("nme_test", "nme_val") and src == "heldout":
+            # not the model's figure: the training run's own end-of-training pass, before shipping
+            k = f"{k} (end of training, not the shipped settings)"
         if isinstance(v, dict) and any(isinstance(x, (int, float)) for x in v.values()):
             # e.g. nme_val: the numbers only (per-variation tables stay in the JSON file)
             text = ", ".join(f"{kk} {x:.4g}" if isinstance(x, float) else f"{kk} {x}"

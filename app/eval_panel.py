@@ -16,6 +16,7 @@ Export writes ``report.json``, ``report.csv`` and the plots as PNG (atomic write
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -54,6 +55,8 @@ class EvalPanel(QtWidgets.QWidget):
         self.handle: Optional[WorkerHandle] = None
         self.error_text = ""
         self._worst: list[dict] = []
+        self._started: Optional[float] = None
+        self.seconds: Optional[float] = None
         self._build()
         self.refresh_models()
 
@@ -134,6 +137,8 @@ class EvalPanel(QtWidgets.QWidget):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setFormat("")
+        # wide enough for "dmsl-default: 205/205"; a longer model name is elided, never the count
+        self.progress.setMinimumWidth(self.progress.fontMetrics().horizontalAdvance("dmsl-default: 0000/0000") + 24)
         btns.addWidget(self.progress)
         tl.addLayout(btns, 0, 2, 3, 1)
         tl.setColumnStretch(1, 1)
@@ -156,6 +161,7 @@ class EvalPanel(QtWidgets.QWidget):
         self.summary = QtWidgets.QLabel("")
         self.summary.setObjectName("Dim")
         self.summary.setWordWrap(True)
+        self.summary.setMinimumHeight(self.summary.fontMetrics().lineSpacing() * 5)   # whole, not cut by the table
         tfl.addWidget(self.summary)
         row1.addWidget(tbl_frame)
         ced_frame = QtWidgets.QFrame()
@@ -280,14 +286,18 @@ class EvalPanel(QtWidgets.QWidget):
         self.message.clear()
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
+        self._started = time.monotonic()
+        self.seconds = None
 
         def progress(p) -> None:
             msg, i, n = p
+            self.progress.setFormat(self._progress_text(str(msg), f"{i}/{n}"))
+            self.progress.setToolTip(f"{msg}: {i}/{n}")
             self.progress.setValue(int(1000 * i / max(n, 1)))
-            self.progress.setFormat(f"{msg}: {i}/{n}")
 
         def failed(msg: str) -> None:
             self.error_text = msg
+            self._started = None
             self.message.show_message(f"Evaluation failed: {msg}")
 
         def finished() -> None:
@@ -304,6 +314,12 @@ class EvalPanel(QtWidgets.QWidget):
         self._update_buttons()
         return self.handle
 
+    def _progress_text(self, msg: str, count: str) -> str:
+        """``msg: count`` with ``msg`` elided to the bar's width, so the count is always whole."""
+        fm = self.progress.fontMetrics()
+        room = max(0, self.progress.width() - 24 - fm.horizontalAdvance(f": {count}"))
+        return f"{fm.elidedText(msg, QtCore.Qt.ElideMiddle, room)}: {count}"
+
     def stop(self, timeout_ms: int = 5000) -> bool:
         if self.handle is None:
             return True
@@ -314,6 +330,10 @@ class EvalPanel(QtWidgets.QWidget):
         if report is None:
             return
         self.report = report
+        # the report holds no timing (the same data give the same JSON); the time is the panel's own
+        # measure, from Evaluate to the report - a report shown from elsewhere has none
+        started, self._started = self._started, None
+        self.seconds = time.monotonic() - started if started is not None else None
         rows = table_rows(report)
         unavailable = report.get("baselines_unavailable") or {}
         self.table.setRowCount(len(rows) + len(unavailable))
@@ -335,12 +355,14 @@ class EvalPanel(QtWidgets.QWidget):
             it.setToolTip(why)
             self.table.setItem(i, 1, it)
             self.table.setSpan(i, 1, 1, len(TABLE_COLS) - 1)
+        dark = report.get("dropped_dark", 0)
         self.summary.setText(
-            f"{report['n_images']} images ({report.get('dropped_dark', 0)} black visible images left out"
+            f"{report['n_images']} images ({dark} black visible image{'s' if dark != 1 else ''} left out"
             f"{', fold ' + str(report['fold']) + ' test subjects' if report.get('fold') is not None else ''}); "
             f"NME over the images a method detected (the paper's way); misses are images it found no face in; "
             f"'strict' counts a miss as a failure. AUC.08 = area under the CED up to 0.08; "
-            f"fail.08 / fail.10 = fraction of images with NME above 0.08 / 0.10. {report.get('seconds', 0):.1f} s.")
+            f"fail.08 / fail.10 = fraction of images with NME above 0.08 / 0.10."
+            + (f" Took {self.seconds:.1f} s." if self.seconds is not None else ""))
         self._draw_ced()
         self._draw_variations()
         self._fill_worst()

@@ -39,10 +39,18 @@ class BrowserEntry:
     chosen: str = "vis"
     thumb: Optional[np.ndarray] = None                 # HxWx3 uint8 (vis | th)
     error: str = ""
+    dark: bool = False    # a black "lights off" visible image: its NME is left out, as in Evaluate
+
+    def counted(self, spectrum: str) -> Optional[float]:
+        """The NME of ``spectrum`` that the means and the sort use (None: none, or a black visible image)."""
+        v = self.nme.get(spectrum)
+        if v is None or not math.isfinite(v) or (spectrum == "vis" and self.dark):
+            return None
+        return float(v)
 
     @property
     def worst(self) -> float:
-        vals = [v for v in self.nme.values() if v is not None and math.isfinite(v)]
+        vals = [v for v in (self.counted("vis"), self.counted("th")) if v is not None]
         return max(vals) if vals else float("nan")
 
 
@@ -71,6 +79,9 @@ def make_thumb(vis: Optional[np.ndarray], th: Optional[np.ndarray], celsius: Opt
 
 def _source_paths(src, i: int, root: Path) -> tuple[dict, Optional[str]]:
     """Absolute image paths of pair ``i`` of a folder source (for re-reading on selection)."""
+    paths = getattr(src, "paths", None)
+    if callable(paths):   # a plain image folder: each file in the spectrum its name or pixels say
+        return {s: p for s, p in paths(i).items() if s in ("vis", "th")}, getattr(src, "th_format", None)
     recs = getattr(src, "records", None)
     if recs is not None and i < len(recs):
         r = recs[i]
@@ -90,11 +101,9 @@ def _source_paths(src, i: int, root: Path) -> tuple[dict, Optional[str]]:
 
 def pair_name(path: str) -> str:
     """A pair's short name: the file stem without a spectrum tag (``0012_vis.png`` -> ``0012``)."""
-    stem = Path(path).stem
-    for tag in ("_vis", "_visible", "_rgb", "_th", "_thermal", "_ir", "_lwir", "-vis", "-th", "-ir"):
-        if stem.lower().endswith(tag) and len(stem) > len(tag):
-            return stem[: -len(tag)]
-    return stem
+    from dmsl_core.data.importers import strip_spectrum
+
+    return strip_spectrum(Path(path).stem)
 
 
 class FolderWorker(Worker):
@@ -105,6 +114,7 @@ class FolderWorker(Worker):
         self.folder, self.model_spec, self.palette = folder, model_spec, palette
 
     def work(self):
+        from dmsl_core.data.folder import is_dark
         from dmsl_core.sources import open_source
         from dmsl_core.stream import StreamConfig, StreamProcessor
 
@@ -140,7 +150,8 @@ class FolderWorker(Worker):
                                  landmarks={k: np.asarray(v) for k, v in res.landmarks.items()},
                                  boundary={k: np.asarray(v) for k, v in res.boundary.items()},
                                  gt=gt, nme=dict(res.nme), chosen=res.chosen,
-                                 thumb=make_thumb(pair.vis, pair.th, pair.th_celsius, self.palette))
+                                 thumb=make_thumb(pair.vis, pair.th, pair.th_celsius, self.palette),
+                                 dark=pair.vis is not None and is_dark(pair.vis))
                 done += 1
                 self.progress.emit(("entry", done, total, e))
         return done
@@ -188,6 +199,7 @@ class FolderBrowser(QtWidgets.QWidget):
         self.palette = "iron"
         self.model_spec = None
         self.done = False
+        self.n_dark = 0
         self._levels = LevelTracker(alpha=1.0)
 
         top = QtWidgets.QHBoxLayout()
@@ -341,6 +353,13 @@ class FolderBrowser(QtWidgets.QWidget):
         self.table.setItem(r, 2, _Item(sv, (e.subject, e.variation)))
         for c, s in ((3, "vis"), (4, "th")):
             v = e.nme.get(s, float("nan"))
+            if s == "vis" and e.dark:
+                it = _Item("dark", float("nan"))
+                it.setToolTip("a black \"lights off\" visible image: left out of the mean and the sort, as in the "
+                              "Evaluate tab" + (f" (NME {v:.4f})" if math.isfinite(v) else ""))
+                it.setForeground(QtGui.QBrush(QtGui.QColor("#8a93a0")))
+                self.table.setItem(r, c, it)
+                continue
             self.table.setItem(r, c, _Item("—" if not math.isfinite(v) else f"{v:.4f}", float(v)))
         w = e.worst
         it = _Item("—" if not math.isfinite(w) else f"{w:.4f}", float(w))
@@ -363,9 +382,13 @@ class FolderBrowser(QtWidgets.QWidget):
         self.progress.setValue(n)
         parts = [f"{n} pair{'s' if n != 1 else ''}"]
         for s, label in (("vis", "visible"), ("th", "thermal")):
-            vals = [e.nme[s] for e in self.entries if s in e.nme and math.isfinite(e.nme[s])]
+            vals = [v for v in (e.counted(s) for e in self.entries) if v is not None]
             if vals:
                 parts.append(f"mean NME {label} {np.mean(vals):.4f} ({len(vals)})")
+        n_dark = sum(1 for e in self.entries if e.dark)
+        if n_dark:
+            parts.append(f"{n_dark} black visible image{'s' if n_dark != 1 else ''} left out (as in Evaluate)")
+        self.n_dark = n_dark
         if not any(e.gt for e in self.entries) and n:
             parts.append("no annotations: predictions only")
         self.summary.setText(" · ".join(parts))
@@ -403,7 +426,10 @@ class FolderBrowser(QtWidgets.QWidget):
         from dmsl_core.data.imageio import read_image
         from dmsl_core.sources.video import auto_th_format
 
+        present = {s for en in self.entries for s in en.paths}
         for s, view in (("vis", self.vis_view), ("th", self.th_view)):
+            # a folder of one spectrum: the other view would only say "no ... image" - leave it out
+            view.setVisible(not present or s in present)
             path = e.paths.get(s)
             if not path:
                 view.show_message(f"no {'visible' if s == 'vis' else 'thermal'} image")
@@ -438,5 +464,7 @@ class FolderBrowser(QtWidgets.QWidget):
         if e.subject or e.variation:
             bits.append(f"subject {e.subject or '?'}, variation {e.variation or '?'}")
         nmes = [f"{'visible' if s == 'vis' else 'thermal'} NME {v:.4f}" for s, v in e.nme.items() if math.isfinite(v)]
-        bits.append(", ".join(nmes) if nmes else "no ground truth")
+        bits.append(", ".join(nmes) if nmes else ("no ground truth" if not e.gt else "no face found"))
+        if e.dark:
+            bits.append("black visible image: not in the mean")
         self.detail.setText(" · ".join(bits))

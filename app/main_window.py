@@ -590,9 +590,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.chart.clear_data()
         self.spectrum_panel.reset()
         self._draw_times.clear()
+        # nothing of the previous source stays on screen: temperatures, switch count, frame counter
+        for lab in self.temp_labels.values():
+            lab.setText("—")
+        self.pos_label.setText("")
+        self.st_frame.setText("")
+        self.st_fps.setText("")
+        self.temp_note.setText("")
         for v in (self.vis_view, self.th_view):
             v.set_trusted(False)
             v.set_info("")
+            v.set_temperatures(None)
+            v.show()
             v.show_message("opening…")
         o = dataclasses.replace(options or self.live_defaults, mode=self.settings.mode,
                                 smoothing=self.settings.smoothing, reuse_box=self.settings.reuse_box,
@@ -655,6 +664,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.vis_view.show_message("this source has no visible image")
         if "th" not in spectra:
             self.th_view.show_message("this source has no thermal image")
+        # one spectrum: its view takes the width; the empty one would only say "no ... image"
+        self.vis_view.setHidden(bool(spectra) and "vis" not in spectra)
+        self.th_view.setHidden(bool(spectra) and "th" not in spectra)
         self.temp_note.setText("" if info.get("radiometric") else
                                "thermal is not radiometric here: no degrees (raw values under the cursor)")
 
@@ -790,6 +802,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_result = r
         pair = r.pair
         s = self.settings
+        for img, view in ((None if pair is None else pair.vis, self.vis_view),
+                          (None if pair is None else pair.th, self.th_view)):
+            if img is not None and view.isHidden():   # a folder whose later images are of the other spectrum
+                view.show()
         # visible
         if pair is not None and pair.vis is not None:
             self.vis_view.set_image(pair.vis)
@@ -1107,8 +1123,31 @@ def _screenshot_run(app: QtWidgets.QApplication, win: MainWindow, args: argparse
     return state["rc"] if ok else 1
 
 
+NO_DISPLAY_MESSAGE = (
+    "dmsl-studio: no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set, and no "
+    "QT_QPA_PLATFORM). Run it on a desktop session, or without a screen:\n"
+    "  xvfb-run -a python main.py                   # on a virtual X display (apt install xvfb)\n"
+    "  QT_QPA_PLATFORM=offscreen python main.py     # with no window at all (scripts, tests)\n"
+    "  python main.py --screenshot shot.png         # a PNG of the window (needs no display)\n"
+    "The command line needs no display: python -m dmsl_core.cli --help")
+
+
+def display_missing(environ: Optional[dict] = None, platform: str = sys.platform) -> bool:
+    """True on Linux / BSD when Qt has nothing to draw on: no X11 or Wayland display, no QT_QPA_PLATFORM
+    (Qt would abort with its xcb plugin hint). Windows and macOS always have their own platform."""
+    env = os.environ if environ is None else environ
+    if platform.startswith(("win", "darwin", "cygwin")):
+        return False
+    return not any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if QtWidgets.QApplication.instance() is None and display_missing():
+        if not args.screenshot:
+            print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+            return 2
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"   # a screenshot needs no screen
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("DMSL Studio")
     app.setOrganizationName("DMSL")

@@ -15,7 +15,8 @@ from dmsl_core.runs import ModelEntry, delete_run, list_models, rename_run
 
 from .panel_common import MessageStrip, fmt_num, title
 
-COLS = ["name", "kind", "status", "configuration", "training data", "date", "NME TH", "NME VIS", "size"]
+COLS = ["name", "kind", "status", "configuration", "training data", "date", "NME TH", "NME VIS", "NME measured on",
+        "size"]
 
 
 def _size(n: int) -> str:
@@ -96,10 +97,10 @@ class ModelsPanel(QtWidgets.QWidget):
         self.table.setRowCount(len(self.entries))
         for i, e in enumerate(self.entries):
             vals = [e.name, e.kind, e.status, e.config, e.data, e.date.replace("T", " ")[:19],
-                    fmt_num(e.nme.get("th")), fmt_num(e.nme.get("vis")), _size(e.size_bytes)]
+                    fmt_num(e.nme.get("th")), fmt_num(e.nme.get("vis")), e.nme_note, _size(e.size_bytes)]
             for j, v in enumerate(vals):
                 it = QtWidgets.QTableWidgetItem(v)
-                it.setToolTip(e.path if j == 0 else v)
+                it.setToolTip(e.path if j == 0 else (f"{v} - {e.nme_note}" if j in (6, 7) and e.nme_note else v))
                 self.table.setItem(i, j, it)
         self.table.resizeColumnsToContents()
         self._update_buttons()

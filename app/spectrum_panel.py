@@ -216,6 +216,7 @@ class SpectrumPanel(QtWidgets.QFrame):
 
     def reset(self) -> None:
         self.n_switches = 0
+        self.switches.setText("")
         self.trusted.setText("—")
         for v in self.values.values():
             v.setText("—")

@@ -79,6 +79,58 @@ def cli_prefix() -> list[str]:
     return [sys.executable, "-m", "dmsl_core.cli"]
 
 
+N_FOLDS = 10        # the paper's protocol, as dmsl train --fold uses it
+MIN_CV_FOLDS = 4    # 1 test + 2 validation groups + 1 training group
+
+
+@dataclass
+class DatasetInfo:
+    """What the Train tab shows of a chosen dataset folder and which splits fit it."""
+
+    path: str
+    n_subjects: int = 0
+    n_vis: int = 0
+    n_th: int = 0
+    n_annotated: int = 0
+    folds_fit: bool = False       # the 10-fold protocol can be made (--fold k)
+    max_cv_folds: int = 0         # the most cross-validation folds the subjects make
+    error: str = ""
+
+    def text(self) -> str:
+        if self.error:
+            return self.error
+        split = (f"the paper's {N_FOLDS}-fold split fits (Fold 0-{N_FOLDS - 1})" if self.folds_fit else
+                 f"too few subjects for {N_FOLDS} folds: no fold (every 5th subject validates)")
+        return (f"{self.n_subjects} subject{'s' if self.n_subjects != 1 else ''} · {self.n_vis} visible, "
+                f"{self.n_th} thermal images · {self.n_annotated} annotated pairs\n{split}")
+
+
+def dataset_info(path: str) -> DatasetInfo:
+    """Subjects and images per spectrum of a dataset folder, and whether the fold split fits it (the
+    library's own split functions decide: a ``splits.json`` with 10 folds, or enough subjects)."""
+    from dmsl_core.data.folder import DatasetError, read_manifest
+    from dmsl_core.data.splits import fold_subjects
+
+    info = DatasetInfo(path=path)
+    try:
+        recs = read_manifest(path)
+    except (DatasetError, OSError, ValueError) as exc:
+        info.error = f"{path}: {exc}" if path not in str(exc) else str(exc)
+        return info
+    subjects = {r.subject for r in recs}
+    info.n_subjects = len(subjects)
+    info.n_vis = sum(1 for r in recs if r.vis)
+    info.n_th = sum(1 for r in recs if r.th)
+    info.n_annotated = sum(1 for r in recs if r.landmarks or r.th_landmarks)
+    try:
+        fold_subjects(path, 0, N_FOLDS)
+        info.folds_fit = True
+    except (ValueError, DatasetError):
+        info.folds_fit = False
+    info.max_cv_folds = info.n_subjects if info.n_subjects >= MIN_CV_FOLDS else 0
+    return info
+
+
 def train_command(o: TrainOptions, resume: bool = False) -> list[str]:
     """``dmsl train`` (or ``dmsl cv`` when ``o.cv_folds``) with ``--events-jsonl``."""
     cmd = cli_prefix() + ["cv" if o.cv_folds else "train", "--data", o.data, "--out", o.out, "--events-jsonl"]
@@ -209,7 +261,7 @@ class TrainPanel(QtWidgets.QWidget):
         outer.setContentsMargins(8, 6, 8, 6)
         left = QtWidgets.QFrame()
         left.setObjectName("Panel")
-        left.setMinimumWidth(360)
+        left.setMinimumWidth(400)   # the Fold box's "no fold (every 5th subject validates)" whole
         left.setMaximumWidth(440)
         ll = QtWidgets.QVBoxLayout(left)
         ll.addWidget(title("Training run"))
@@ -224,6 +276,13 @@ class TrainPanel(QtWidgets.QWidget):
         self.gen_btn.setToolTip("Generate a synthetic dataset (dmsl synth) and use it")
         self.gen_btn.clicked.connect(self.generate_dialog)
         form.addRow("Dataset", path_row(self.data_edit, b_data, self.gen_btn))
+        self.data_info = QtWidgets.QLabel("")
+        self.data_info.setObjectName("Dim")
+        self.data_info.setWordWrap(True)
+        self.data_info.setMinimumHeight(self.data_info.fontMetrics().lineSpacing() * 3 + 4)   # not squeezed
+        self.data_info.hide()
+        form.addRow(self.data_info)   # both columns: "N subjects · images per spectrum", then the split
+        self.dataset: Optional[DatasetInfo] = None
         self.config_box = QtWidgets.QComboBox()
         for name in list_configs():
             self.config_box.addItem(name)
@@ -276,9 +335,9 @@ class TrainPanel(QtWidgets.QWidget):
                                    "fraction of the box (M_b's boxes are not exact at inference; 0.03 suits M_b's)")
         form.addRow("Blackout box jitter", self.box_jitter)
         self.fold = QtWidgets.QSpinBox()
-        self.fold.setRange(-1, 99)
+        self.fold.setRange(-1, N_FOLDS - 1)
         self.fold.setValue(0)
-        self.fold.setSpecialValueText("custom (every 5th subject validates)")
+        self.fold.setSpecialValueText("no fold (every 5th subject validates)")
         self.fold.setToolTip("Fold k of the paper's 10-fold protocol: group k tests, the next two validate, "
                              "the rest train. Lowest value: no test split, every 5th subject validates.")
         form.addRow("Fold", self.fold)
@@ -298,6 +357,7 @@ class TrainPanel(QtWidgets.QWidget):
         self.device_box.setEditable(True)
         self.device_box.addItems(["auto", "cpu", "cuda", "mps"])
         form.addRow("Device", self.device_box)
+        self.data_edit.textChanged.connect(self._dataset_changed)
         self.threads = self._spin(0, 256, 0)
         self.threads.setSpecialValueText("torch default")
         form.addRow("CPU threads", self.threads)
@@ -453,6 +513,36 @@ class TrainPanel(QtWidgets.QWidget):
             out.append(cb)
         return row, out
 
+    def _dataset_changed(self, text: str = "") -> None:
+        """Show the chosen dataset's size and offer only the splits that fit it."""
+        path = (text or self.data_edit.text()).strip()
+        info = dataset_info(path) if path and (Path(path) / "manifest.csv").is_file() else None
+        self.dataset = info
+        self.data_info.setVisible(info is not None)
+        if info is None:
+            self.data_info.setText("")
+            self.fold.setRange(-1, N_FOLDS - 1)
+            self.cv_check.setEnabled(True)
+            self.cv_folds.setRange(MIN_CV_FOLDS, 50)
+            return
+        self.data_info.setText(info.text())
+        if info.folds_fit:
+            self.fold.setRange(-1, N_FOLDS - 1)
+            self.fold.setToolTip(f"Fold k of the paper's {N_FOLDS}-fold protocol: group k tests, the next two "
+                                 "validate, the rest train. Lowest value: no test split, every 5th subject validates.")
+        else:
+            self.fold.setRange(-1, -1)   # only "no fold" fits
+            self.fold.setToolTip(f"{info.n_subjects} subject(s) cannot make the paper's {N_FOLDS}-fold split: "
+                                 "every 5th subject validates, none tests")
+        ok_cv = info.max_cv_folds >= MIN_CV_FOLDS
+        if not ok_cv:
+            self.cv_check.setChecked(False)
+        self.cv_check.setEnabled(ok_cv)
+        self.cv_folds.setRange(MIN_CV_FOLDS, max(MIN_CV_FOLDS, min(50, info.max_cv_folds)))
+        self.cv_check.setToolTip(("Cross-validation: train fold 0, 1, ... each into RUN/fold-K, with a table of "
+                                  "the per-fold test NME and the mean; resumable fold by fold") if ok_cv else
+                                 f"{info.n_subjects} subject(s): cross-validation needs at least {MIN_CV_FOLDS}")
+
     def _browse_dir(self, edit: QtWidgets.QLineEdit, caption: str) -> None:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, caption, edit.text() or str(Path.home()))
         if d:
@@ -550,6 +640,17 @@ class TrainPanel(QtWidgets.QWidget):
             problems.append("choose a dataset folder (or Generate… one)")
         elif not (Path(o.data) / "manifest.csv").exists():
             problems.append(f"{o.data}: not a dataset folder (no manifest.csv)")
+        else:
+            info = dataset_info(o.data)
+            if info.error:
+                problems.append(info.error)
+            elif o.cv_folds and o.cv_folds > info.max_cv_folds:
+                problems.append(f"{info.n_subjects} subject(s) cannot make {o.cv_folds} cross-validation folds"
+                                + (f" (at most {info.max_cv_folds})" if info.max_cv_folds else
+                                   f" (at least {MIN_CV_FOLDS} subjects are needed)"))
+            elif o.fold is not None and not o.cv_folds and not info.folds_fit:
+                problems.append(f"{info.n_subjects} subject(s) cannot make the {N_FOLDS}-fold split "
+                                f"(choose Fold: no fold)")
         if not o.stages:
             problems.append("choose at least one stage")
         if not o.out:

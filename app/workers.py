@@ -15,6 +15,7 @@ is parked, never destroyed while running, and reported; the window stays usable.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import traceback
 from typing import Any, Callable, Optional
@@ -44,6 +45,10 @@ def explain(exc: BaseException) -> str:
         return f"Bad model weights: {text}. Choose other weights in Settings (Ctrl+,)."
     if name == "SourceError":
         low = text.lower()
+        m = re.match(r"^(?P<path>.+?): no such (?P<what>file or folder|video file|file|folder)\b", text)
+        if m:   # a mistyped path: say which, not "camera problem" (the message lists the camera schemes)
+            what = "folder" if m.group("what") == "folder" else "file"
+            return f"No such {what}: {m.group('path')}. Check the path and open it again (File > Open, Ctrl+O)."
         if any(k in low for k in ("camera", "cam:", "lepton", "boson", "tc001")):
             return f"Camera problem: {text}. Check that it is plugged in and not used by another program, " \
                    "then open it again (File > Open, Cameras)."

@@ -194,6 +194,19 @@ OTHER = (80, 170, 255)
 MAPPED = (250, 220, 40)
 
 
+def overlay_caption(r: FrameResult) -> str:
+    """The caption of an exported frame: index, time, chosen spectrum, the visible luminance and the
+    canthus temperature - each only when the frame has it (never ``nan``)."""
+    cap = f"#{r.index} t={r.t:.2f}s {r.chosen.upper()}"
+    mean = (r.measures.get("vis") or {}).get("mean")
+    if mean is not None and math.isfinite(mean):   # a thermal-only source has no visible luminance
+        cap += f" mean={mean:.2f}"
+    t = (r.temperatures or {}).get("inner_eye_r")
+    if t is not None and math.isfinite(t):
+        cap += f" canthus={t:.1f}C"
+    return cap
+
+
 def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndarray:
     """Visible | thermal, landmarks drawn on both (chosen spectrum green, the other run blue,
     mapped points yellow hollow), a caption with the spectrum and the reason. RGB uint8."""
@@ -226,11 +239,7 @@ def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndar
     panels = [p if p.shape[0] == h else cv2.resize(p, (max(1, round(p.shape[1] * h / p.shape[0])), h))
               for p in panels]
     out = np.hstack(panels)
-    vm = r.measures.get("vis") or {}
-    cap = f"#{r.index} t={r.t:.2f}s {r.chosen.upper()} mean={vm.get('mean', float('nan')):.2f}"
-    if r.temperatures:
-        t = r.temperatures.get("inner_eye_r", float("nan"))
-        cap += f" canthus={t:.1f}C" if math.isfinite(t) else ""
+    cap = overlay_caption(r)
     cv2.putText(out, cap, (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(out, cap, (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return out

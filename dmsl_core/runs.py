@@ -16,7 +16,7 @@ from typing import Optional
 
 from .models.weights import CARD_NAME, WEIGHTS_NAME, assets_dir, shipped_models
 
-__all__ = ["ModelEntry", "read_metrics", "run_status", "list_models", "list_runs", "rename_run", "delete_run",
+__all__ = ["ModelEntry", "card_nme", "read_metrics", "run_status", "list_models", "list_runs", "rename_run", "delete_run",
            "is_run_folder"]
 
 
@@ -32,7 +32,8 @@ class ModelEntry:
     data: str = ""
     date: str = ""
     nme: dict = field(default_factory=dict)   # {"th", "vis", "all"} where measured
-    nme_source: str = ""           # test | val (which split the NME comes from)
+    nme_source: str = ""           # heldout | test | val (which figure of the card the NME is)
+    nme_note: str = ""             # what the NME was measured on, in words (see :func:`card_nme`)
     size_bytes: int = 0
     card: dict = field(default_factory=dict)
 
@@ -93,13 +94,7 @@ def _entry(folder: Path, kind: str) -> ModelEntry:
         except (OSError, json.JSONDecodeError):
             cfg = {}
     training = card.get("training") or cfg
-    nme, src = {}, ""
-    for tag in ("test", "val"):
-        if isinstance(card.get(f"nme_{tag}"), dict):
-            nme, src = {k: card[f"nme_{tag}"].get(k) for k in ("th", "vis", "all")}, tag
-            break
-    if not nme and isinstance(card.get("nme"), dict):
-        nme, src = {k: card["nme"].get(k) for k in ("th", "vis", "all")}, "card"
+    nme, src, note = card_nme(card)
     date = card.get("created") or ""
     if not date:
         ref = folder / WEIGHTS_NAME if (folder / WEIGHTS_NAME).exists() else folder
@@ -107,9 +102,51 @@ def _entry(folder: Path, kind: str) -> ModelEntry:
     return ModelEntry(name=card.get("name") or folder.name if kind == "shipped" else folder.name,
                       path=str(folder), kind=kind, status=run_status(folder),
                       config=(card.get("config") or {}).get("name") or training.get("model", ""),
-                      data=str(training.get("data", "")), date=date, nme=nme, nme_source=src,
+                      data=str(training.get("data", "")), date=date, nme=nme, nme_source=src, nme_note=note,
                       size_bytes=_size(folder / WEIGHTS_NAME) if (folder / WEIGHTS_NAME).exists() else _size(folder),
                       card=card)
+
+
+def _data_words(card: dict) -> str:
+    """What kind of data the card's model saw, in a word: "generated" (``dmsl synth``) or the folder's name."""
+    recipe = card.get("data_recipe") or {}
+    if "synth" in str(recipe.get("generator", "")):
+        return "generated"
+    data = (card.get("heldout_eval") or {}).get("data") or (card.get("training") or {}).get("data") or ""
+    return Path(str(data)).name if data else ""
+
+
+def card_nme(card: dict) -> tuple[dict, str, str]:
+    """The one NME figure a model card stands for: ``(nme, source, note)``.
+
+    ``heldout_eval`` first (the shipped model's measured figure: the shipped weights, with the settings it
+    ships with, on the held-out test subjects - the figure the README quotes), else ``nme_test`` (the run's
+    test subjects after training), else ``nme_val``. ``note`` says in words what it was measured on, e.g.
+    ``"5 held-out generated subjects (205 images, fold 0) · refine both, tta flip-final"``."""
+    kind = _data_words(card)
+    h = card.get("heldout_eval")
+    if isinstance(h, dict) and isinstance(h.get("nme"), dict):
+        subj = h.get("test_subjects") or []
+        bits = [f"{len(subj)} held-out {kind + ' ' if kind else ''}subjects" if subj else "held-out subjects"]
+        extra = [x for x in (f"{h['n_images']} images" if h.get("n_images") else "",
+                             f"fold {h['fold']}" if h.get("fold") is not None else "") if x]
+        if extra:
+            bits[0] += f" ({', '.join(extra)})"
+        settings = [f"{k} {h[k]}" for k in ("refine", "tta") if h.get(k)]
+        if settings:
+            bits.append(", ".join(settings))
+        return {k: h["nme"].get(k) for k in ("th", "vis", "all")}, "heldout", " · ".join(bits)
+    fold = (card.get("training") or {}).get("fold")
+    for tag, words in (("test", "test subjects"), ("val", "validation subjects")):
+        n = card.get(f"nme_{tag}")
+        if isinstance(n, dict):
+            where = f"{kind + ' ' if kind else ''}{words}" + (f" of fold {fold}" if fold is not None else "")
+            if n.get("n_images"):
+                where += f" ({n['n_images']} images)"
+            return {k: n.get(k) for k in ("th", "vis", "all")}, tag, where
+    if isinstance(card.get("nme"), dict):
+        return {k: card["nme"].get(k) for k in ("th", "vis", "all")}, "card", "the model card's figure"
+    return {}, "", ""
 
 
 def list_runs(root: str | os.PathLike) -> list[ModelEntry]:

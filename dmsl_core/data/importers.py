@@ -67,7 +67,7 @@ __all__ = [
     "EURECOM_PATTERN", "SPEAKINGFACES_PATTERN", "KOPACZKA_PATTERN",
     "import_dataset", "import_paired", "import_eurecom", "import_speakingfaces", "import_arl_vtf",
     "import_sf_tl54", "import_kopaczka", "import_300w", "write_plans", "natural_key",
-    "add_import_arguments", "run_import_command",
+    "add_import_arguments", "run_import_command", "spectrum_from_name", "strip_spectrum",
 ]
 
 PathLike = Union[str, os.PathLike]
@@ -214,6 +214,19 @@ def _stem_spectrum(stem: str) -> tuple[Optional[str], str]:
         if spec:
             return spec, stem[: m.start()]
     return None, stem
+
+
+def spectrum_from_name(name: str) -> Optional[str]:
+    """``"th"`` / ``"vis"`` when the words of a file name (its stem: ``face_thermal_01``, ``0001-IR``,
+    ``rgb_007``) name one spectrum - the vocabulary of :data:`VIS_TOKENS` / :data:`TH_TOKENS` -, else None
+    (no spectrum word, or words of both)."""
+    found = {s for s in (_spectrum_token(t) for t in _tokens(PurePosixPath(name).stem)) if s}
+    return found.pop() if len(found) == 1 else None
+
+
+def strip_spectrum(stem: str) -> str:
+    """A file stem without its trailing spectrum marker (``0012_vis`` -> ``0012``, ``a-IR`` -> ``a``)."""
+    return _stem_spectrum(stem)[1] or stem
 
 
 def _dir_spectrum(name: str) -> Optional[str]:

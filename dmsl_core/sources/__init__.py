@@ -19,7 +19,10 @@ target holding ``|`` or ``+`` must be quoted in a shell)::
     video:FILE.mp4?spectrum=vis           one spectrum only (spectrum=th for a thermal video or sequence)
     folder:DIR                            a dataset folder (manifest.csv), a folder with vis/ + th/
                                           sub-folders (paired by file stem, pair=order to pair by
-                                          position), or one image sequence (spectrum=vis|th)
+                                          position), or a plain folder of images: each one in the
+                                          spectrum its name (_vis / _thermal / IR...) or its pixels
+                                          (colour: visible; grey / 16-bit: thermal) say, x_vis + x_th
+                                          paired; spectrum=vis|th reads all as one sequence
     folder:VIS_DIR|TH_DIR?pair=name       two folders paired by file stem or order
     cam:0?spectrum=vis&size=640x480&fps=30  a webcam / HDMI capture card (spectrum=th: 8-bit thermal)
     lepton:0?telemetry=footer             PureThermal Lepton, Y16 centi-kelvin (C = raw/100 - 273.15)
@@ -52,16 +55,16 @@ from .cameras import (CameraBackend, CameraMode, CameraSource, DualCameraSource,
                       camera_from_uri, create_backend, decode, decode_tc001, lepton_to_celsius, list_backends,
                       register_backend, strip_lepton_telemetry, tc001_to_celsius)
 from .demo import DemoScene, DemoSource, DemoState, light_level, script_state
-from .folders import DatasetFolderSource, PairedFolderSource, find_pair_dirs
+from .folders import DatasetFolderSource, ImageFolderSource, PairedFolderSource, find_pair_dirs
 from .video import (IMAGE_EXTS, VIDEO_EXTS, PairSource, SequenceReader, SingleSource, SplitSource, VideoReader,
-                    open_reader, split_frame)
+                    open_reader, split_frame, spectrum_from_pixels)
 
 __all__ = [
     "FrameSource", "SourceError", "SourceURI", "parse_uri", "open_source", "KNOWN_SCHEMES",
     "CameraBackend", "CameraMode", "CameraSource", "DualCameraSource", "FakeBackend", "OpenCVBackend",
     "register_backend", "create_backend", "list_backends", "decode", "decode_tc001", "lepton_to_celsius",
     "tc001_to_celsius", "strip_lepton_telemetry", "DemoScene", "DemoSource", "DemoState", "script_state",
-    "light_level", "DatasetFolderSource", "PairedFolderSource", "PairSource", "SplitSource", "SingleSource",
+    "light_level", "DatasetFolderSource", "ImageFolderSource", "PairedFolderSource", "PairSource", "SplitSource", "SingleSource",
     "VideoReader", "SequenceReader", "split_frame", "SCHEMES",
 ]
 
@@ -70,7 +73,7 @@ SCHEMES: dict[str, str] = {
     "pair": "two recordings, visible|thermal (videos or image sequences), synced by ratio, time or offset",
     "sbs": "one composite video split into visible and thermal halves (layout=lr|rl|tb|bt)",
     "video": "one spectrum only: a visible or thermal video / image sequence (spectrum=vis|th)",
-    "folder": "dataset folder (manifest.csv), vis/ + th/ folders, or an image sequence",
+    "folder": "dataset folder (manifest.csv), vis/ + th/ folders, or a folder of images (each in the spectrum its name or pixels say)",
     "cam": "webcam or HDMI capture card through OpenCV (spectrum=vis|th)",
     "lepton": "PureThermal Lepton, raw Y16 centi-kelvin, telemetry rows dropped",
     "boson": "FLIR Boson, raw Y16 counts (tlinear=1 for centi-kelvin)",
@@ -118,11 +121,10 @@ def _folder(u: SourceURI, path: str) -> FrameSource:
         return PairedFolderSource(dirs[0], dirs[1], uri=u.text, pair=u.opt("pair", "name"),
                                   th_format=u.opt("th_format"), fps=u.opt_float("fps"),
                                   registered=u.opt_bool("registered", True))
-    reader = SequenceReader.from_folder(p, fps=u.opt_float("fps"))
     spectrum = u.opt("spectrum")
-    if spectrum is None:  # guess from the first frame: colour -> visible, 16-bit / float / grey -> thermal
-        first = reader.get(0)
-        spectrum = "vis" if first is not None and first.ndim == 3 else "th"
+    if spectrum is None:  # each image in the spectrum its name or its pixels say
+        return ImageFolderSource(p, uri=u.text, th_format=u.opt("th_format"), fps=u.opt_float("fps"))
+    reader = SequenceReader.from_folder(p, fps=u.opt_float("fps"))
     reader.color = spectrum == "vis"
     return SingleSource(reader, spectrum, uri=u.text, th_format=u.opt("th_format"))
 
@@ -195,7 +197,7 @@ def _build(u: SourceURI, realtime: Optional[bool]) -> FrameSource:
         if ext in IMAGE_EXTS and u.opt("spectrum") is None:  # one image: colour -> visible, else thermal
             reader = SequenceReader([p], fps=None, name=str(p), color=None)
             first = reader.get(0)
-            spectrum = u.opt("spectrum") or ("vis" if first is not None and first.ndim == 3 else "th")
+            spectrum = u.opt("spectrum") or spectrum_from_pixels(first)
             reader.color = spectrum == "vis"
             return SingleSource(reader, spectrum, uri=u.text, th_format=u.opt("th_format"))
         return SingleSource(open_reader(p, spectrum, fps=u.opt_float("fps")), spectrum, uri=u.text,

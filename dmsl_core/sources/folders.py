@@ -12,7 +12,7 @@ from ..data.folder import DatasetError, PairRecord, read_manifest, thermal_to_ce
 from ..data.imageio import ImageReadError, read_image
 from ..frames import FramePair
 from .base import FrameSource, SourceError
-from .video import auto_th_format, list_images, natural_key
+from .video import IMAGE_EXTS, auto_th_format, list_images, natural_key, spectrum_from_pixels
 
 VIS_DIRS = ("vis", "visible", "rgb", "color", "colour")
 TH_DIRS = ("th", "thermal", "ir", "lwir", "t")
@@ -147,3 +147,88 @@ class PairedFolderSource(FrameSource):
             yield FramePair(vis=vis, th=th, th_celsius=c, t=(i / self.fps if self.fps else float(i)), index=i,
                             source=self.uri, registered=self.registered,
                             meta={"files": {"vis": vp.name if vp else "", "th": tp.name if tp else ""}})
+
+
+class ImageFolderSource(FrameSource):
+    """A plain folder of images (no manifest, no vis/ + th/ sub-folders), each image in its own spectrum.
+
+    The spectrum of a file comes from its name when a word of it says one
+    (:func:`~dmsl_core.data.importers.spectrum_from_name`: ``face_thermal.png``, ``0001_IR.tiff``,
+    ``rgb_03.jpg``), else from its pixels (:func:`~dmsl_core.sources.video.spectrum_from_pixels`:
+    colour -> visible; grey, 16-bit or float -> thermal), decided when the file is read. Files whose names
+    differ only by the spectrum marker (``0001_vis.png`` + ``0001_th.png``) make one pair; every other file
+    is a pair with one side. :meth:`paths` gives the files of pair ``i`` by spectrum.
+    """
+
+    kind = "images"
+    seekable = True
+
+    def __init__(self, root: str | os.PathLike, uri: str = "", th_format: Optional[str] = None,
+                 fps: Optional[float] = None) -> None:
+        from ..data.importers import spectrum_from_name, strip_spectrum
+
+        super().__init__(uri or str(root))
+        self.root = Path(root)
+        files = list_images(self.root)
+        if not files:
+            raise SourceError(f"{self.root}: no image files ({', '.join(IMAGE_EXTS)})")
+        self.th_format, self.fps = th_format, fps
+        groups: dict[str, dict[str, Path]] = {}
+        self.entries: list[dict[str, Path]] = []     # spectrum ("vis" / "th" / "?" = by pixels) -> file
+        for p in files:
+            spec = spectrum_from_name(p.name)
+            if spec is None:
+                self.entries.append({"?": p})
+                continue
+            g = groups.get(strip_spectrum(p.stem).lower())
+            if g is not None and spec not in g:
+                g[spec] = p
+            else:
+                g = {spec: p}
+                groups[strip_spectrum(p.stem).lower()] = g
+                self.entries.append(g)
+        named = {s for e in self.entries for s in e if s != "?"}
+        if any("?" in e for e in self.entries):   # the first unnamed file's pixels stand for the others
+            first = next(e["?"] for e in self.entries if "?" in e)
+            named.add(spectrum_from_pixels(_read(first)))
+        n_pairs = sum(1 for e in self.entries if len(e) == 2)
+        self._info.update(frames=len(self.entries), fps=fps, spectra=tuple(s for s in ("vis", "th") if s in named),
+                          radiometric=th_format in ("u16_ck", "f32_c"),
+                          pairing=(f"images: each file of {self.root} in the spectrum its name or pixels say"
+                                   + (f"; {n_pairs} pair(s) by name" if n_pairs else "")))
+
+    def paths(self, i: int) -> dict[str, str]:
+        """Spectrum -> file of pair ``i`` (``"?"`` for a file whose spectrum its pixels will say)."""
+        return {s: str(p) for s, p in self.entries[i].items()} if 0 <= i < len(self.entries) else {}
+
+    def _frames(self) -> Iterator[FramePair]:
+        for i, e in enumerate(self.entries):
+            if i < self._start:
+                continue
+            if self._closed:
+                return
+            if "?" in e:
+                img = _read(e["?"])
+                spec = spectrum_from_pixels(img)
+                e[spec] = e.pop("?")
+                imgs = {spec: img}
+                if spec not in self._info["spectra"]:
+                    self._info["spectra"] = tuple(s for s in ("vis", "th") if s in self._info["spectra"] or s == spec)
+            else:
+                imgs = {s: _read(p) for s, p in e.items()}
+            vis, th = imgs.get("vis"), imgs.get("th")
+            if vis is not None and vis.ndim == 2:
+                vis = cv2.cvtColor(vis if vis.dtype == np.uint8 else (vis >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+            if vis is not None and vis.ndim == 3 and vis.shape[2] > 3:
+                vis = np.ascontiguousarray(vis[:, :, :3])
+            c = None
+            if th is not None:
+                if th.ndim == 3:
+                    th = cv2.cvtColor(th[:, :, :3], cv2.COLOR_RGB2GRAY)
+                c = thermal_to_celsius(th, auto_th_format(th, self.th_format))
+                if c is not None:
+                    self._info["radiometric"] = True
+            yield FramePair(vis=vis, th=th, th_celsius=c, t=(i / self.fps if self.fps else float(i)), index=i,
+                            source=self.uri, registered=False,
+                            meta={"files": {"vis": e["vis"].name if "vis" in e else "",
+                                            "th": e["th"].name if "th" in e else ""}})

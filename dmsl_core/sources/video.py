@@ -176,6 +176,14 @@ def open_reader(path: str | os.PathLike, spectrum: str, fps: Optional[float] = N
     return r
 
 
+def spectrum_from_pixels(img: Optional[np.ndarray]) -> str:
+    """The spectrum an image's pixels say when nothing else does: colour (3 channels, 8-bit) ->
+    ``"vis"``; one channel (grey), 16-bit or float -> ``"th"``."""
+    if img is None:
+        return "th"
+    return "vis" if img.ndim == 3 and img.dtype == np.uint8 else "th"
+
+
 def auto_th_format(img: np.ndarray, given: Optional[str]) -> str:
     if given:
         return given

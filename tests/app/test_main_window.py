@@ -153,7 +153,7 @@ def test_errors_corrupt_video_and_missing_camera_then_still_usable(qtbot, make_w
     # a typo in the URI box
     with qtbot.waitSignal(win.liveFinished, timeout=15000):
         win.open_source("no/such/file.mp4")
-    assert "no such file" in win.banner.text()
+    assert "No such file: no/such/file.mp4" in win.banner.text() and "Camera" not in win.banner.text()
     # the window still works
     win.open_source(FAST_DEMO)
     wait_frames(qtbot, win, 2)

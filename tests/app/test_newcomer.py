@@ -1,0 +1,281 @@
+"""What a new user meets first (issue 20): a plain folder of photos in the folder browser, black visible
+images left out of its mean, the Models tab's held-out figure, File › Open with a mistyped path,
+the Train tab on a small dataset and the Evaluate summary's time."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.live import ModelSpec
+
+
+def _scene_pair(i: int = 0):
+    from dmsl_core.sources.demo import DemoScene
+
+    return DemoScene(size=(160, 128), fps=5.0, cycle=4.0).pair(i * 3)
+
+
+@pytest.fixture
+def plain_folder(tmp_path):
+    """Photos as a user has them: a colour JPEG, a 16-bit thermal PNG without a spectrum word, an 8-bit grey
+    image named ``..._thermal``, and a ``_vis`` / ``_th`` pair - all in one folder."""
+    from dmsl_core.data.imageio import write_image
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    p = _scene_pair(0)
+    write_image(d / "a_photo.png", p.vis)
+    write_image(d / "b_camera.png", p.th)                                   # uint16 grey, no name
+    th8 = (p.th.astype(np.float32) - p.th.min()) / max(1, int(p.th.max()) - int(p.th.min())) * 255
+    write_image(d / "c_thermal.png", th8.astype(np.uint8))                  # 8-bit grey, named thermal
+    write_image(d / "d_vis.png", p.vis)
+    write_image(d / "d_th.png", p.th)
+    return d
+
+
+def test_plain_folder_source_sorts_each_image_into_its_spectrum(plain_folder):
+    from dmsl_core.sources import open_source
+
+    with open_source(f"folder:{plain_folder}") as src:
+        pairs = list(src)
+        assert src.kind == "images" and len(pairs) == 4
+        by_name = {(p.meta["files"]["vis"], p.meta["files"]["th"]): p for p in pairs}
+        assert set(by_name) == {("a_photo.png", ""), ("", "b_camera.png"), ("", "c_thermal.png"),
+                                ("d_vis.png", "d_th.png")}
+        assert by_name[("", "b_camera.png")].vis is None and by_name[("", "b_camera.png")].th.dtype == np.uint16
+        assert by_name[("", "c_thermal.png")].vis is None
+        assert by_name[("a_photo.png", "")].th is None and by_name[("a_photo.png", "")].vis.shape[2] == 3
+        assert set(src.info["spectra"]) == {"vis", "th"}
+        assert src.paths(3) == {"vis": str(plain_folder / "d_vis.png"), "th": str(plain_folder / "d_th.png")}
+
+
+def _open_browser(qtbot, folder, tiny_weights):
+    from app.folder_browser import FolderBrowser
+
+    b = FolderBrowser()
+    qtbot.addWidget(b)
+    b.resize(1100, 600)
+    b.show()
+    b.open_folder(str(folder), ModelSpec(weights=tiny_weights, device="cpu", fallback_config="dmsl-tiny"))
+    qtbot.waitUntil(lambda: b.done, timeout=30000)
+    return b
+
+
+def test_folder_browser_shows_the_images_of_a_plain_folder(qtbot, plain_folder, tiny_weights, tmp_path):
+    b = _open_browser(qtbot, plain_folder, tiny_weights)
+    assert len(b.entries) == 4
+    by_name = {e.name: e for e in b.entries}
+    assert set(by_name) == {"a_photo", "b_camera", "c", "d"}
+    assert set(by_name["a_photo"].paths) == {"vis"} and set(by_name["c"].paths) == {"th"}
+    assert set(by_name["d"].paths) == {"vis", "th"}
+    for e in b.entries:
+        b.show_entry(e)
+        for s, view in (("vis", b.vis_view), ("th", b.th_view)):
+            if s in e.paths:   # the image is on screen, not a "no ... image" message
+                assert view._image is not None and view.message_item.toPlainText() == "", (e.name, s)
+            else:
+                assert view._image is None and "no " in view.message_item.toPlainText(), (e.name, s)
+    b.show_entry(by_name["a_photo"])
+    img = b.vis_view._image
+    assert img.shape[:2] == (128, 160)
+    b.grab().save("/tmp/newcomer_shots/browser_plain_folder.png")
+    b.stop()
+
+
+def test_folder_browser_of_one_spectrum_hides_the_empty_view(qtbot, tmp_path, tiny_weights):
+    from dmsl_core.data.imageio import write_image
+
+    d = tmp_path / "vis_only"
+    d.mkdir()
+    write_image(d / "one.png", _scene_pair(0).vis)
+    write_image(d / "two.png", _scene_pair(1).vis)
+    b = _open_browser(qtbot, d, tiny_weights)
+    b.show_entry(b.entries[0])
+    assert b.vis_view.isVisible() and not b.th_view.isVisible()
+    b.stop()
+
+
+@pytest.fixture
+def dark_dataset(tmp_path):
+    """Three annotated pairs; the second visible image is black ("lights off")."""
+    from dmsl_core.data.folder import PairRecord, write_manifest
+    from dmsl_core.data.imageio import write_image
+    from dmsl_core.data.pts import write_pts
+
+    root = tmp_path / "dark_ds"
+    (root / "img").mkdir(parents=True)
+    recs = []
+    for i in range(3):
+        p = _scene_pair(i)
+        vis = p.vis if i != 1 else np.full_like(p.vis, 3)
+        write_image(root / "img" / f"{i}_vis.png", vis)
+        write_image(root / "img" / f"{i}_th.png", p.th)
+        write_pts(root / "img" / f"{i}.pts", p.meta["landmarks_gt"])
+        recs.append(PairRecord(subject=f"s{i}", variation="dark" if i == 1 else "neutral", vis=f"img/{i}_vis.png",
+                               th=f"img/{i}_th.png", landmarks=f"img/{i}.pts", th_format="u16_ck", registered=True))
+    write_manifest(root, recs)
+    return root
+
+
+def test_folder_browser_leaves_black_visible_images_out_like_evaluate(qtbot, dark_dataset, tiny_weights):
+    from dmsl_core.evaluation import evaluate_folder
+
+    b = _open_browser(qtbot, dark_dataset, tiny_weights)
+    report = evaluate_folder(str(dark_dataset), tiny_weights, spectra=("vis",), device="cpu")
+    assert b.n_dark == report["dropped_dark"] == 1
+    dark = [e for e in b.entries if e.dark]
+    assert len(dark) == 1 and dark[0].name == "1"
+    vis = [e.counted("vis") for e in b.entries if not e.dark]
+    assert f"mean NME visible {np.mean(vis):.4f} (2)" in b.summary.text()
+    assert "1 black visible image left out" in b.summary.text()
+    assert np.isfinite(dark[0].worst) and dark[0].worst == dark[0].nme["th"]   # its thermal NME still counts
+    b.stop()
+
+
+def test_eval_summary_says_how_long_it_took_and_the_progress_count_is_whole(qtbot, tmp_path, dark_dataset,
+                                                                           tiny_weights):
+    from app.eval_panel import EvalPanel
+
+    ev = EvalPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(ev)
+    ev.resize(1200, 760)
+    ev.show()
+    seen = []
+    ev.progress.valueChanged.connect(lambda _v: seen.append(ev.progress.format()))
+    ev.evaluate(weights=tiny_weights, data=str(dark_dataset), baselines=[])
+    qtbot.waitUntil(lambda: ev.report is not None or bool(ev.error_text), timeout=60000)
+    assert not ev.error_text, ev.error_text
+    assert ev.seconds is not None and ev.seconds > 0
+    assert ev.summary.text().endswith(f"Took {ev.seconds:.1f} s.")
+    assert "1 black visible image left out" in ev.summary.text()
+    counts = [f for f in seen if f not in ("", "starting…", "done")]
+    assert counts and all(f.rsplit(": ", 1)[1].count("/") == 1 for f in counts)
+    # a long model name is elided in the middle; the count stays whole
+    text = ev._progress_text("a-model-with-a-really-very-long-run-folder-name-indeed", "82/86")
+    assert text.endswith(": 82/86") and "…" in text
+    ev.grab().save("/tmp/newcomer_shots/eval_summary.png")
+    qtbot.waitUntil(lambda: not ev.running, timeout=10000)
+    assert ev.stop(20000)
+
+
+def test_models_tab_shows_the_cards_heldout_figure_and_what_it_was_measured_on(qtbot, tmp_path):
+    import json
+
+    from app.about import card_rows
+    from app.models_panel import COLS, ModelsPanel
+    from dmsl_core.models.weights import CARD_NAME, assets_dir
+
+    card = json.loads((assets_dir() / "models" / "dmsl-default" / CARD_NAME).read_text(encoding="utf-8"))
+    h = card["heldout_eval"]
+    panel = ModelsPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.resize(1400, 400)
+    panel.show()
+    row = next(i for i in range(panel.table.rowCount()) if panel.table.item(i, 0).text() == "dmsl-default")
+    cell = {c: panel.table.item(row, j).text() for j, c in enumerate(COLS)}
+    assert float(cell["NME TH"]) == pytest.approx(h["nme"]["th"], abs=5e-5)
+    assert float(cell["NME VIS"]) == pytest.approx(h["nme"]["vis"], abs=5e-5)
+    assert float(cell["NME TH"]) != pytest.approx(card["nme_test"]["th"], abs=5e-5)   # not the training's figure
+    on = cell["NME measured on"]
+    assert f"{len(h['test_subjects'])} held-out generated subjects" in on and f"{h['n_images']} images" in on
+    assert f"refine {h['refine']}" in on and f"tta {h['tta']}" in on
+    head = dict(card_rows(card))["held-out NME"]          # the About dialog's card: the same figure
+    assert f"TH {h['nme']['th']:.4f}" in head and on in head
+    panel.grab().save("/tmp/newcomer_shots/models_tab.png")
+
+
+def test_open_a_mistyped_path_says_no_such_file_and_clears_the_previous_source(qtbot, make_window, tmp_path,
+                                                                              settings):
+    import dataclasses
+
+    from tests.app.conftest import FAST_DEMO, wait_frames
+
+    # the shipped model finds the demo's face, so the previous source leaves temperatures on screen
+    win = make_window(FAST_DEMO, settings=dataclasses.replace(settings, weights="dmsl-default"))
+    wait_frames(qtbot, win, 3)
+    qtbot.waitUntil(lambda: win.spectrum_panel.switches.text() != "" and win.pos_label.text() != ""
+                    and any(lab.text() != "—" for lab in win.temp_labels.values()), timeout=20000)
+    missing = tmp_path / "holiday" / "vidoe.mp4"
+    with qtbot.waitSignal(win.liveFinished, timeout=15000):
+        win.open_source(str(missing))
+    text = win.banner.text()
+    assert f"No such file: {missing}" in text and "Camera" not in text and "plugged" not in text
+    assert all(lab.text() == "—" for lab in win.temp_labels.values())
+    assert win.spectrum_panel.switches.text() == "" and win.pos_label.text() == "" and win.st_frame.text() == ""
+    win.grab().save("/tmp/newcomer_shots/open_missing_path.png")
+    with qtbot.waitSignal(win.liveFinished, timeout=15000):
+        win.open_source(f"folder:{tmp_path / 'no_folder'}")
+    assert f"No such folder: {tmp_path / 'no_folder'}" in win.banner.text()
+
+
+def test_train_tab_on_a_two_subject_dataset_shows_it_and_offers_only_the_split_that_fits(qtbot, tmp_path):
+    from app.train_panel import TrainOptions, TrainPanel
+    from dmsl_core.data.synth import generate_dataset
+
+    data = tmp_path / "two"
+    generate_dataset(data, subjects=2, seed=0, size=(96, 80), variations=["neutral", "smile"])
+    panel = TrainPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.resize(1200, 900)
+    panel.show()
+    assert panel.fold.value() == 0                      # no dataset yet: the paper's fold 0
+    panel.data_edit.setText(str(data))
+    info = panel.dataset
+    assert info is not None and info.n_subjects == 2 and info.n_vis == 4 and info.n_th == 4
+    assert "2 subjects · 4 visible, 4 thermal images" in panel.data_info.text()
+    assert "too few subjects for 10 folds" in panel.data_info.text()
+    assert (panel.fold.minimum(), panel.fold.maximum()) == (-1, -1)   # only "no fold" is offered
+    assert panel.fold.text() == "no fold (every 5th subject validates)"
+    assert panel.options().fold is None
+    assert not panel.cv_check.isEnabled()
+    panel.grab().save("/tmp/newcomer_shots/train_two_subjects.png")
+    # a run that would fail at once for its split is not started: one clear message instead
+    o = TrainOptions(data=str(data), out=str(tmp_path / "r"), config="dmsl-tiny", fold=3, device="cpu")
+    assert not panel.start(o)
+    assert "2 subject(s) cannot make the 10-fold split" in panel.message.text() and not panel.running
+    o2 = TrainOptions(data=str(data), out=str(tmp_path / "r"), config="dmsl-tiny", fold=None, cv_folds=10)
+    assert not panel.start(o2)
+    assert "2 subject(s) cannot make 10 cross-validation folds" in panel.message.text() and not panel.running
+    assert panel.shutdown()
+
+
+def test_main_py_without_a_display_says_how_to_run_it(tmp_path, tiny_weights):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from app.main_window import display_missing
+
+    assert display_missing({}, "linux") and not display_missing({"DISPLAY": ":0"}, "linux")
+    assert not display_missing({"QT_QPA_PLATFORM": "offscreen"}, "linux") and not display_missing({}, "win32")
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, str(root / "main.py"), "--weights", tiny_weights], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "no display" in r.stderr and "QT_QPA_PLATFORM=offscreen" in r.stderr and "xvfb-run" in r.stderr
+    assert "xcb" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_thermal_only_source_gets_the_whole_width_and_no_nan_caption(qtbot, make_window, tmp_path):
+    from dmsl_core.data.imageio import write_image
+    from dmsl_core.export import overlay_caption
+    from tests.app.conftest import wait_frames
+
+    d = tmp_path / "thermal_only"
+    d.mkdir()
+    for i in range(12):
+        write_image(d / f"frame{i:03d}.png", _scene_pair(i).th)     # 16-bit grey: thermal by its pixels
+    win = make_window(f"folder:{d}")
+    qtbot.waitUntil(lambda: win.last_result is not None or bool(win.last_error), timeout=20000)
+    assert not win.last_error, win.last_error
+    assert win.info["spectra"] == ("th",)
+    assert win.vis_view.isHidden() and not win.th_view.isHidden()
+    assert win.th_view.width() > 0.8 * win.views_box.width()
+    cap = overlay_caption(win.last_result)
+    assert "nan" not in cap.lower() and cap.startswith(f"#{win.last_result.index} ")
+    win.grab().save("/tmp/newcomer_shots/live_thermal_only.png")
+    win.open_source("demo:?realtime=0&size=160x128")          # back to a pair: both views again
+    wait_frames(qtbot, win, 1)
+    assert not win.vis_view.isHidden() and not win.th_view.isHidden()

@@ -337,7 +337,7 @@ class LiveWorker(Worker):
         except Exception as exc:  # noqa: BLE001
             for w in writers:
                 try:
-                    w.close()
+                    w.abort()  # nothing published (no header-only file)
                 except Exception:  # noqa: BLE001
                     pass
             self.recording.emit({"active": False, "error": f"cannot start recording: {explain(exc)}"})

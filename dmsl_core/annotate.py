@@ -49,7 +49,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text, check_writable
 from .data.folder import DatasetError, PairRecord, is_dark, read_manifest, write_manifest
 from .data.imageio import read_image
 from .data.pts import AnnotationError, read_pts, write_pts
@@ -212,7 +212,11 @@ class AnnotationSet:
         return Path(r.vis or r.th).stem
 
     def image_path(self, i: int, spectrum: str) -> Optional[Path]:
+        """The pair's image file; None when it has none, or when the row is refused for naming a
+        path outside the dataset folder (:meth:`load` / :meth:`save` then raise the reason)."""
         r = self.records[i]
+        if r.path_error() is not None:
+            return None
         return r.abspath(r.vis if spectrum == "vis" else r.th)
 
     def H_th_to_vis(self, i: int) -> Optional[np.ndarray]:
@@ -241,6 +245,9 @@ class AnnotationSet:
         and mark the manifest for rewriting (:meth:`write_manifest_if_needed`).
         """
         r = self.records[i]
+        refused = r.path_error()  # a row naming any path outside the dataset folder is not touched
+        if refused is not None:
+            raise DatasetError(refused)
         stem = Path(r.vis or r.th).stem
         if assign and not r.landmarks:
             r.landmarks = f"pts/{stem}.pts"
@@ -404,6 +411,10 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
         raise ValueError(f"--dark must be one of {DARK_MODES}, got {dark!r}")
     t0 = time.perf_counter()
     aset = AnnotationSet(root, calibration)
+    # fail before any work when the report (or the landmark files) cannot be written
+    check_writable(Path(report_path) if report_path else aset.root / REPORT)
+    check_writable(aset.root / JOURNAL)
+    refused = {i: msg for i in range(len(aset)) if (msg := aset.records[i].path_error()) is not None}
     recovered = aset.recover()
     n = len(aset)
     model_box = [predictor]
@@ -442,6 +453,9 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
             break
         key = aset.key(i)
         step(i, key)
+        if i in refused:  # a path escaping the dataset folder: nothing of this row is read or written
+            report["errors"].append({"pair": key, "error": refused[i]})
+            continue
         if aset.has_annotation(i) and not overwrite:
             report["kept"].append(key)
             continue
@@ -492,7 +506,8 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
         a = None
         if dark == "neighbour":
             subj = aset.records[i].subject
-            cands = sorted((k for k in range(n) if k != i and k not in darks and aset.records[k].subject == subj),
+            cands = sorted((k for k in range(n) if k != i and k not in darks and k not in refused
+                            and aset.records[k].subject == subj),
                            key=lambda k: (abs(k - i), k))
             for k in cands:
                 src = autos.get(k)

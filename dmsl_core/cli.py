@@ -45,12 +45,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("dmsl: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (CLIError, ValueError, OSError, RuntimeError) as exc:
+        # the error boundary: bad input and faults of the machine (full disk, read-only folder, a
+        # folder where a file is expected...) end in one line naming the file, no traceback
         if args.verbose:
             raise
-        print(f"dmsl {args.command}: error: {exc}", file=sys.stderr)
+        print(f"dmsl {args.command}: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the user: ``PATH: reason`` for an OSError (its file names), else the text."""
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.strerror):
+        names = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+        reason = exc.strerror or str(exc)
+        line = f"{' -> '.join(names)}: {reason}" if names else reason
+    else:
+        line = str(exc) or type(exc).__name__
+    return " ".join(line.split("\n")).strip()
 
 
 if __name__ == "__main__":  # pragma: no cover

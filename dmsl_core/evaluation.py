@@ -40,6 +40,18 @@ def nme_per_image(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(err.sum() / (ok.sum() * d))
 
 
+def nme_undefined(gt: np.ndarray) -> Optional[str]:
+    """Why the NME of an image with ground truth ``gt`` cannot be computed (missing or coinciding
+    outer eye corners), or None. Evaluation skips such an image and names it."""
+    g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
+    a, b = OUTER_EYE_CORNERS
+    if g.shape[0] <= max(a, b) or not (np.isfinite(g[a]).all() and np.isfinite(g[b]).all()):
+        return "ground truth lacks an outer eye corner (36 or 45): NME is undefined, image skipped"
+    if float(np.linalg.norm(g[a] - g[b])) <= 0:
+        return "outer eye corners coincide: NME is undefined, image skipped"
+    return None
+
+
 def nme(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> float:
     """Eq. 3: the mean of the per-image NMEs."""
     vals = [nme_per_image(p, g) for p, g in zip(preds, gts, strict=True)]
@@ -177,7 +189,10 @@ def predict_records(predictor, samples, batch_size: int = 16, progress=None, kee
             preds = predictor.predict(imgs)
         for s, p in zip(chunk, preds):
             n_ok = int(np.isfinite(s.landmarks).all(axis=1).sum())
-            err = None if p.landmarks is None else nme_per_image(p.landmarks, s.landmarks)
+            try:
+                err = None if p.landmarks is None else nme_per_image(p.landmarks, s.landmarks)
+            except ValueError as exc:
+                raise ValueError(f"{getattr(s, 'path', '') or s.name}: {exc}") from None
             recs.append(EvalRecord(s.name, s.spectrum, s.variation, s.subject, err, n_ok))
             if keep_predictions:
                 gt = np.where(np.isfinite(s.landmarks), s.landmarks, np.nan)
@@ -251,7 +266,8 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
         from .commands.core import _split_subjects
         _, _, subjects = _split_subjects(str(data), fold, folds)
     rep = LoadReport()
-    samples = load_samples(data, tuple(spectra), subjects=subjects, report=rep)
+    samples = [s for s in load_samples(data, tuple(spectra), subjects=subjects, report=rep)
+               if (why := nme_undefined(s.landmarks)) is None or rep.skipped.append(f"{s.path}: {why}")]
     if not samples:
         raise ValueError(f"{data}: no annotated images to evaluate" + (f" in fold {fold}'s test subjects"
                                                                          if fold is not None else ""))

@@ -1,8 +1,11 @@
 """Exports of a processed stream: CSV, JSON Lines, and an MP4 with landmarks drawn on both spectra.
 
-Every writer writes to a temporary ``.part`` file beside the target, flushes it to disk at least
-every ``flush_interval_s`` (1 s) and renames it into place on :meth:`close` (also after Ctrl-C).
-After a crash the ``.part`` file remains with every frame up to the last flush:
+Every writer writes to a temporary ``.part`` file beside the target (created exclusively: a symlink
+there is never followed; a ``.part`` an earlier crash left is kept as ``NAME.part.1`` with a
+warning), flushes it to disk at least every ``flush_interval_s`` (1 s) and renames it into place on
+:meth:`close` (also after Ctrl-C) - only when everything reached the disk (a video: only when
+OpenCV re-opens it with every frame). :meth:`abort` (an error) publishes nothing and keeps the
+``.part`` when it has rows. After a crash the ``.part`` file remains with every frame up to the last flush:
 ``OUT.csv.part``, ``OUT.jsonl.part`` (complete lines; a torn last line is possible) and
 ``OUT.part.mp4`` (OpenCV finalises an MP4 only on close, so a crashed video may be unplayable;
 use ``.avi`` - Motion-JPEG - for a video that survives a crash mostly intact).
@@ -21,8 +24,11 @@ Missing values are empty cells. The JSONL line is :meth:`FrameResult.to_dict` (b
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
+import logging
 import math
 import os
 import time
@@ -32,8 +38,11 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from .atomic import create_exclusive, fsync_dir, keep_aside, named
 from .landmarks import CONTOURS
 from .stream import TEMPERATURE_REGIONS, FrameResult
+
+log = logging.getLogger(__name__)
 
 
 def _fmt(v, nd: int = 2) -> str:
@@ -75,15 +84,26 @@ def result_row(r: FrameResult) -> list[str]:
     return row
 
 
+def _open_part(part: Path, before_suffix: bool = False) -> int:
+    """Create ``part`` exclusively (never following a symlink there); a ``.part`` an earlier run
+    left (a crash's partial export) is kept: renamed to ``NAME.part.1`` (``.2``...) with a warning."""
+    kept = keep_aside(part, before_suffix=before_suffix)
+    if kept is not None:
+        log.warning("%s: kept the partial export an earlier run left there as %s", part, kept.name)
+    return create_exclusive(part)
+
+
 class _AtomicTextWriter:
     suffix_part = ".part"
 
     def __init__(self, path: str | os.PathLike, flush_interval_s: float = 1.0) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.part = self.path.with_name(self.path.name + self.suffix_part)
         self.flush_interval_s = flush_interval_s
-        self._fh = open(self.part, "w", encoding="utf-8", newline="")
+        self._fh = os.fdopen(_open_part(self.part), "w", encoding="utf-8", newline="")
         self._last_flush = time.monotonic()
         self.rows = 0
         self.closed = False
@@ -92,30 +112,68 @@ class _AtomicTextWriter:
         if time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
+    def _put(self, write, *args) -> None:
+        """One row through ``write``; an OSError (full disk...) names the file, nothing is published."""
+        try:
+            write(*args)
+            self.rows += 1
+            self._maybe_flush()
+        except OSError as exc:
+            raise named(exc, self.part, f"; the export stopped, the {self.rows} rows before are kept in "
+                                        f"{self.part.name}") from exc
+
     def flush(self) -> None:
         if self.closed:
             return
         self._fh.flush()
         try:
             os.fsync(self._fh.fileno())
-        except OSError:  # pragma: no cover - some file systems refuse
-            pass
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOTSUP):  # pragma: no cover - some file systems refuse
+                pass
+            else:
+                raise
         self._last_flush = time.monotonic()
 
     def close(self) -> Path:
-        """Flush, and rename the ``.part`` file into place."""
+        """Flush (``fsync``), and rename the ``.part`` file into place. When the data cannot be
+        written (full disk...) nothing is renamed: the ``.part`` stays and the ``OSError`` names it."""
         if not self.closed:
-            self.flush()
-            self._fh.close()
+            try:
+                self.flush()
+                self._fh.close()
+            except OSError as exc:
+                self.abort()
+                raise named(exc, self.part, f"; the export is incomplete, what was written is kept in "
+                                            f"{self.part.name}") from exc
             self.closed = True
             os.replace(self.part, self.path)
+            fsync_dir(self.path.parent)
         return self.path
+
+    def abort(self) -> Optional[Path]:
+        """Stop without publishing: the ``.part`` is kept when it holds any row (returned, and a
+        warning says so), removed when it holds none (only the header)."""
+        if self.closed:
+            return None
+        self.closed = True
+        with contextlib.suppress(OSError, ValueError):
+            self._fh.close()
+        if self.rows == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self.part)
+            return None
+        log.warning("%s: export not completed; the %d rows written are kept there", self.part, self.rows)
+        return self.part
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abort()
 
 
 class CSVExporter(_AtomicTextWriter):
@@ -128,9 +186,7 @@ class CSVExporter(_AtomicTextWriter):
         self.flush()
 
     def write(self, r: FrameResult) -> None:
-        self._w.writerow(result_row(r))
-        self.rows += 1
-        self._maybe_flush()
+        self._put(self._w.writerow, result_row(r))
 
 
 class JSONLExporter(_AtomicTextWriter):
@@ -142,9 +198,7 @@ class JSONLExporter(_AtomicTextWriter):
             self._fh.write(json.dumps({"stream": info}, default=_json_default) + "\n")
 
     def write(self, r: FrameResult) -> None:
-        self._fh.write(json.dumps(r.to_dict(), default=_json_default, allow_nan=False) + "\n")
-        self.rows += 1
-        self._maybe_flush()
+        self._put(self._fh.write, json.dumps(r.to_dict(), default=_json_default, allow_nan=False) + "\n")
 
 
 def _json_default(o):
@@ -246,12 +300,19 @@ def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndar
 
 
 class VideoExporter:
-    """Side-by-side video with landmarks (MP4 ``mp4v``, or Motion-JPEG for ``.avi``)."""
+    """Side-by-side video with landmarks (MP4 ``mp4v``, or Motion-JPEG for ``.avi``).
+
+    :meth:`close` re-opens the finished file with OpenCV and checks it holds every frame written
+    before renaming it into place; otherwise (full disk...) it raises an ``OSError`` naming the
+    file and leaves the ``.part`` (for recovery, see the README)."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 25.0, height: Optional[int] = None) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.part = self.path.with_name(self.path.stem + ".part" + (self.path.suffix or ".mp4"))
+        os.close(_open_part(self.part, before_suffix=True))  # claimed now: OpenCV opens it on the first frame
         self.fps = float(fps) if fps and fps > 0 else 25.0
         self.height = height
         self._writer: Optional[cv2.VideoWriter] = None
@@ -266,6 +327,8 @@ class VideoExporter:
             w, h = w + (w % 2), h + (h % 2)
             self._size = (w, h)
             fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+            if os.path.islink(self.part):
+                raise FileExistsError(errno.EEXIST, "a symlink replaced the video's temporary file", str(self.part))
             self._writer = cv2.VideoWriter(str(self.part), cv2.VideoWriter_fourcc(*fourcc), self.fps, (w, h))
             if not self._writer.isOpened():
                 raise RuntimeError(f"{self.path}: OpenCV cannot write a {fourcc} video here")
@@ -277,15 +340,56 @@ class VideoExporter:
     def flush(self) -> None:
         """OpenCV's writer cannot flush; the container is finalised on close."""
 
+    def _frames_on_disk(self) -> int:
+        cap = cv2.VideoCapture(str(self.part))
+        try:
+            if not cap.isOpened():
+                return -1
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            if n == self.rows and n > 0 and cap.set(cv2.CAP_PROP_POS_FRAMES, n - 1) and cap.read()[0]:
+                return n  # the container's count, and its last frame decodes
+            cap.release()
+            cap = cv2.VideoCapture(str(self.part))
+            n = 0
+            while cap.grab():
+                n += 1
+            return n
+        finally:
+            cap.release()
+
     def close(self) -> Optional[Path]:
         if self.closed:
             return self.path
         self.closed = True
         if self._writer is None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.part)
             return None
         self._writer.release()
+        n = self._frames_on_disk()
+        if n != self.rows:
+            what = "does not open" if n < 0 else f"holds {n} of the {self.rows} frames written"
+            raise OSError(errno.EIO, f"the video {what} (disk full?); not published, kept as {self.part.name}",
+                          str(self.part))
         os.replace(self.part, self.path)
+        fsync_dir(self.path.parent)
         return self.path
+
+    def abort(self) -> Optional[Path]:
+        """Stop without publishing: finalise what was written into the ``.part`` (kept when it has
+        frames, removed when it has none)."""
+        if self.closed:
+            return None
+        self.closed = True
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.release()
+        if self.rows == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(self.part)
+            return None
+        log.warning("%s: video not completed; the %d frames written are kept there", self.part, self.rows)
+        return self.part
 
 
 class ExportSet:
@@ -311,8 +415,22 @@ class ExportSet:
             raise first_error
         return out
 
+    def abort(self) -> list[Path]:
+        """Stop every exporter without publishing (see their ``abort``); returns the ``.part``
+        files kept."""
+        kept = []
+        for w in self.writers:
+            with contextlib.suppress(Exception):
+                p = w.abort()
+                if p is not None:
+                    kept.append(p)
+        return kept
+
     def __enter__(self) -> "ExportSet":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.close()
+        else:
+            self.abort()

@@ -11,6 +11,31 @@ from pathlib import Path
 import numpy as np
 
 
+# ----------------------------------------------------------------------------- argument types
+def positive_arg(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size 0`` is refused when parsing)."""
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} is not a positive integer (1 or more)")
+    return v
+
+
+def count_arg(text: str) -> int:
+    """argparse type: an integer >= 0 (``--epochs -1`` is refused when parsing)."""
+    import argparse
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative (0 or more)")
+    return v
+
+
 # ----------------------------------------------------------------------------- progress
 def _fmt_s(s) -> str:
     if s is None or not np.isfinite(s):
@@ -438,6 +463,9 @@ def cmd_eval(args) -> int:
         torch.set_num_threads(int(args.threads))
     spectra = _spectra(args.spectra)
     names = [b.strip() for b in (args.baseline or "").split(",") if b.strip()]
+    if args.json and ctx.is_main:  # before the work: a report that cannot be written fails now
+        from ..atomic import check_writable
+        check_writable(args.json)
 
     def progress(method, i, n):
         if ctx.is_main:
@@ -642,12 +670,12 @@ def register(sub) -> None:
     p.add_argument("--stages", default="1,2", help="stages to run per model: 1 (U-Net on its mask), 2 (head) - "
                    "the paper's two - and 3 (ours: U-Net and head fine-tuned together on the point / box "
                    "distance), e.g. 1,2 or 1,2,3, or 3 after --init")
-    p.add_argument("--epochs", type=int, default=30, help="stage-1 (U-Net) epochs")
-    p.add_argument("--head-epochs", type=int, default=30, help="stage-2 (fully connected head) epochs")
-    p.add_argument("--batch-size", type=int, default=16,
+    p.add_argument("--epochs", type=count_arg, default=30, help="stage-1 (U-Net) epochs")
+    p.add_argument("--head-epochs", type=count_arg, default=30, help="stage-2 (fully connected head) epochs")
+    p.add_argument("--batch-size", type=positive_arg, default=16,
                    help="the GLOBAL batch: under torchrun each of N processes takes 1/N of every batch, "
                         "so the run follows the same path as one process with this batch size")
-    p.add_argument("--joint-epochs", type=int, default=20, help="stage-3 (joint fine-tuning) epochs")
+    p.add_argument("--joint-epochs", type=count_arg, default=20, help="stage-3 (joint fine-tuning) epochs")
     p.add_argument("--joint-lr", type=float, default=2e-4, help="stage-3 learning rate (Adam)")
     p.add_argument("--box-jitter", type=float, default=0.0,
                    help="M_l: std of the error of the box its input is blacked out with, as a fraction of "
@@ -658,13 +686,13 @@ def register(sub) -> None:
                    help="per stage: constant, or cosine decay to 5%% of the rate over the stage's epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (default auto)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_arg, default=None, help="CPU threads for torch")
     p.add_argument("--spectra", default="both", help="vis, th or both")
     p.add_argument("--fold", default=None,
                    help="fold k of the paper's protocol (test group k); a list (0,1,2) or 'all' runs "
                         "cross-validation: one run per fold in OUT/fold-K (under torchrun fold K on rank "
                         "K mod N), results in OUT/cv_report.json; finished folds are skipped, started ones resumed")
-    p.add_argument("--folds", type=int, default=10, help="number of folds of the protocol")
+    p.add_argument("--folds", type=positive_arg, default=10, help="number of folds of the protocol")
     p.add_argument("--no-augment", action="store_true", help="no scale/rotation/photometric augmentation")
     p.add_argument("--no-mirror", action="store_true", help="no mirrored copies")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning); a model whose "
@@ -693,10 +721,10 @@ def register(sub) -> None:
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--spectra", default="both")
     p.add_argument("--fold", type=int, default=None, help="evaluate fold k's test subjects only")
-    p.add_argument("--folds", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--folds", type=positive_arg, default=10)
+    p.add_argument("--batch-size", type=positive_arg, default=16)
     p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_arg, default=None,
                    help="CPU threads for torch (torchrun sets 1 per process by default; the report is the "
                         "same byte for byte for the same data and the same threads per process)")
     p.add_argument("--baseline", default=None,
@@ -741,7 +769,7 @@ def register(sub) -> None:
     p.add_argument("--configs", default=None, help="comma-separated configurations (default: all registered)")
     p.add_argument("--shipped", default=None, help="comma-separated shipped models (default: dmsl-default; '' for none)")
     p.add_argument("--batch", default="1,8", help="batch sizes")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_arg, default=2, help="CPU threads for torch")
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--frames", type=int, default=8, help="demo frames to measure on")
     p.add_argument("--image-size", default="640x512", help="frame size WxH")

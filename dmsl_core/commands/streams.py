@@ -142,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _bench(args, predictor, H)
     source = open_source(args.source, realtime=bool(args.realtime), homography=H)
     writers = []
+    restore_sigterm = _sigterm_as_interrupt()
     try:
         info = source.info
         cfg = _stream_config(args, info)
@@ -185,13 +186,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"dmsl run: error: the stream ended early: {error}", file=sys.stderr)
             return 1
         return 0
-    finally:
-        for w in writers:  # interrupted: keep what was written (renamed into place)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: publish what was written (valid files)
+        for w in writers:
             try:
                 w.close()
             except Exception:  # noqa: BLE001
-                pass
+                w.abort()
+        raise
+    except BaseException:  # an error (full disk, an export that cannot be opened...): publish nothing
+        for w in writers:   # cut off; rows already written stay in their .part files (a warning names them)
+            w.abort()
+        raise
+    finally:
+        restore_sigterm()
         source.close()
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt (handled like Ctrl-C: exports published); returns a
+    function restoring the previous handler. Main thread, POSIX only; a no-op elsewhere."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        return lambda: None
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    old = signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _stream_config(args: argparse.Namespace, info: dict):

@@ -56,12 +56,26 @@ class PairRecord:
     registered: bool = True
     th_landmarks: str = ""
     root: Optional[Path] = field(default=None, repr=False, compare=False)
+    line: int = field(default=0, repr=False, compare=False)  # of manifest.csv (0: not read from one)
 
     def abspath(self, rel: str) -> Optional[Path]:
+        """The file a manifest path names, confined to the dataset folder (:func:`confined_path`);
+        a path escaping it raises :class:`DatasetError` naming the manifest row."""
         if not rel:
             return None
-        p = Path(rel)
-        return p if p.is_absolute() or self.root is None else self.root / p
+        if self.root is None:
+            return Path(rel)
+        where = f"{Path(self.root) / MANIFEST}" + (f":{self.line}" if self.line else "")
+        return confined_path(self.root, rel, where=where)
+
+    def path_error(self) -> Optional[str]:
+        """Why this row is refused (a path escaping the dataset folder), or None."""
+        try:
+            for rel in (self.vis, self.th, self.landmarks, self.th_landmarks):
+                self.abspath(rel)
+        except DatasetError as exc:
+            return str(exc)
+        return None
 
     def landmarks_for(self, spectrum: str) -> Optional[np.ndarray]:
         rel = self.landmarks
@@ -69,6 +83,25 @@ class PairRecord:
             rel = self.th_landmarks
         path = self.abspath(rel)
         return read_pts(path) if path is not None else None
+
+
+def confined_path(root: str | os.PathLike, rel: str | os.PathLike, where: str = "") -> Path:
+    """``root / rel`` when it stays inside ``root`` once resolved (``..``, symlinks of any part,
+    an absolute ``rel``), else :class:`DatasetError` naming ``where`` (e.g. ``DIR/manifest.csv:3``)
+    and the path. The one check every path read from a manifest goes through, for reading and writing."""
+    root = Path(root)
+    where = where or str(root / MANIFEST)
+    p = Path(rel)
+    if p.is_absolute() or p.drive:
+        raise DatasetError(f"{where}: path {str(rel)!r} is absolute; manifest paths must be relative to the "
+                           f"dataset folder {root}")
+    full = root / p
+    base = root.resolve()
+    real = full.resolve()
+    if real != base and base not in real.parents:
+        raise DatasetError(f"{where}: path {str(rel)!r} leads outside the dataset folder {root} (to {real}); "
+                           f"refused")
+    return full
 
 
 def thermal_to_celsius(raw: np.ndarray, th_format: str) -> Optional[np.ndarray]:
@@ -87,8 +120,16 @@ def read_manifest(root: str | os.PathLike) -> list[PairRecord]:
         raise DatasetError(f"{root}: not a folder")
     if not path.exists():
         raise DatasetError(f"{root}: no {MANIFEST} (not a DMSL dataset folder; see `dmsl import` / `dmsl synth`)")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a BOM (as spreadsheets save CSV) is dropped
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                           f"{exc.start}); save the manifest as UTF-8 CSV") from None
+    if "\x00" in text:
+        raise DatasetError(f"{path}: not a CSV text file (contains NUL bytes)")
     records: list[PairRecord] = []
-    with open(path, newline="", encoding="utf-8") as fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         missing = {"subject", "variation", "vis", "th", "landmarks"} - set(reader.fieldnames or [])
         if missing:
@@ -99,10 +140,10 @@ def read_manifest(root: str | os.PathLike) -> list[PairRecord]:
                 raise DatasetError(f"{path}:{line}: th_format {fmt!r} is not one of {TH_FORMATS}")
             reg = (row.get("registered") or "1").strip().lower() not in ("0", "false", "no")
             rec = PairRecord(
-                subject=row["subject"].strip(), variation=row["variation"].strip(),
+                subject=(row["subject"] or "").strip(), variation=(row["variation"] or "").strip(),
                 vis=(row["vis"] or "").strip(), th=(row["th"] or "").strip(),
                 landmarks=(row["landmarks"] or "").strip(), th_format=fmt, registered=reg,
-                th_landmarks=(row.get("th_landmarks") or "").strip(), root=root,
+                th_landmarks=(row.get("th_landmarks") or "").strip(), root=root, line=line,
             )
             if not rec.vis and not rec.th:
                 raise DatasetError(f"{path}:{line}: neither a visible nor a thermal image")
@@ -162,8 +203,8 @@ def load_samples(root: str | os.PathLike, spectra: Sequence[str] = ("vis", "th")
             rel = rec.vis if spec == "vis" else rec.th
             if not rel:
                 continue
-            path = rec.abspath(rel)
             try:
+                path = rec.abspath(rel)
                 lm = rec.landmarks_for(spec)
             except ValueError as exc:
                 rep.skipped.append(str(exc))

@@ -4,13 +4,19 @@ Every read error names the file and the problem. Writes are atomic (temp file + 
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
 
-from ..atomic import atomic_path, atomic_write_text  # noqa: F401  (re-exported)
+from ..atomic import atomic_path, atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+
+#: The most pixels :func:`read_image` decodes (OpenCV's own default limit, 2**30): a larger image is
+#: refused from its header before any memory is allocated for it.
+MAX_PIXELS = 1 << 30
 
 
 class ImageReadError(ValueError):
@@ -41,7 +47,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     data = np.fromfile(str(p), dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"{p}: empty file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    dims = _header_size(data)
+    if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
+        raise ImageReadError(f"{p}: the image is {dims[0]}x{dims[1]} pixels, over the limit of {MAX_PIXELS} pixels")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ImageReadError(f"{p}: OpenCV cannot decode it ({msg})") from exc
     if img is None:
         raise ImageReadError(f"{p}: not a readable image (corrupt or unsupported format)")
     if img.ndim == 3:
@@ -56,22 +69,42 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95) -> None:
-    """Write RGB/grey uint8, grey uint16 (PNG/TIFF) or float32 (``.npy``/``.tiff``) atomically."""
+def _header_size(data: np.ndarray) -> Optional[tuple[int, int]]:
+    """(width, height) from a PNG header, or None for other formats / a short file."""
+    b = data[:24].tobytes()
+    if len(b) >= 24 and b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR":
+        return int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    return None
+
+
+def encode_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95) -> bytes:
+    """The bytes :func:`write_image` writes for ``path`` (format from its extension)."""
     p = Path(path)
-    with atomic_path(p, suffix=p.suffix) as tmp:
-        if p.suffix.lower() == ".npy":
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(img), allow_pickle=False)
-            return
-        arr = np.asarray(img)
-        if arr.ndim == 3 and arr.shape[2] == 3:
-            arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if p.suffix.lower() in (".jpg", ".jpeg") else []
-        ok, buf = cv2.imencode(p.suffix, arr, params)
-        if not ok:
-            raise ValueError(f"{p}: OpenCV could not encode a {arr.dtype} {arr.shape} image as {p.suffix}")
-        buf.tofile(tmp)
+    if p.suffix.lower() == ".npy":
+        bio = io.BytesIO()
+        np.save(bio, np.asarray(img), allow_pickle=False)
+        return bio.getvalue()
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if p.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(p.suffix, arr, params)
+    if not ok:
+        raise ValueError(f"{p}: OpenCV could not encode a {arr.dtype} {arr.shape} image as {p.suffix}")
+    dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if dec is None or dec.shape[:2] != arr.shape[:2]:
+        raise ValueError(f"{p}: OpenCV encoded a {arr.shape} image as {p.suffix} that does not decode back")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95) -> None:
+    """Write RGB/grey uint8, grey uint16 (PNG/TIFF) or float32 (``.npy``/``.tiff``) atomically.
+
+    Encoded in memory (and decoded back as a check), written to a temporary file beside ``path``,
+    ``fsync``-ed and read back; only bytes identical to the encoding are renamed to ``path``, so a
+    short write (full disk) raises an ``OSError`` naming the file and leaves the previous file.
+    """
+    atomic_write_bytes(path, encode_image(path, img, jpeg_quality), read_back=True)
 
 
 def to_gray_float(img: np.ndarray) -> np.ndarray:

@@ -146,6 +146,8 @@ def load_weights(spec: str | os.PathLike | None) -> tuple[ModelConfig, BoundaryM
     if cp.exists():
         try:
             card = json.loads(cp.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeightsError(f"{cp}: unreadable model card ({exc})") from None
+        if not isinstance(card, dict):
+            raise WeightsError(f"{cp}: the model card must be a JSON object, got a JSON {type(card).__name__}")
     return config, models[0], models[1], card, path

@@ -97,7 +97,7 @@ def _guess_spectrum(path: Path) -> str:
 
 
 def _demo(u: SourceURI, realtime: Optional[bool]) -> DemoSource:
-    size = u.opt_size("size", (320, 256))
+    size = u.opt_size("size", (320, 256), max_side=4096)
     rt = u.opt_bool("realtime", True) if realtime is None or "realtime" in u.options else realtime
     frames = u.opt_int("frames")
     return DemoSource(u.text, size=size, fps=u.opt_float("fps", 25.0), cycle=u.opt_float("cycle", 20.0),

@@ -53,7 +53,9 @@ class SourceURI:
             return False
         raise SourceError(f"{self.text}: option {key}={v!r} is not a yes/no value")
 
-    def opt_size(self, key: str, default: Optional[tuple[int, int]] = None) -> Optional[tuple[int, int]]:
+    def opt_size(self, key: str, default: Optional[tuple[int, int]] = None,
+                 max_side: int = 16384) -> Optional[tuple[int, int]]:
+        """``WIDTHxHEIGHT``; each side 1..``max_side`` (a size no camera has is refused, not allocated)."""
         v = self.options.get(key)
         if not v:
             return default
@@ -63,6 +65,8 @@ class SourceURI:
             raise SourceError(f"{self.text}: option {key}={v!r} is not a WIDTHxHEIGHT size") from None
         if w <= 0 or h <= 0:
             raise SourceError(f"{self.text}: option {key}={v!r} must be positive")
+        if w > max_side or h > max_side:
+            raise SourceError(f"{self.text}: option {key}={v!r} is too large (at most {max_side} pixels a side)")
         return w, h
 
 

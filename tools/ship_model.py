@@ -77,7 +77,26 @@ def main() -> int:
                    help="a JSON list of the training sources (repository@commit, folder, faces, licence) for the card")
     p.add_argument("--history", default=None,
                    help="how the weights came to be (the training rounds, in words) for the card")
+    p.add_argument("--bench-only", action="store_true",
+                   help="only put --bench (a dmsl bench report of the model already shipped as --name) into its card")
     args = p.parse_args()
+
+    if args.bench_only:
+        card_path = assets_dir() / "models" / args.name / "model.json"
+        card = json.loads(card_path.read_text())
+        rep = json.loads(Path(args.bench).read_text())
+        bench = bench_summary(rep, args.name)
+        if not bench["pipeline"]:
+            raise SystemExit(f"{args.bench}: no pipeline row of {args.name}")
+        for row in bench["pipeline"]:
+            got = (row.get("tta", "none"), row.get("refine", "mb"))
+            want = (card["inference"]["tta"], card["inference"]["refine"])
+            if got != want:
+                raise SystemExit(f"{args.bench}: measured with tta={got[0]}, refine={got[1]}; the card says {want}")
+        card["bench"] = bench
+        atomic_write_text(card_path, json.dumps(card, indent=2))
+        print(f"{card_path}: bench of {bench['created']} written")
+        return 0
 
     bench = None
     if args.bench:

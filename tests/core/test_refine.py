@@ -183,7 +183,7 @@ def test_eval_and_predict_take_refine_from_the_command_line(synth_data, tmp_path
     img = samples[0].path
     out = tmp_path / "p.json"
     assert main(["predict", str(img), "--weights", str(tmp_path / "m"), "--device", "cpu", "--refine", "both",
-                 "--json", str(out)]) == 0
+                 "--detector", "none", "--json", str(out)]) == 0
     np.testing.assert_allclose(json.loads(out.read_text())[0]["landmarks"],
                                pred.set_refine("both").predict_one(read_image(img)).landmarks, atol=1e-3)
     with pytest.raises(SystemExit):

@@ -134,7 +134,7 @@ def test_dmsl_predict_without_weights_uses_the_shipped_model(synth_data, tmp_pat
     from dmsl_core.pipeline import Predictor
     s = next(x for x in load_samples(synth_data) if x.spectrum == "vis")
     out = tmp_path / "out.json"
-    assert main(["predict", str(s.path), "--json", str(out)]) == 0
+    assert main(["predict", str(s.path), "--detector", "none", "--json", str(out)]) == 0
     got = json.loads(out.read_text())
     assert len(got) == 1 and np.asarray(got[0]["landmarks"]).shape == (68, 2)
     want = Predictor.from_weights(None, device="cpu").predict_one(read_image(s.path)).landmarks

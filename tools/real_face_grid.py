@@ -46,7 +46,7 @@ def main() -> int:
     p.add_argument("--weights", default=None)
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=8)
-    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--size", type=int, default=120)
     args = p.parse_args()
     pred = Predictor.from_weights(args.weights, device="cpu")
     recs = [r for r in read_manifest(args.data) if r.vis and r.th]

@@ -78,7 +78,6 @@ def test_folder_browser_shows_the_images_of_a_plain_folder(qtbot, plain_folder, 
     b.show_entry(by_name["a_photo"])
     img = b.vis_view._image
     assert img.shape[:2] == (128, 160)
-    b.grab().save("/tmp/newcomer_shots/browser_plain_folder.png")
     b.stop()
 
 
@@ -153,7 +152,6 @@ def test_eval_summary_says_how_long_it_took_and_the_progress_count_is_whole(qtbo
     # a long model name is elided in the middle; the count stays whole
     text = ev._progress_text("a-model-with-a-really-very-long-run-folder-name-indeed", "82/86")
     assert text.endswith(": 82/86") and "…" in text
-    ev.grab().save("/tmp/newcomer_shots/eval_summary.png")
     qtbot.waitUntil(lambda: not ev.running, timeout=10000)
     assert ev.stop(20000)
 
@@ -175,13 +173,13 @@ def test_models_tab_shows_the_cards_heldout_figure_and_what_it_was_measured_on(q
     cell = {c: panel.table.item(row, j).text() for j, c in enumerate(COLS)}
     assert float(cell["NME TH"]) == pytest.approx(h["nme"]["th"], abs=5e-5)
     assert float(cell["NME VIS"]) == pytest.approx(h["nme"]["vis"], abs=5e-5)
-    assert float(cell["NME TH"]) != pytest.approx(card["nme_test"]["th"], abs=5e-5)   # not the training's figure
+    if (card.get("nme_test") or {}).get("th") is not None:   # a card with the training's own test figure
+        assert float(cell["NME TH"]) != pytest.approx(card["nme_test"]["th"], abs=5e-5)   # not that one
     on = cell["NME measured on"]
     assert f"{len(h['test_subjects'])} held-out generated subjects" in on and f"{h['n_images']} images" in on
     assert f"refine {h['refine']}" in on and f"tta {h['tta']}" in on
     head = dict(card_rows(card))["held-out NME"]          # the About dialog's card: the same figure
     assert f"TH {h['nme']['th']:.4f}" in head and on in head
-    panel.grab().save("/tmp/newcomer_shots/models_tab.png")
 
 
 def test_open_a_mistyped_path_says_no_such_file_and_clears_the_previous_source(qtbot, make_window, tmp_path,
@@ -202,7 +200,6 @@ def test_open_a_mistyped_path_says_no_such_file_and_clears_the_previous_source(q
     assert f"No such file: {missing}" in text and "Camera" not in text and "plugged" not in text
     assert all(lab.text() == "—" for lab in win.temp_labels.values())
     assert win.spectrum_panel.switches.text() == "" and win.pos_label.text() == "" and win.st_frame.text() == ""
-    win.grab().save("/tmp/newcomer_shots/open_missing_path.png")
     with qtbot.waitSignal(win.liveFinished, timeout=15000):
         win.open_source(f"folder:{tmp_path / 'no_folder'}")
     assert f"No such folder: {tmp_path / 'no_folder'}" in win.banner.text()
@@ -228,7 +225,6 @@ def test_train_tab_on_a_two_subject_dataset_shows_it_and_offers_only_the_split_t
     assert panel.fold.text() == "no fold (every 5th subject validates)"
     assert panel.options().fold is None
     assert not panel.cv_check.isEnabled()
-    panel.grab().save("/tmp/newcomer_shots/train_two_subjects.png")
     # a run that would fail at once for its split is not started: one clear message instead
     o = TrainOptions(data=str(data), out=str(tmp_path / "r"), config="dmsl-tiny", fold=3, device="cpu")
     assert not panel.start(o)
@@ -275,7 +271,6 @@ def test_a_thermal_only_source_gets_the_whole_width_and_no_nan_caption(qtbot, ma
     assert win.th_view.width() > 0.8 * win.views_box.width()
     cap = overlay_caption(win.last_result)
     assert "nan" not in cap.lower() and cap.startswith(f"#{win.last_result.index} ")
-    win.grab().save("/tmp/newcomer_shots/live_thermal_only.png")
     win.open_source("demo:?realtime=0&size=160x128")          # back to a pair: both views again
     wait_frames(qtbot, win, 1)
     assert not win.vis_view.isHidden() and not win.th_view.isHidden()

@@ -139,3 +139,19 @@ def test_dmsl_predict_without_weights_uses_the_shipped_model(synth_data, tmp_pat
     assert len(got) == 1 and np.asarray(got[0]["landmarks"]).shape == (68, 2)
     want = Predictor.from_weights(None, device="cpu").predict_one(read_image(s.path)).landmarks
     np.testing.assert_allclose(np.asarray(got[0]["landmarks"]), want, atol=2e-3)
+
+
+def test_card_lists_its_training_sources_and_real_face_figures():
+    c = card()
+    src = c["training_sources"]
+    for s in src:
+        assert s["repository"] and s["folder"] and s["faces"] > 0 and s["licence"] and s["role"]
+    real = [s for s in src if s["commit"]]
+    assert {s["commit"][:8] for s in real} == {"e08a16aa", "0478bd01"}
+    test = [s for s in src if s["role"].startswith("TEST ONLY")]
+    assert [s["folder"] for s in test] == ["helen/testset/"]
+    trained = sum(s["faces"] for s in src if not s["role"].startswith("TEST"))
+    assert trained == 337 + 870 + 805 + 378
+    r = c["real_eval"]["helen-test"]
+    assert r["n_images"] == 660 and 0 < r["nme"]["vis"] < 1 and 0 < r["nme"]["th"] < 1
+    assert "dlib" in r["baselines"] and r["tta"] == c["inference"]["tta"] and r["refine"] == c["inference"]["refine"]

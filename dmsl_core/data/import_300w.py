@@ -101,15 +101,11 @@ def _photo_id(stem: str) -> str:
     return _FACE_INDEX.sub("", stem)
 
 
-def _safe(name: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return s or "x"
-
 
 def import_300w(src: PathLike, dst: PathLike, *, crop: float = 3.0, face_size: Optional[float] = 200.0,
                 overwrite: bool = False, progress: Optional[Callable[[int, int], None]] = None, **unused):
     """Import a 300-W-layout folder (image + ``.pts`` pairs) into a dataset folder; see the module doc."""
-    from .importers import ImportReport, _prepare_dst, natural_key
+    from .importers import ImportReport, _prepare_dst, _reason, _safe, natural_key
 
     if unused:
         raise ValueError(f"--preset 300w does not take {', '.join(sorted(unused))}")
@@ -121,42 +117,41 @@ def import_300w(src: PathLike, dst: PathLike, *, crop: float = 3.0, face_size: O
     dst.mkdir(parents=True, exist_ok=True)
     records: list[PairRecord] = []
     used: set[str] = set()
+
+    def leave_out(path: Path, reason: str) -> None:
+        report.add(path, f"{reason}; face left out")
+        report.n_skipped += 1
+
     for i, pts_path in enumerate(pts_files):
         if progress is not None:
             progress(i, len(pts_files))
         image_path = next((pts_path.with_suffix(s) for s in IMAGE_SUFFIXES + tuple(x.upper() for x in IMAGE_SUFFIXES)
                            if pts_path.with_suffix(s).is_file()), None)
         if image_path is None:
-            report.add(pts_path, "no image of the same name beside it; face left out")
-            report.n_skipped += 1
+            leave_out(pts_path, "no image of the same name beside it")
             continue
         try:
             points = read_300w_points(pts_path)
         except (ValueError, OSError) as exc:
-            report.add(pts_path, f"{str(exc).removeprefix(f'{pts_path}: ')}; face left out")
-            report.n_skipped += 1
+            leave_out(pts_path, _reason(exc, pts_path))
             continue
         if points.shape != (68, 2) or not np.isfinite(points).all():
-            report.add(pts_path, f"{len(points)} points (expected 68, all present); face left out")
-            report.n_skipped += 1
+            leave_out(pts_path, f"{len(points)} points (expected 68, all present)")
             continue
         try:
             image = read_image(image_path)
         except (ValueError, OSError) as exc:
-            report.add(image_path, f"{str(exc).removeprefix(f'{image_path}: ')}; face left out")
-            report.n_skipped += 1
+            leave_out(image_path, _reason(exc, image_path))
             continue
         h, w = image.shape[:2]
         if ((points[:, 0] < -0.5 - 0.02 * w) | (points[:, 0] > w - 0.5 + 0.02 * w)
                 | (points[:, 1] < -0.5 - 0.02 * h) | (points[:, 1] > h - 0.5 + 0.02 * h)).any():
-            report.add(pts_path, f"points outside the {w}x{h} image {image_path.name}; face left out")
-            report.n_skipped += 1
+            leave_out(pts_path, f"points outside the {w}x{h} image {image_path.name}")
             continue
         if image.dtype == np.uint16:  # one LFPW photo is a 16-bit PNG
             image = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
         elif image.dtype != np.uint8:
-            report.add(image_path, f"{image.dtype} image; 300-W photos are 8-bit; face left out")
-            report.n_skipped += 1
+            leave_out(image_path, f"{image.dtype} image; 300-W photos are 8-bit")
             continue
         rel = pts_path.relative_to(src)
         set_name = _safe(_set_name(rel, src))

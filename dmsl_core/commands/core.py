@@ -12,28 +12,25 @@ import numpy as np
 
 
 # ----------------------------------------------------------------------------- argument types
-def positive_arg(text: str) -> int:
-    """argparse type: an integer >= 1 (``--batch-size 0`` is refused when parsing)."""
+def _int_at_least(text: str, minimum: int, too_small: str) -> int:
     import argparse
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is not a positive integer (1 or more)")
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"{v} {too_small}")
     return v
+
+
+def positive_arg(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size 0`` is refused when parsing)."""
+    return _int_at_least(text, 1, "is not a positive integer (1 or more)")
 
 
 def count_arg(text: str) -> int:
     """argparse type: an integer >= 0 (``--epochs -1`` is refused when parsing)."""
-    import argparse
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} is negative (0 or more)")
-    return v
+    return _int_at_least(text, 0, "is negative (0 or more)")
 
 
 # ----------------------------------------------------------------------------- progress

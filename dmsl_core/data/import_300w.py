@@ -170,8 +170,7 @@ def import_300w(src: PathLike, dst: PathLike, *, crop: float = 3.0, face_size: O
             write_image(dst / rec.vis, face)
             write_pts(dst / rec.landmarks, new_pts)
         except OSError as exc:
-            report.add(image_path, f"cannot write into {dst} ({exc.strerror or exc})")
-            report.n_skipped += 1
+            leave_out(image_path, f"cannot write into {dst} ({exc.strerror or exc})")
             continue
         records.append(rec)
         report.n_vis += 1

@@ -54,6 +54,21 @@ def bench_summary(bench: dict, name: str) -> dict:
             "command": "dmsl bench --json bench.json"}
 
 
+def read_bench(path: str, name: str, tta: str, refine: str) -> dict:
+    """The bench summary of ``name`` from a dmsl bench report, refused unless it was measured with the card's
+    test-time settings (speed depends on them)."""
+    bench = bench_summary(json.loads(Path(path).read_text()), name)
+    if not bench["pipeline"]:
+        raise SystemExit(f"{path}: no pipeline row of {name}")
+    for row in bench["pipeline"]:
+        got = (row.get("tta", "none"), row.get("refine", "mb"))
+        if got != (tta, refine):
+            raise SystemExit(f"{path}: measured {name} with tta={got[0]}, refine={got[1]}, but this card says "
+                             f"tta={tta}, refine={refine}: ship without --bench, run dmsl bench on the shipped "
+                             f"model, then ship again with its report (or --bench-only)")
+    return bench
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
@@ -84,29 +99,15 @@ def main() -> int:
     if args.bench_only:
         card_path = assets_dir() / "models" / args.name / "model.json"
         card = json.loads(card_path.read_text())
-        rep = json.loads(Path(args.bench).read_text())
-        bench = bench_summary(rep, args.name)
-        if not bench["pipeline"]:
-            raise SystemExit(f"{args.bench}: no pipeline row of {args.name}")
-        for row in bench["pipeline"]:
-            got = (row.get("tta", "none"), row.get("refine", "mb"))
-            want = (card["inference"]["tta"], card["inference"]["refine"])
-            if got != want:
-                raise SystemExit(f"{args.bench}: measured with tta={got[0]}, refine={got[1]}; the card says {want}")
-        card["bench"] = bench
+        card["bench"] = bench = read_bench(args.bench, args.name, card["inference"]["tta"],
+                                           card["inference"]["refine"])
         atomic_write_text(card_path, json.dumps(card, indent=2))
         print(f"{card_path}: bench of {bench['created']} written")
         return 0
 
     bench = None
     if args.bench:
-        bench = bench_summary(json.loads(Path(args.bench).read_text()), args.name)
-        for row in bench["pipeline"]:   # speed depends on the test-time settings: they must match the card's
-            got = (row.get("tta", "none"), row.get("refine", "mb"))
-            if got != (args.tta, args.refine):
-                raise SystemExit(f"{args.bench}: measured {args.name} with tta={got[0]}, refine={got[1]}, but this "
-                                 f"card says tta={args.tta}, refine={args.refine}: ship without --bench, run dmsl "
-                                 f"bench on the shipped model, then ship again with its report")
+        bench = read_bench(args.bench, args.name, args.tta, args.refine)
     cfg, mb, ml, card, _ = load_weights(args.run)
     out = assets_dir() / "models" / args.name
     with tempfile.TemporaryDirectory(prefix="ship-") as tmp:

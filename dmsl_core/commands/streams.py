@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _bench(args, predictor, H)
     source = open_source(args.source, realtime=bool(args.realtime), homography=H)
     writers = []
-    restore_sigterm = _sigterm_as_interrupt()
+    interrupts = _Interrupts()
     try:
         info = source.info
         cfg = _stream_config(args, info)
@@ -166,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if ev.kind == "result" and ev.result is not None:
                 if args.no_timings:
                     ev.result.timings_ms = {}
-                exports.write(ev.result)
+                with interrupts.whole():   # a frame reaches every export, or none
+                    exports.write(ev.result)
                 progress(ev.result, runner.stats)
             elif ev.kind == "error":
                 error = ev.error
@@ -198,22 +199,49 @@ def cmd_run(args: argparse.Namespace) -> int:
             w.abort()
         raise
     finally:
-        restore_sigterm()
+        interrupts.restore()
         source.close()
 
 
-def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt (handled like Ctrl-C: exports published); returns a
-    function restoring the previous handler. Main thread, POSIX only; a no-op elsewhere."""
-    import signal
-    import threading
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        return lambda: None
+class _Interrupts:
+    """SIGTERM raises KeyboardInterrupt (handled like Ctrl-C: exports published), and neither lands
+    inside :meth:`whole` (one frame written to every export or to none: a signal there is held until
+    the block ends). Main thread, POSIX only; elsewhere signals are left as they are."""
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
-    old = signal.signal(signal.SIGTERM, on_term)
-    return lambda: signal.signal(signal.SIGTERM, old)
+    def __init__(self) -> None:
+        import signal
+        import threading
+        self._old: dict = {}
+        self._inside = False
+        self._pending = ""
+        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+            return
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            if sig == signal.SIGINT and signal.getsignal(sig) is not signal.default_int_handler:
+                continue  # someone else handles Ctrl-C: leave it
+            self._old[sig] = signal.signal(sig, lambda signum, frame, name=name: self._on_signal(name))
+
+    def _on_signal(self, name: str) -> None:
+        if self._inside:
+            self._pending = name
+            return
+        raise KeyboardInterrupt(name)
+
+    @contextlib.contextmanager
+    def whole(self):
+        self._inside = True
+        try:
+            yield
+        finally:
+            self._inside = False
+        if self._pending:
+            raise KeyboardInterrupt(self._pending)
+
+    def restore(self) -> None:
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 def _stream_config(args: argparse.Namespace, info: dict):

@@ -122,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--detectors", default=None, help="comma-separated (default: every available one)")
     ap.add_argument("--limit", default="", help="NAME=N: that detector only on the first N HELEN images "
                                                 "(e.g. dlib-cnn=40: seconds per image on a CPU)")
+    ap.add_argument("--thermal-test", default=None,
+                    help="a dataset folder of thermal faces with their points (e.g. the `dmsl thermalize` copy "
+                         "of HELEN test, 2x crops): recall and other boxes per image, spectrum 'th'")
     ap.add_argument("--json", default=None)
     ap.add_argument("--overlay-dir", default=None, help="draw the thermal frames' detections here")
     args = ap.parse_args(argv)
@@ -176,7 +179,24 @@ def main(argv=None) -> int:
             th[os.path.basename(p)] = [d.to_dict() for d in dets]
             if args.overlay_dir:
                 draw(img, dets, os.path.join(args.overlay_dir, f"{name}_{os.path.splitext(os.path.basename(p))[0]}.png"))
-        r = {"helen_measured": n, "recall": found / n, "found": found,
+        th_test = {}
+        if args.thermal_test:
+            from dmsl_core.data.folder import read_manifest
+            root = args.thermal_test
+            t_found, t_other, t_n = 0, 0, 0
+            for rec in read_manifest(root):
+                if not rec.th:
+                    continue
+                pts = read_pts(os.path.join(root, rec.th_landmarks or rec.landmarks))
+                lo, hi = np.nanmin(pts, axis=0), np.nanmax(pts, axis=0)
+                gt = np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+                dets = det(read_image(os.path.join(root, rec.th)), spectrum="th")
+                hit = [d for d in dets if matches(d.box, gt)]
+                t_found += bool(hit)
+                t_other += len(dets) - min(1, len(hit))
+                t_n += 1
+            th_test = {"images": t_n, "recall": t_found / max(1, t_n), "other_per_image": t_other / max(1, t_n)}
+        r = {"thermal_test": th_test, "helen_measured": n, "recall": found / n, "found": found,
              "other_per_image": float(np.mean(others)), "ms_per_image_median": float(np.median(ms)),
              "ms_per_image_mean": float(np.mean(ms)), "misses": misses,
              "false_faces": sum(len(v) for v in false.values()),
@@ -186,7 +206,9 @@ def main(argv=None) -> int:
         print(f"{name}: recall {found}/{n} = {found / n:.3f}, other/img {r['other_per_image']:.2f}, "
               f"{r['ms_per_image_median']:.0f} ms/img, false faces {r['false_faces']} on "
               f"{len(false)}/{len(negatives)} no-face images, thermal detections {[len(v) for v in th.values()]} "
-              f"(as-is only {[len(v) for v in th_as_is.values()]})", flush=True)
+              f"(as-is only {[len(v) for v in th_as_is.values()]})"
+              + (f"; thermal test recall {th_test['recall']:.3f}, other/img {th_test['other_per_image']:.2f}"
+                 if th_test else ""), flush=True)
     if args.json:
         from dmsl_core.atomic import atomic_write_text
         atomic_write_text(args.json, json.dumps(report, indent=1))

@@ -56,7 +56,9 @@ def test_registry_names_and_unknown_name_error():
         get_detector("yolo-face")
     msg = str(err.value)
     assert "yolo-face" in msg and all(n in msg for n in names)
-    assert isinstance(get_detector("auto"), type(get_detector(D.AUTO)))
+    auto = get_detector("auto")
+    assert isinstance(auto.vis, type(get_detector(D.AUTO))) and auto.min_face == auto.vis.min_face
+    assert isinstance(auto.th, type(get_detector(D.AUTO_THERMAL)))
 
     @register_detector("test-fixed", "a detector that always sees one face")
     class Fixed(D.FaceDetector):
@@ -94,7 +96,7 @@ def test_sixteen_bit_and_grey_inputs():
     th16 = (grey.astype(np.uint16) * 40 + 20000)               # a 16-bit frame with the same content
     g8 = to_gray8(th16)
     assert g8.dtype == np.uint8 and g8.min() == 0 and g8.max() == 255
-    det = get_detector("auto")
+    det = get_detector("dlib-hog")   # the visible detector on a 16-bit frame of visible faces
     assert_finds_each(det(grey), centres)
     dets = det(th16, spectrum="th")
     assert_finds_each(dets, centres)
@@ -198,7 +200,7 @@ def test_cli_parser_stays_import_light():
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("name", ["auto", "skimage-lbp"])
+@pytest.mark.parametrize("name", ["dlib-hog", "skimage-lbp"])
 def test_thermal_frames_are_also_searched_inverted(name):
     canvas, centres = three_astronauts()
     inverted = 255 - cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)      # the faces in the other polarity
@@ -208,3 +210,37 @@ def test_thermal_frames_are_also_searched_inverted(name):
     assert get_detector(name, thermal_polarity="as-is")(inverted, spectrum="th") == []
     with pytest.raises(ValueError, match="thermal_polarity"):
         get_detector(name, thermal_polarity="white-hot")
+
+
+def thermal_astronauts(seed=0):
+    """The three-astronaut canvas made thermal by ``dmsl thermalize``'s converter (68 points from Dlib
+    on each visible head), as 16-bit centi-kelvin; the faces' centres."""
+    from dmsl_core.baselines import DlibBaseline
+    from dmsl_core.thermalize import thermalize_face, to_u16_ck
+    head = skimage_data.astronaut()[HEAD]
+    pts = DlibBaseline(upsample=1).predict([head])[0].landmarks
+    assert pts is not None and np.isfinite(pts).all()
+    canvas = np.full((512, 640), 29315 + 2000, np.uint16)        # 20 C background
+    x, centres = 10, []
+    for i, s in enumerate(SCALES):
+        th = to_u16_ck(thermalize_face(head, pts, seed=seed + i).celsius)
+        th = cv2.resize(th, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        y = 60 + 120 * i
+        canvas[y:y + th.shape[0], x:x + th.shape[1]] = th
+        centres.append((np.array([x, y]) + FACE_CENTRE * s, FACE_SIDE * s))
+        x += th.shape[1] + 20
+    return canvas, centres
+
+
+def test_auto_finds_thermal_faces_with_the_thermal_detector():
+    canvas, centres = thermal_astronauts()
+    auto = get_detector("auto")
+    dets = auto(canvas, spectrum="th")
+    assert all(d.detector == "dlib-hog-thermal" and d.spectrum == "th" for d in dets)
+    assert_finds_each(dets, centres)
+    # black-hot: the same faces in the other polarity
+    assert_finds_each(auto((65535 - canvas).astype(np.uint16), spectrum="th"), centres)
+    # the thermal detector finds no face where there is none
+    det = get_detector("dlib-hog-thermal")
+    found = {k: [d.to_dict() for d in det(img, "th")] for k, img in no_face_images().items()}
+    assert all(not v for v in found.values()), found

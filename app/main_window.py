@@ -25,6 +25,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from dmsl_core import __version__
+from dmsl_core.covered import covered_regions
 
 from .about import AboutDialog, ShortcutsDialog
 from .folder_browser import FolderBrowser
@@ -844,17 +845,21 @@ class MainWindow(QtWidgets.QMainWindow):
                 cur = view.info_label.text()
                 view.set_info(cur + (" · landmarks from visible" if other in r.mapped else " · not run"))
         # temperatures
-        temps = []
+        temps, covered = [], {}
         th_pts = r.points_in("th") if (pair is not None and pair.th is not None) else None
         if r.temperatures and th_pts is not None and np.isfinite(th_pts).all():
             anchors = temperature_anchors(th_pts)
-            temps = [(TEMP_LABELS[k], anchors[k][0], anchors[k][1], v, TEMP_ANCHORS[k])
+            if pair.th_celsius is not None:   # an eye region colder than the face: glasses (dmsl_core/covered.py)
+                covered = covered_regions(pair.th_celsius, th_pts, r.temperatures)
+            temps = [(TEMP_LABELS[k], anchors[k][0], anchors[k][1], v, TEMP_ANCHORS[k], " covered" * (k in covered))
                      for k, v in r.temperatures.items() if k in anchors and v is not None and math.isfinite(v)]
         self.th_view.set_temperatures(temps)
         self.vis_view.set_temperatures(None)
         for k, lab in self.temp_labels.items():
             v = r.temperatures.get(k)
-            lab.setText(f"{v:.1f} °C" if v is not None and math.isfinite(v) else "—")
+            lab.setText((f"{v:.1f} °C" + (" covered" if k in covered else "")) if v is not None and math.isfinite(v)
+                        else "—")
+            lab.setToolTip(covered.get(k, ""))
         # selector
         self.spectrum_panel.update_decision(r)
         d = r.decision

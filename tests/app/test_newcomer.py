@@ -274,3 +274,54 @@ def test_a_thermal_only_source_gets_the_whole_width_and_no_nan_caption(qtbot, ma
     win.open_source("demo:?realtime=0&size=160x128")          # back to a pair: both views again
     wait_frames(qtbot, win, 1)
     assert not win.vis_view.isHidden() and not win.th_view.isHidden()
+
+
+def _demo_glasses_frames(size=(320, 256)):
+    """(frames through the demo's glasses, frames without) of the first 100 frames of a 20 s cycle at 5 fps."""
+    from dmsl_core.sources.demo import DemoScene
+
+    scene = DemoScene(size=size, fps=5.0, cycle=20.0)
+    pairs = [scene.pair(i) for i in range(0, 100, 2)]
+    return ([p for p in pairs if p.meta["state"]["occlusion"] == "glasses"],
+            [p for p in pairs if p.meta["state"]["occlusion"] != "glasses"])
+
+
+def test_eye_temperatures_through_the_demos_glasses_are_flagged_covered():
+    from dmsl_core.covered import covered_regions, face_median
+    from dmsl_core.stream import temperatures_at
+
+    glasses, plain = _demo_glasses_frames()
+    assert len(glasses) >= 3 and len(plain) >= 30
+    for p in glasses:
+        pts = p.meta["landmarks_gt_th"]
+        t = temperatures_at(p.th_celsius, pts)
+        cov = covered_regions(p.th_celsius, pts, t)
+        assert "inner_eye_r" in cov and t["inner_eye_r"] < 30, (p.index, t)    # the lens, not the eye
+        assert "covered" in cov["inner_eye_r"] and f"{t['inner_eye_r']:.1f} °C" in cov["inner_eye_r"]
+        assert "forehead" not in cov and "nose_tip" not in cov
+    for p in plain:
+        pts = p.meta["landmarks_gt_th"]
+        t = temperatures_at(p.th_celsius, pts)
+        assert covered_regions(p.th_celsius, pts, t) == {}, (p.index, t, face_median(p.th_celsius, pts))
+
+
+def test_the_live_view_marks_a_covered_eye_and_not_a_bare_one(qtbot, make_window, settings):
+    import dataclasses
+
+    from dmsl_core.pipeline import Predictor
+    from dmsl_core.stream import StreamConfig, StreamProcessor
+
+    win = make_window(None, settings=dataclasses.replace(settings, weights="dmsl-default"))
+    proc = StreamProcessor(Predictor.from_weights("dmsl-default", device="cpu"),
+                           StreamConfig(mode="both", smoothing=False))
+    glasses, plain = _demo_glasses_frames()
+    for pair, covered in ((glasses[0], True), (plain[0], False)):
+        proc.reset()
+        r = proc.process(pair)
+        win.draw_result(r)
+        lab = win.temp_labels["inner_eye_r"]
+        assert lab.text().startswith(f"{r.temperatures['inner_eye_r']:.1f} °C")
+        assert ("covered" in lab.text()) == covered and ("glasses" in lab.toolTip()) == covered
+        texts = [it.toPlainText() for it in win.th_view.temp_items if it.isVisible()]
+        assert any(t.endswith("° covered") for t in texts) == covered, texts
+        assert "covered" not in win.temp_labels["forehead"].text()

@@ -276,6 +276,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         runs = self.settings.runs_dir
         self.train_panel = TrainPanel(runs)
+        self.train_panel.restore_form(self.settings.train_form)   # the form as the last session left it
         self.eval_panel = EvalPanel(runs)
         self.models_panel = ModelsPanel(runs)
         # each in a scroll area: the window keeps a small minimum size (the panels scroll instead)
@@ -1049,6 +1050,7 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             self.store.set_value("window/geometry", self.saveGeometry())
             self.store.set_value("window/state", self.saveState())
+            self.settings.train_form = self.train_panel.form_state()
             self.store.save(self.settings)
         except Exception:  # noqa: BLE001 - a read-only settings store must not block closing
             pass

@@ -588,6 +588,46 @@ class TrainPanel(QtWidgets.QWidget):
             self.cv_folds.setValue(o.cv_folds)
         self.processes.setValue(max(1, int(o.processes)))
 
+    # ---- remembered between sessions (AppSettings.train_form) ------------------------------------
+    REMEMBERED = ("data", "config", "models", "stages", "epochs", "head_epochs", "joint_epochs", "batch_size", "lr",
+                  "box_jitter", "spectra", "augment", "mirror", "fold", "device", "threads", "cv_folds", "processes")
+
+    def form_state(self) -> dict:
+        """The form as a JSON-able dict (not the run folder: each Start makes a new one by default)."""
+        o = self.options()
+        return {k: (list(getattr(o, k)) if k == "stages" else getattr(o, k)) for k in self.REMEMBERED}
+
+    def restore_form(self, state: Optional[dict]) -> None:
+        """Fill the form from :meth:`form_state`'s dict; a value of the wrong type is ignored, a dataset
+        folder that no longer exists is dropped (the field stays empty)."""
+        if not isinstance(state, dict):
+            return
+        o = self.options()
+        for k in self.REMEMBERED:
+            if k not in state:
+                continue
+            v, cur = state[k], getattr(o, k)
+            if k == "fold":
+                ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
+            elif k == "stages":
+                ok = isinstance(v, list) and all(x in (1, 2, 3) for x in v)
+                v = tuple(v) if ok else v
+            elif isinstance(cur, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(cur, (int, float)):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                v = type(cur)(v) if ok else v
+            else:
+                ok = isinstance(v, str)
+            if ok:
+                setattr(o, k, v)
+        if o.data and not Path(o.data).is_dir():
+            o.data = ""
+        if self.config_box.findText(o.config) < 0:
+            o.config = self.config_box.currentText()
+        o.out = self.out_edit.text().strip()
+        self.set_options(o)
+
     # ---- generating a dataset -------------------------------------------------------------------
     def generate_dialog(self) -> None:
         base = Path(self.runs_dir or Path.home()).parent / "dmsl-data" / "synth"

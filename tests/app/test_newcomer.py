@@ -325,3 +325,43 @@ def test_the_live_view_marks_a_covered_eye_and_not_a_bare_one(qtbot, make_window
         texts = [it.toPlainText() for it in win.th_view.temp_items if it.isVisible()]
         assert any(t.endswith("° covered") for t in texts) == covered, texts
         assert "covered" not in win.temp_labels["forehead"].text()
+
+
+def test_the_train_form_is_remembered_and_a_vanished_dataset_is_dropped(qtbot, make_window, store, tmp_path):
+    import shutil
+
+    from dmsl_core.data.synth import generate_dataset
+
+    data = tmp_path / "ds"
+    generate_dataset(data, subjects=2, seed=0, size=(96, 80), variations=["neutral"])
+    win = make_window(None, settings=None)          # the settings come from the store, as in a real session
+    tp = win.train_panel
+    tp.data_edit.setText(str(data))
+    tp.epochs.setValue(7)
+    tp.head_epochs.setValue(5)
+    tp.stage3.setChecked(True)
+    tp.joint_epochs.setValue(3)
+    tp.batch.setValue(8)
+    tp.spectra_box.setCurrentIndex(tp.spectra_box.findData("th"))
+    tp.mirror.setChecked(False)
+    tp.config_box.setCurrentText("dmsl-tiny")
+    before = tp.form_state()
+    assert before["fold"] is None                  # 2 subjects: only "no fold" fits
+    win.close()
+
+    win2 = make_window(None, settings=None)
+    tp2 = win2.train_panel
+    assert tp2.form_state() == before
+    assert tp2.data_edit.text() == str(data) and tp2.epochs.value() == 7 and tp2.stage3.isChecked()
+    assert tp2.spectra_box.currentData() == "th" and not tp2.mirror.isChecked()
+    assert "2 subjects" in tp2.data_info.text()    # the dataset is shown again
+    tp2.fold.setValue(-1)
+    win2.close()
+
+    shutil.rmtree(data)                            # the dataset has gone since
+    win3 = make_window(None, settings=None)
+    tp3 = win3.train_panel
+    assert tp3.data_edit.text() == "" and tp3.dataset is None and not tp3.message.text()
+    assert tp3.epochs.value() == 7 and tp3.config_box.currentText() == "dmsl-tiny"
+    tp3.restore_form({"epochs": "many", "stages": [9], "fold": True, "data": 3})   # a hand-edited store
+    assert tp3.epochs.value() == 7 and tp3.stage1.isChecked() == (1 in before["stages"])

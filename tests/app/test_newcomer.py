@@ -365,3 +365,118 @@ def test_the_train_form_is_remembered_and_a_vanished_dataset_is_dropped(qtbot, m
     assert tp3.epochs.value() == 7 and tp3.config_box.currentText() == "dmsl-tiny"
     tp3.restore_form({"epochs": "many", "stages": [9], "fold": True, "data": 3})   # a hand-edited store
     assert tp3.epochs.value() == 7 and tp3.stage1.isChecked() == (1 in before["stages"])
+
+
+def _feed_training(panel, seed: int = 3):
+    """A run's events as ``dmsl train --events-jsonl`` prints them: M_b stages 1-2 (losses only), then
+    M_l stages 1-2 (losses of 0.001-0.0001, the validation NME from stage 2); returns the epoch events."""
+    from dmsl_core.training import TrainConfig, TrainEvent
+
+    rng = np.random.default_rng(seed)
+    panel._phases = TrainConfig(train_models="both", stages=(1, 2)).phases()
+    panel._make_bars()
+    fed = []
+    for ph, (model, stage) in enumerate(panel._phases):
+        n = 4 if stage == 1 else 6
+        best = None
+        for ep in range(1, n + 1):
+            loss = 10 ** -(2 + ph * 0.4 + ep * 0.05) * (1 + 0.1 * rng.random())
+            nme = (0.09 - 0.006 * ep + 0.01 * rng.random()) if (model == "landmark" and stage == 2) else None
+            score = nme if nme is not None else loss * 1.2
+            e = TrainEvent(kind="epoch", phase=ph, n_phases=4, model=model, stage=stage, epoch=ep, epochs=n,
+                           loss=loss, val_loss=loss * 1.2, val_nme=nme, best=best is None or score < best)
+            best = score if best is None or score < best else best
+            panel._on_event(e)
+            fed.append(e)
+    return fed
+
+
+def test_train_chart_integer_epochs_plain_numbers_best_epoch_and_no_jump_on_the_banner(qtbot, tmp_path):
+    from app.train_panel import TrainPanel
+
+    panel = TrainPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.resize(1340, 740)      # the Train tab in the default 1360 x 860 window
+    panel.show()
+    qtbot.waitExposed(panel)
+    fed = _feed_training(panel)
+    QtWidgetsApp = __import__("PySide6.QtWidgets", fromlist=["QApplication"]).QApplication
+    QtWidgetsApp.processEvents()
+    # readable: the chart is tall, each panel has room for its curves
+    assert panel.chart.height() >= 280
+    assert panel.loss_plot.vb.height() >= 120 and panel.nme_plot.vb.height() >= 70
+    # one epoch axis: the NME panel follows the loss panel's x range; whole epochs only
+    assert panel.nme_plot.vb.viewRange()[0] == pytest.approx(panel.loss_plot.vb.viewRange()[0])
+    (x0, x1), axis = panel.nme_plot.vb.viewRange()[0], panel.nme_plot.getAxis("bottom")
+    ticks = [t for _, level in axis.tickValues(x0, x1, axis.width()) for t in level]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert all("." not in s for s in axis.tickStrings(ticks, 1.0, 1.0))
+    # plain numbers: no SI prefix in the labels, no 7·10² tick labels on the log loss axis
+    for plot in (panel.loss_plot, panel.nme_plot):
+        label = plot.getAxis("left").labelString()
+        assert "x0.0" not in label and "(x" not in label, label
+    la = panel.loss_plot.getAxis("left")
+    (y0, y1) = panel.loss_plot.vb.viewRange()[1]
+    strings = [s for _, level in la.tickValues(y0, y1, la.height()) for s in la.logTickStrings(level, 1.0, 1.0)]
+    assert strings and all("·" not in s and "<sup>" not in s and "×" not in s for s in strings), strings
+    assert all(float(s) > 0 for s in strings)
+    # the best epoch is marked at the lowest validation NME fed (x: epochs over all stages in order)
+    xs = {id(e): i + 1 for i, e in enumerate(fed)}
+    best_e = min((e for e in fed if e.val_nme is not None), key=lambda e: e.val_nme)
+    assert panel.best_epoch == xs[id(best_e)]
+    bx, by = panel.best_nme_mark.getData()
+    assert list(bx) == [xs[id(best_e)]] and by[0] == pytest.approx(best_e.val_nme)
+    assert all(ln.isVisible() and ln.value() == xs[id(best_e)] for ln in panel.best_lines)
+    assert f"best validation NME {best_e.val_nme:.4f} at epoch {xs[id(best_e)]}" in panel.best_label.text()
+    # the banner of a finished or cancelled run does not move the chart
+    before = (panel.chart.mapTo(panel, panel.chart.rect().topLeft()), panel.chart.size(),
+              panel.loss_plot.vb.size(), panel.nme_plot.vb.size())
+    panel.grab().save(str(tmp_path / "train_before.png"))
+    panel.message.show_message("Training cancelled. Resume continues from the last checkpoint (M_l stage 2, "
+                               "after epoch 6). " + "A long message wraps. " * 20, "warn")
+    QtWidgetsApp.processEvents()
+    assert panel.message.isVisible()
+    after = (panel.chart.mapTo(panel, panel.chart.rect().topLeft()), panel.chart.size(),
+             panel.loss_plot.vb.size(), panel.nme_plot.vb.size())
+    assert after == before
+    panel.grab().save(str(tmp_path / "train_after.png"))
+    panel.message.clear()
+    QtWidgetsApp.processEvents()
+    assert (panel.chart.mapTo(panel, panel.chart.rect().topLeft()), panel.chart.size()) == before[:2]
+    assert panel.shutdown()
+
+
+def test_the_model_card_opens_as_a_card_with_the_json_one_tab_away(qtbot, tmp_path):
+    import json
+
+    from app.models_panel import CardDialog, ModelsPanel
+    from dmsl_core.models.weights import CARD_NAME, assets_dir
+
+    card = json.loads((assets_dir() / "models" / "dmsl-default" / CARD_NAME).read_text(encoding="utf-8"))
+    panel = ModelsPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.show()
+    row = next(i for i in range(panel.table.rowCount()) if panel.table.item(i, 0).text() == "dmsl-default")
+    panel.table.selectRow(row)
+    panel.card_btn.click()
+    dlg = panel._card_dialog
+    assert isinstance(dlg, CardDialog) and dlg.isVisible()
+    text = dlg.card_view.toPlainText()
+    assert "{" not in text and '":' not in text              # not a JSON dump
+    h = card["heldout_eval"]
+    assert f"{h['nme']['th']:.4f}" in text and f"{h['nme']['vis']:.4f}" in text
+    for name, ev in (card.get("real_eval") or {}).items():   # the real faces, per spectrum, with Dlib beside
+        assert name in text and f"{ev['nme']['th']:.4f}" in text and f"{ev['nme']['vis']:.4f}" in text
+        assert f"{100 * ev['failure_rate_0.08']:.1f} %" in text
+        dl = ev["baselines"]["dlib"]
+        assert f"{dl['nme']['vis']:.4f}" in text and f"TH {dl['misses']['th']}" in text
+    for src in card["training_sources"]:
+        assert src["set"] in text
+    for k, v in card["inference"].items():
+        assert f"{k} {v}" in text
+    fps = card["bench"]["pipeline"][0]["fps"]["1"]
+    assert f"{fps:.0f}" in text and "Speed" in text
+    assert json.loads(dlg.json_view.toPlainText()) == card   # the JSON, whole, one tab away
+    dlg.tabs.setCurrentIndex(0)
+    dlg.grab().save(str(tmp_path / "card.png"))
+    dlg.close()

@@ -484,6 +484,7 @@ class TrainPanel(QtWidgets.QWidget):
             head.addWidget(w)
         il.addLayout(head)
         self.bars_box = QtWidgets.QGridLayout()
+        self.bars_box.setVerticalSpacing(2)
         il.addLayout(self.bars_box)
         rl.addWidget(info)
         self.cv_frame = QtWidgets.QFrame()
@@ -523,7 +524,8 @@ class TrainPanel(QtWidgets.QWidget):
         # one chart, as SLEAP's training monitor: loss above, validation NME below, one epoch axis
         self.chart = pg.GraphicsLayoutWidget()
         self.chart.setBackground(None)
-        self.chart.setMinimumHeight(300)
+        self.chart.setMinimumHeight(320)
+        self.chart.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Ignored)
         self.loss_plot = self.chart.addPlot(row=0, col=0, axisItems={"bottom": EpochAxis("bottom"),
                                                                       "left": ValueAxis("left")})
         self.nme_plot = self.chart.addPlot(row=1, col=0, axisItems={"bottom": EpochAxis("bottom"),
@@ -560,9 +562,10 @@ class TrainPanel(QtWidgets.QWidget):
         self.best_label.setObjectName("Dim")
         self.best_epoch: Optional[int] = None   # x (epoch over all stages) of the lowest validation NME
         self._phase_lines: list = []
-        pl.addWidget(self.chart, 1)
-        pl.addWidget(self.best_label)
-        # validation images and the log share the space below the chart (one at a time)
+        chart_col = QtWidgets.QVBoxLayout()
+        chart_col.addWidget(self.chart, 1)
+        chart_col.addWidget(self.best_label)
+        # validation images and the log share the space beside the chart (one at a time)
         self.lower_tabs = QtWidgets.QTabWidget()
         pw = QtWidgets.QWidget()
         pwl = QtWidgets.QVBoxLayout(pw)
@@ -570,23 +573,29 @@ class TrainPanel(QtWidgets.QWidget):
         self.preview_label = QtWidgets.QLabel("after the first epoch")
         self.preview_label.setObjectName("Dim")
         self.preview_label.setWordWrap(True)
-        self.preview_label.setMinimumHeight(self.preview_label.fontMetrics().lineSpacing() * 2 + 2)
+        self.preview_label.setMinimumHeight(self.preview_label.fontMetrics().lineSpacing() * 4 + 2)
+        self.preview_label.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
         pwl.addWidget(self.preview_label)
-        strip = QtWidgets.QHBoxLayout()
+        grid = QtWidgets.QGridLayout()   # 2 x 2 beside the chart
+        grid.setSpacing(4)
         self.preview_views = []
         for i in range(N_PREVIEW):
             v = SpectrumView(f"#{i + 1}")
-            v.setMinimumHeight(170)   # title, image and readout line
-            strip.addWidget(v)
+            v.setMinimumSize(150, 150)   # title, image and readout line
+            v.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Ignored)   # the tab never scrolls
+            grid.addWidget(v, i // 2, i % 2)
             self.preview_views.append(v)
-        pwl.addLayout(strip, 1)
-        self.lower_tabs.addTab(pw, "Validation images, current weights")
+        pwl.addLayout(grid, 1)
+        self.lower_tabs.addTab(pw, "Validation images")
         self.log_view = QtWidgets.QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(500)
         self.lower_tabs.addTab(self.log_view, "Log")
-        self.lower_tabs.setFixedHeight(250)
-        pl.addWidget(self.lower_tabs)
+        self.lower_tabs.setMinimumWidth(330)
+        body = QtWidgets.QHBoxLayout()
+        body.addLayout(chart_col, 3)
+        body.addWidget(self.lower_tabs, 2)
+        pl.addLayout(body, 1)
         rl.addWidget(plots, 1)
         self._set_log(True)
 
@@ -1143,6 +1152,7 @@ class TrainPanel(QtWidgets.QWidget):
         for i, (kind, stage) in enumerate(self._phases):
             lab = QtWidgets.QLabel(f"{MODEL_NAMES[kind]} stage {stage}")
             bar = QtWidgets.QProgressBar()
+            bar.setMaximumHeight(bar.fontMetrics().height() + 4)   # six stages fit without squeezing the chart
             bar.setRange(0, 1000)
             bar.setValue(0)
             bar.setFormat("waiting")

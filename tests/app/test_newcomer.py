@@ -404,6 +404,7 @@ def test_train_chart_integer_epochs_plain_numbers_best_epoch_and_no_jump_on_the_
     QtWidgetsApp.processEvents()
     # readable: the chart is tall, each panel has room for its curves
     assert panel.chart.height() >= 280
+    assert panel.minimumSizeHint().height() <= 740       # the tab's page does not scroll at that size
     assert panel.loss_plot.vb.height() >= 120 and panel.nme_plot.vb.height() >= 70
     # one epoch axis: the NME panel follows the loss panel's x range; whole epochs only
     assert panel.nme_plot.vb.viewRange()[0] == pytest.approx(panel.loss_plot.vb.viewRange()[0])

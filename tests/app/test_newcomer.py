@@ -3,6 +3,8 @@ images left out of its mean, the Models tab's held-out figure, File › Open wit
 the Train tab on a small dataset and the Evaluate summary's time."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -481,3 +483,52 @@ def test_the_model_card_opens_as_a_card_with_the_json_one_tab_away(qtbot, tmp_pa
     dlg.tabs.setCurrentIndex(0)
     dlg.grab().save(str(tmp_path / "card.png"))
     dlg.close()
+
+
+def test_folder_browser_exports_the_folder_as_dmsl_predict_does(qtbot, tmp_path, tiny_weights):
+    import json
+
+    from skimage import data as skdata
+
+    from dmsl_core.cli import main
+    from dmsl_core.data.imageio import read_image, write_image
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    write_image(d / "astronaut.png", skdata.astronaut())              # a real face (public domain, NASA)
+    yy, xx = np.mgrid[0:240, 0:320]
+    write_image(d / "wall.png", np.dstack([(xx * 0.6).astype(np.uint8), (yy * 0.8).astype(np.uint8),
+                                           np.full_like(xx, 90, dtype=np.uint8)]))   # no face
+    b = _open_browser(qtbot, d, tiny_weights)
+    said = []
+    b.message.connect(lambda text, err: said.append((text, err)))
+    assert b.export_btn.isEnabled()
+    out = tmp_path / "export"
+    h = b.export(str(out))
+    assert h is not None and b.running and h.thread is not None   # on a worker thread, not the Qt thread
+    qtbot.waitUntil(lambda: b.export_result is not None or bool(b.export_error), timeout=60000)
+    assert not b.export_error, b.export_error
+    res = b.export_result
+    assert res["n_images"] == 2 and res["failed"] == 0
+    got = json.loads((out / "predictions.json").read_text(encoding="utf-8"))
+    by_name = {Path(r["image"]).name: r for r in got}
+    assert len(by_name["astronaut.png"]["faces"]) >= 1 and by_name["wall.png"]["faces"] == []
+    assert res["no_face"] == [str(d / "wall.png")]
+    face = by_name["astronaut.png"]["faces"][0]
+    assert len(face["landmarks"]) == 68 and face["detector"] == "dlib-hog" and face["spectrum"] == "vis"
+    csv_rows = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    assert len(csv_rows) == 1 + res["n_faces"] and csv_rows[1].startswith(str(d / "astronaut.png") + ",0,")
+    assert sorted(p.name for p in (out / "pts").iterdir()) == [f"astronaut_face{i}.pts"
+                                                                for i in range(res["n_faces"])]
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert overlays == ["astronaut.png", "wall.png"]
+    assert read_image(out / "overlays" / "wall.png").shape[:2] == (240, 320)
+    # one implementation: dmsl predict on the same folder writes the same JSON and CSV
+    cli = tmp_path / "cli"
+    rc = main(["predict", str(d), "--weights", tiny_weights, "--device", "cpu", "--json", str(cli / "p.json"),
+               "--csv", str(cli / "p.csv")])
+    assert rc == 0
+    assert json.loads((cli / "p.json").read_text(encoding="utf-8")) == got
+    assert (cli / "p.csv").read_text(encoding="utf-8") == (out / "predictions.csv").read_text(encoding="utf-8")
+    assert any("no face in 1: wall.png" in t and not err for t, err in said), said
+    b.stop()

@@ -125,15 +125,8 @@ def card_html(card: dict) -> str:
                  _h(r.get("role", "")), _h(r.get("licence", ""))] for r in src_rows if isinstance(r, dict)]
         out.append(_table(["set", "faces", "spectra", "role", "licence"], rows))
     if isinstance(tr, dict) and tr:
-        bits = [f"{tr[k]} {label}" for k, label in (("n_train_images", "training images"),
-                                                     ("n_val_images", "validation images")) if k in tr]
-        if tr.get("spectra"):
-            bits.append("spectra " + "+".join(map(str, tr["spectra"])))
-        if tr.get("stages"):
-            bits.append("stages " + ",".join(map(str, tr["stages"])))
-        if tr.get("fold") is not None:
-            bits.append(f"fold {tr['fold']}")
-        out.append("<p>" + _h(", ".join(bits)) + "</p>")
+        from .about import training_bits
+        out.append("<p>" + _h(", ".join(training_bits(tr, data=False))) + "</p>")
     if card.get("history"):
         out.append(f"<p style='color:#8a93a0'>{_h(card['history'])}</p>")
     for k, label in (("nme_test", "test subjects at the end of training"),

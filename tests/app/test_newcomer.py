@@ -532,3 +532,23 @@ def test_folder_browser_exports_the_folder_as_dmsl_predict_does(qtbot, tmp_path,
     assert (cli / "p.csv").read_text(encoding="utf-8") == (out / "predictions.csv").read_text(encoding="utf-8")
     assert any("no face in 1: wall.png" in t and not err for t, err in said), said
     b.stop()
+
+
+def test_dmsl_predict_prints_one_line_per_image_and_the_json_goes_to_the_file(tmp_path, tiny_weights, capsys):
+    import json
+
+    from dmsl_core.cli import main
+    from dmsl_core.data.imageio import write_image
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        write_image(d / f"f{i}.png", _scene_pair(i).vis)
+    rc = main(["predict", str(d), "--weights", tiny_weights, "--device", "cpu", "--detector", "none",
+               "--json", str(tmp_path / "p.json")])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"f{i}.png: 1 face (M_b, no detector)" for i in range(3)] + \
+        [f"3 image(s), 3 face(s), 0 failed -> {tmp_path / 'p.json'}"]
+    got = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
+    assert [len(r["faces"][0]["landmarks"]) for r in got] == [68, 68, 68]

@@ -399,7 +399,7 @@ class FolderBrowser(QtWidgets.QWidget):
         def done(res: dict) -> None:
             self.export_result = res
             n_none = len(res["no_face"])
-            self.message.emit(f"Exported {res['n_images']} images ({res['n_faces']} faces"
+            self.message.emit(f"Exported {res['n_images']} images ({res['n_faces']} face{'s' if res['n_faces'] != 1 else ''}"
                               + (f"; no face in {n_none}: " + ", ".join(Path(p).name for p in res["no_face"][:5])
                                  + ("…" if n_none > 5 else "") if n_none else "")
                               + (f"; {res['failed']} could not be read" if res["failed"] else "")

@@ -1218,10 +1218,11 @@ class TrainPanel(QtWidgets.QWidget):
         self._phase_lines = []
         prev = None
         for i, r in enumerate(self.records):
-            if r["phase"] != prev:
+            if r["phase"] != prev:   # every second stage's name a line higher: short stages' names do not overlap
                 ln = pg.InfiniteLine(pos=i + 0.5, angle=90, pen=pg.mkPen("#666b73", style=QtCore.Qt.DashLine),
                                      label=f"{MODEL_NAMES.get(r['model'], r['model'])} s{r['stage']}",
-                                     labelOpts={"position": 0.06, "color": "#969fa9"})
+                                     labelOpts={"position": 0.06 + 0.09 * (len(self._phase_lines) % 2),
+                                                "color": "#969fa9"})
                 self.loss_plot.addItem(ln)
                 self._phase_lines.append(ln)
                 prev = r["phase"]

@@ -3,7 +3,8 @@ folder has annotations - the ground truth and the per-image NME; sortable to fin
 
 The folder is read and predicted on a worker thread (:class:`FolderWorker`), which streams one
 :class:`BrowserEntry` per pair to the window; the table fills while it runs. Selecting a row shows
-the pair (both spectra) with predictions (coloured) and ground truth (green crosses).
+the pair (both spectra) with predictions (coloured) and ground truth (green crosses). *Export…*
+writes the whole folder as ``dmsl predict`` does (:func:`export_folder`, on a worker thread).
 """
 from __future__ import annotations
 

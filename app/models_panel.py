@@ -1,8 +1,8 @@
 """The Models tab: the models the app knows (shipped in ``assets/models`` and the training runs
 under the runs folder) with configuration, training data, date, measured NME and size.
 
-Use one as the live model, show its card, rename or delete a run (with confirmation), or open it
-in the Evaluate tab. The listing, rename and delete are :mod:`dmsl_core.runs` functions.
+Use one as the live model, show its card (:class:`CardDialog`: a readable page, :func:`card_html`, with the
+JSON one tab away), rename or delete a run (with confirmation), or open it in the Evaluate tab. The listing, rename and delete are :mod:`dmsl_core.runs` functions.
 """
 from __future__ import annotations
 

@@ -33,6 +33,21 @@ SHORTCUTS = [
 ]
 
 
+def training_bits(tr: dict, data: bool = True) -> list[str]:
+    """A card's ``training`` block in words: images, spectra, stages, fold (and the data folder)."""
+    bits = [f"{tr[k]} {label}" for k, label in (("n_train_images", "training images"),
+                                                 ("n_val_images", "validation images")) if k in tr]
+    if tr.get("spectra"):
+        bits.append("spectra " + "+".join(map(str, tr["spectra"])))
+    if tr.get("stages"):
+        bits.append("stages " + ",".join(map(str, tr["stages"])))
+    if tr.get("fold") is not None:
+        bits.append(f"fold {tr['fold']}")
+    if data and tr.get("data"):
+        bits.append(f"data {tr['data']}")
+    return bits
+
+
 def card_rows(card: dict) -> list[tuple[str, str]]:
     """The model card as (field, text) rows: the summary first, then every other field compactly."""
     from dmsl_core.runs import card_nme
@@ -50,13 +65,7 @@ def card_rows(card: dict) -> list[tuple[str, str]]:
                                      f"input {cfg.get('input_size', '?')} px"))
     tr = card.get("training") or {}
     if isinstance(tr, dict) and tr:
-        bits = [f"{tr[k]} {label}" for k, label in (("n_train_images", "training images"),
-                                                     ("n_val_images", "validation images")) if k in tr]
-        if tr.get("spectra"):
-            bits.append("spectra " + "+".join(map(str, tr["spectra"])))
-        if tr.get("data"):
-            bits.append(f"data {tr['data']}")
-        rows.append(("training", ", ".join(bits) or "-"))
+        rows.append(("training", ", ".join(training_bits(tr)) or "-"))
     for k, v in card.items():
         if k in ("config", "training"):
             continue

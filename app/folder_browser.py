@@ -3,7 +3,8 @@ folder has annotations - the ground truth and the per-image NME; sortable to fin
 
 The folder is read and predicted on a worker thread (:class:`FolderWorker`), which streams one
 :class:`BrowserEntry` per pair to the window; the table fills while it runs. Selecting a row shows
-the pair (both spectra) with predictions (coloured) and ground truth (green crosses).
+the pair (both spectra) with predictions (coloured) and ground truth (green crosses). *Export…*
+writes the whole folder as ``dmsl predict`` does (:func:`export_folder`, on a worker thread).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from .palettes import LevelTracker, lut
 from .views import SpectrumView
-from .workers import Worker, WorkerHandle, start_worker
+from .workers import FunctionWorker, Worker, WorkerHandle, start_worker
 
 THUMB_H = 56
 
@@ -157,6 +158,51 @@ class FolderWorker(Worker):
         return done
 
 
+EXPORT_FILES = ("predictions.json", "predictions.csv", "pts", "overlays")
+
+
+def export_folder(entries: list, out: str, model=None, model_spec=None, detector: str = "auto", worker=None) -> dict:
+    """Every image of the browser's pairs through ``dmsl predict``'s implementation
+    (:func:`dmsl_core.predictions.predict_files`: the face detector, then M_b / M_l per face; an image
+    without a face says so): ``OUT/predictions.json``, ``OUT/predictions.csv``, ``OUT/pts/STEM_face<i>.pts``
+    and ``OUT/overlays/STEM.png``. Runs on a worker thread (``worker.progress``: ``(done, total, entry)``)."""
+    from dmsl_core.detection import get_detector
+    from dmsl_core.predictions import predict_files
+
+    from .live import load_model
+
+    if model is None:
+        model = load_model(model_spec)
+    det = get_detector(detector) if detector != "none" else None
+    paths, spectra, stems, used = [], {}, {}, set()
+    for e in entries:
+        for s, p in sorted(e.paths.items()):
+            stem = Path(p).stem
+            if stem in used:                       # vis/0001.png and th/0001.png: one name each
+                stem = f"{stem}_{s}"
+            if stem in used:
+                stem = f"{stem}_{e.index}"
+            used.add(stem)
+            paths.append(p)
+            spectra[p], stems[p] = s, stem
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    done = [0]
+
+    def on_entry(entry: dict) -> None:
+        done[0] += 1
+        if worker is not None:
+            worker.progress.emit((done[0], len(paths), entry))
+
+    res = predict_files(model.predictor, paths, detector=det, spectra=spectra, stems=stems,
+                        pts_dir=outp / "pts", overlay_dir=outp / "overlays", json_path=outp / "predictions.json",
+                        csv_path=outp / "predictions.csv", on_entry=on_entry,
+                        check_stop=worker.check_stop if worker is not None else None)
+    res["out"] = str(outp)
+    res["no_face"] = [r["image"] for r in res["results"] if not r.get("error") and not r["faces"]]
+    return res
+
+
 class _Item(QtWidgets.QTableWidgetItem):
     """A table item that sorts by a number (NaN last) and shows formatted text."""
 
@@ -210,6 +256,15 @@ class FolderBrowser(QtWidgets.QWidget):
         self.play_btn = QtWidgets.QPushButton("Play as stream")
         self.play_btn.setEnabled(False)
         self.play_btn.clicked.connect(lambda: self.folder and self.playRequested.emit(f"folder:{self.folder}"))
+        self.export_btn = QtWidgets.QPushButton("Export…")
+        self.export_btn.setToolTip("Every image of the folder as dmsl predict writes it: predictions.json, "
+                                   "predictions.csv, a .pts per face and an overlay image per file")
+        self.export_btn.setEnabled(False)
+        self.export_btn.clicked.connect(self.export_dialog)
+        self.export_handle: Optional[WorkerHandle] = None
+        self.export_result: Optional[dict] = None
+        self.export_error = ""
+        self._model = None
         self.stop_btn = QtWidgets.QPushButton("Stop")
         self.stop_btn.setEnabled(False)
         self.stop_btn.clicked.connect(self.stop)
@@ -223,6 +278,7 @@ class FolderBrowser(QtWidgets.QWidget):
         top.addWidget(self.path_label, 1)
         top.addWidget(self.progress)
         top.addWidget(self.stop_btn)
+        top.addWidget(self.export_btn)
         top.addWidget(self.play_btn)
 
         self.table = QtWidgets.QTableWidget(0, len(COLUMNS))
@@ -303,23 +359,70 @@ class FolderBrowser(QtWidgets.QWidget):
             v.show_message("reading the folder…")
         self.play_btn.setEnabled(True)
         self.stop_btn.setEnabled(True)
+        self.export_btn.setEnabled(False)
+        self._model = None
         w = FolderWorker(self.folder, model_spec, self.palette)
         self.handle = start_worker(w, "folder-browser", collect=True, on_progress=self._progress, on_error=self._error,
                                    on_finished=self._finished, parent=self)
 
     def stop(self, timeout_ms: int = 3000) -> bool:
-        h, self.handle = self.handle, None
-        if h is None:
-            return True
-        return h.stop(timeout_ms)
+        ok = True
+        for name in ("handle", "export_handle"):
+            h = getattr(self, name)
+            setattr(self, name, None)
+            if h is not None:
+                ok = h.stop(timeout_ms) and ok
+        return ok
 
     @property
     def running(self) -> bool:
-        return self.handle is not None and self.handle.running
+        return any(h is not None and h.running for h in (self.handle, self.export_handle))
+
+    # ---- exporting ---------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Export the folder's predictions into",
+                                                       str(Path(self.folder).parent) if self.folder else "")
+        if d:
+            self.export(d)
+
+    def export(self, out: str, detector: str = "auto") -> Optional[WorkerHandle]:
+        """Export every image's predictions into ``out`` on a worker thread (:func:`export_folder`)."""
+        if not self.entries or (self.export_handle is not None and self.export_handle.running):
+            return None
+        self.export_result, self.export_error = None, ""
+        self.export_btn.setEnabled(False)
+        self.progress.setRange(0, max(1, sum(len(e.paths) for e in self.entries)))
+        self.progress.setValue(0)
+
+        def progress(p) -> None:
+            self.progress.setValue(p[0])
+
+        def done(res: dict) -> None:
+            self.export_result = res
+            n_none = len(res["no_face"])
+            self.message.emit(f"Exported {res['n_images']} images ({res['n_faces']} face{'s' if res['n_faces'] != 1 else ''}"
+                              + (f"; no face in {n_none}: " + ", ".join(Path(p).name for p in res["no_face"][:5])
+                                 + ("…" if n_none > 5 else "") if n_none else "")
+                              + (f"; {res['failed']} could not be read" if res["failed"] else "")
+                              + f") to {res['out']}: predictions.json, predictions.csv, pts/, overlays/", False)
+
+        def error(text: str) -> None:
+            self.export_error = text
+            self.message.emit(f"Export failed: {text}", True)
+
+        def finished() -> None:
+            self.export_btn.setEnabled(bool(self.entries) and self.done)
+
+        self.export_handle = start_worker(
+            FunctionWorker(export_folder, list(self.entries), out, self._model, self.model_spec, detector,
+                           pass_worker=True), "folder-export", on_result=done, on_error=error,
+            on_progress=progress, on_finished=finished, parent=self, collect=True)
+        return self.export_handle
 
     def _progress(self, msg) -> None:
         kind = msg[0]
         if kind == "model":
+            self._model = msg[1]
             if msg[1].note:
                 self.message.emit(msg[1].note, False)
         elif kind == "info":
@@ -376,6 +479,7 @@ class FolderBrowser(QtWidgets.QWidget):
     def _finished(self) -> None:
         self.done = True
         self.stop_btn.setEnabled(False)
+        self.export_btn.setEnabled(bool(self.entries))
         self.table.setSortingEnabled(True)
         n = len(self.entries)
         self.progress.setRange(0, max(1, n))

@@ -25,6 +25,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from dmsl_core import __version__
+from dmsl_core.covered import covered_regions
 
 from .about import AboutDialog, ShortcutsDialog
 from .folder_browser import FolderBrowser
@@ -275,6 +276,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         runs = self.settings.runs_dir
         self.train_panel = TrainPanel(runs)
+        self.train_panel.restore_form(self.settings.train_form)   # the form as the last session left it
         self.eval_panel = EvalPanel(runs)
         self.models_panel = ModelsPanel(runs)
         # each in a scroll area: the window keeps a small minimum size (the panels scroll instead)
@@ -844,17 +846,21 @@ class MainWindow(QtWidgets.QMainWindow):
                 cur = view.info_label.text()
                 view.set_info(cur + (" · landmarks from visible" if other in r.mapped else " · not run"))
         # temperatures
-        temps = []
+        temps, covered = [], {}
         th_pts = r.points_in("th") if (pair is not None and pair.th is not None) else None
         if r.temperatures and th_pts is not None and np.isfinite(th_pts).all():
             anchors = temperature_anchors(th_pts)
-            temps = [(TEMP_LABELS[k], anchors[k][0], anchors[k][1], v, TEMP_ANCHORS[k])
+            if pair.th_celsius is not None:   # an eye region colder than the face: glasses (dmsl_core/covered.py)
+                covered = covered_regions(pair.th_celsius, th_pts, r.temperatures)
+            temps = [(TEMP_LABELS[k], anchors[k][0], anchors[k][1], v, TEMP_ANCHORS[k], " covered" * (k in covered))
                      for k, v in r.temperatures.items() if k in anchors and v is not None and math.isfinite(v)]
         self.th_view.set_temperatures(temps)
         self.vis_view.set_temperatures(None)
         for k, lab in self.temp_labels.items():
             v = r.temperatures.get(k)
-            lab.setText(f"{v:.1f} °C" if v is not None and math.isfinite(v) else "—")
+            lab.setText((f"{v:.1f} °C" + (" covered" if k in covered else "")) if v is not None and math.isfinite(v)
+                        else "—")
+            lab.setToolTip(covered.get(k, ""))
         # selector
         self.spectrum_panel.update_decision(r)
         d = r.decision
@@ -1044,6 +1050,7 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             self.store.set_value("window/geometry", self.saveGeometry())
             self.store.set_value("window/state", self.saveState())
+            self.settings.train_form = self.train_panel.form_state()
             self.store.save(self.settings)
         except Exception:  # noqa: BLE001 - a read-only settings store must not block closing
             pass

@@ -59,6 +59,7 @@ class AppSettings:
     record_json: bool = False
     record_video: bool = True
     runs_dir: str = field(default_factory=default_runs_dir)   # training runs (Train / Models tabs)
+    train_form: dict = field(default_factory=dict)   # the Train tab's form (TrainPanel.form_state)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

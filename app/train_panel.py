@@ -20,6 +20,7 @@ No training logic here: the panel builds the command line and draws the events.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import time
@@ -181,6 +182,78 @@ def default_config_name() -> str:
     except Exception:  # noqa: BLE001
         pass
     return "dmsl-fast"
+
+
+class EpochAxis(pg.AxisItem):
+    """An epoch axis: whole epochs only (no 0.5, 1.5 ...), no SI prefix."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.enableAutoSIPrefix(False)
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph's names
+        out = []
+        for spacing, ticks in super().tickValues(minVal, maxVal, size):
+            if spacing >= 1:
+                out.append((spacing, [t for t in ticks if abs(t - round(t)) < 1e-6]))
+        if not out or not any(t for _, t in out):
+            lo, hi = math.ceil(minVal), math.floor(maxVal)
+            out = [(1.0, [float(v) for v in range(lo, hi + 1)][:50])]
+        return out
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802
+        return [str(int(round(v))) for v in values]
+
+
+class ValueAxis(pg.AxisItem):
+    """A y axis that writes plain numbers (0.002, 0.05, 3) on linear and log scales: no "(x0.001)"
+    SI prefix in the label, no "7·10²" tick labels."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.enableAutoSIPrefix(False)
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803
+        if not self.logMode:
+            return super().tickValues(minVal, maxVal, size)
+        # log scale: 1, 2, 5 x 10^k inside the range (every 1..9 x 10^k when that gives fewer than 3)
+        lo, hi = min(minVal, maxVal), max(minVal, maxVal)
+        ks = range(int(math.floor(lo)) - 1, int(math.ceil(hi)) + 1)
+        for mult in ((1, 2, 5), tuple(range(1, 10))):
+            vals = [math.log10(m) + k for k in ks for m in mult if lo <= math.log10(m) + k <= hi]
+            if len(vals) >= 3:
+                break
+        if len(vals) > max(3, int(size / 22)):   # about one label per 22 px
+            vals = [v for v in vals if abs(v - round(v)) < 1e-9] or vals[::2]
+        return [(1.0, vals)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802
+        if self.logMode:
+            return self.logTickStrings(values, scale, spacing)
+        return [f"{v * scale:.3g}" for v in values]
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802
+        return [f"{10 ** float(v):.3g}" for v in values]
+
+
+class ReservedStrip(MessageStrip):
+    """A message strip that keeps its height while hidden (the layout below never moves) and shows a
+    long message in ``lines`` lines, the whole text in its tooltip."""
+
+    def __init__(self, lines: int = 2, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        m = self.layout().contentsMargins()
+        text_h = self.label.fontMetrics().lineSpacing() * lines
+        self.label.setFixedHeight(text_h)           # more lines are cut at a line's end (whole text: tooltip)
+        self.label.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
+        self.setFixedHeight(text_h + m.top() + m.bottom() + 2)
+        sp = self.sizePolicy()
+        sp.setRetainSizeWhenHidden(True)
+        self.setSizePolicy(sp)
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        super().show_message(text, level)
+        self.setToolTip(text)
 
 
 class GenerateDialog(QtWidgets.QDialog):
@@ -393,7 +466,7 @@ class TrainPanel(QtWidgets.QWidget):
         right = QtWidgets.QWidget()
         rl = QtWidgets.QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
-        self.message = MessageStrip()
+        self.message = ReservedStrip(lines=2)   # a finished / cancelled banner does not move the chart
         rl.addWidget(self.message)
         info = QtWidgets.QFrame()
         info.setObjectName("Panel")
@@ -411,6 +484,7 @@ class TrainPanel(QtWidgets.QWidget):
             head.addWidget(w)
         il.addLayout(head)
         self.bars_box = QtWidgets.QGridLayout()
+        self.bars_box.setVerticalSpacing(2)
         il.addLayout(self.bars_box)
         rl.addWidget(info)
         self.cv_frame = QtWidgets.QFrame()
@@ -430,13 +504,15 @@ class TrainPanel(QtWidgets.QWidget):
         plots.setObjectName("Panel")
         pl = QtWidgets.QVBoxLayout(plots)
         ph = QtWidgets.QHBoxLayout()
-        ph.addWidget(title("Loss per epoch"))
+        ph.addWidget(title("Training monitor"))
         ph.addStretch(1)
-        # the key sits above the plot, not in it: a legend inside covered the last stages' curves
+        # the key sits above the chart, not in it: a legend inside covered the last stages' curves
         self.loss_key = QtWidgets.QLabel(
             "<span style='color:#f5a623'>&#9472;&#9472;</span> training loss &nbsp; "
             "<span style='color:#4fc3f7'>&#9472;&#9472;</span> validation loss &nbsp; "
-            "&#9733; best epoch of each stage")
+            "&#9733; best epoch of each stage &nbsp; "
+            "<span style='color:#81c784'>&#9472;&#9472;</span> validation NME &nbsp; "
+            "<span style='color:#ffd54f'>&#9474;</span> best validation NME")
         self.loss_key.setObjectName("Dim")
         ph.addWidget(self.loss_key)
         ph.addSpacing(12)
@@ -445,10 +521,25 @@ class TrainPanel(QtWidgets.QWidget):
         self.log_check.toggled.connect(self._set_log)
         ph.addWidget(self.log_check)
         pl.addLayout(ph)
-        self.loss_plot = pg.PlotWidget()
-        self.loss_plot.setBackground(None)
-        self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.loss_plot.setLabel("bottom", "epoch (all stages)")
+        # one chart, as SLEAP's training monitor: loss above, validation NME below, one epoch axis
+        self.chart = pg.GraphicsLayoutWidget()
+        self.chart.setBackground(None)
+        self.chart.setMinimumHeight(320)
+        self.chart.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Ignored)
+        self.loss_plot = self.chart.addPlot(row=0, col=0, axisItems={"bottom": EpochAxis("bottom"),
+                                                                      "left": ValueAxis("left")})
+        self.nme_plot = self.chart.addPlot(row=1, col=0, axisItems={"bottom": EpochAxis("bottom"),
+                                                                     "left": ValueAxis("left")})
+        self.chart.ci.layout.setRowStretchFactor(0, 3)
+        self.chart.ci.layout.setRowStretchFactor(1, 2)
+        self.nme_plot.setXLink(self.loss_plot)
+        for plot, label in ((self.loss_plot, "loss"), (self.nme_plot, "val NME")):
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setLabel("left", label)
+            plot.getAxis("left").setWidth(62)      # both y axes as wide: the epochs line up
+            plot.setMenuEnabled(False)
+        self.loss_plot.getAxis("bottom").setStyle(showValues=False)   # the NME plot below carries the epochs
+        self.nme_plot.setLabel("bottom", "epoch (all stages in order)")
         self.train_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#f5a623", width=2), name="training loss",
                                                connect="finite")
         self.val_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#4fc3f7", width=2), name="validation loss",
@@ -456,36 +547,55 @@ class TrainPanel(QtWidgets.QWidget):
         self.best_marks = self.loss_plot.plot([], [], pen=None, symbol="star", symbolSize=14,
                                               symbolBrush=pg.mkBrush("#ffffff"), symbolPen=pg.mkPen("#1b1d21"),
                                               name="best epoch of each stage")
-        self._phase_lines: list = []
-        pl.addWidget(self.loss_plot, 3)
-        pl.addWidget(title("Validation NME per epoch (M_l head)"))
-        self.nme_plot = pg.PlotWidget()
-        self.nme_plot.setBackground(None)
-        self.nme_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.nme_plot.setLabel("bottom", "epoch (all stages, as above)")
         self.nme_curve = self.nme_plot.plot([], [], pen=pg.mkPen("#81c784", width=2), symbol="o", symbolSize=5,
-                                            symbolBrush="#81c784")
-        pl.addWidget(self.nme_plot, 2)
-        pv = QtWidgets.QHBoxLayout()
-        pv.addWidget(title("Validation images, current weights"))
-        pv.addStretch(1)
+                                            symbolBrush="#81c784", name="validation NME", connect="finite")
+        self.best_nme_mark = self.nme_plot.plot([], [], pen=None, symbol="star", symbolSize=16,
+                                                symbolBrush=pg.mkBrush("#ffd54f"), symbolPen=pg.mkPen("#1b1d21"),
+                                                name="best validation NME")
+        self.best_lines = []
+        for plot in (self.loss_plot, self.nme_plot):   # the best epoch, through both panels
+            ln = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffd54f", width=1, style=QtCore.Qt.DotLine))
+            ln.setVisible(False)
+            plot.addItem(ln)
+            self.best_lines.append(ln)
+        self.best_label = QtWidgets.QLabel("best validation NME: after the first M_l epoch")
+        self.best_label.setObjectName("Dim")
+        self.best_epoch: Optional[int] = None   # x (epoch over all stages) of the lowest validation NME
+        self._phase_lines: list = []
+        chart_col = QtWidgets.QVBoxLayout()
+        chart_col.addWidget(self.chart, 1)
+        chart_col.addWidget(self.best_label)
+        # validation images and the log share the space beside the chart (one at a time)
+        self.lower_tabs = QtWidgets.QTabWidget()
+        pw = QtWidgets.QWidget()
+        pwl = QtWidgets.QVBoxLayout(pw)
+        pwl.setContentsMargins(0, 4, 0, 0)
         self.preview_label = QtWidgets.QLabel("after the first epoch")
         self.preview_label.setObjectName("Dim")
-        pv.addWidget(self.preview_label)
-        pl.addLayout(pv)
-        strip = QtWidgets.QHBoxLayout()
+        self.preview_label.setWordWrap(True)
+        self.preview_label.setMinimumHeight(self.preview_label.fontMetrics().lineSpacing() * 4 + 2)
+        self.preview_label.setAlignment(QtCore.Qt.AlignLeft | QtCore.Qt.AlignTop)
+        pwl.addWidget(self.preview_label)
+        grid = QtWidgets.QGridLayout()   # 2 x 2 beside the chart
+        grid.setSpacing(4)
         self.preview_views = []
         for i in range(N_PREVIEW):
             v = SpectrumView(f"#{i + 1}")
-            v.setMinimumHeight(210)   # title, image and readout line
-            strip.addWidget(v)
+            v.setMinimumSize(150, 150)   # title, image and readout line
+            v.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Ignored)   # the tab never scrolls
+            grid.addWidget(v, i // 2, i % 2)
             self.preview_views.append(v)
-        pl.addLayout(strip, 2)
+        pwl.addLayout(grid, 1)
+        self.lower_tabs.addTab(pw, "Validation images")
         self.log_view = QtWidgets.QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(500)
-        self.log_view.setMaximumHeight(110)
-        pl.addWidget(self.log_view)
+        self.lower_tabs.addTab(self.log_view, "Log")
+        self.lower_tabs.setMinimumWidth(330)
+        body = QtWidgets.QHBoxLayout()
+        body.addLayout(chart_col, 3)
+        body.addWidget(self.lower_tabs, 2)
+        pl.addLayout(body, 1)
         rl.addWidget(plots, 1)
         self._set_log(True)
 
@@ -587,6 +697,46 @@ class TrainPanel(QtWidgets.QWidget):
         if o.cv_folds:
             self.cv_folds.setValue(o.cv_folds)
         self.processes.setValue(max(1, int(o.processes)))
+
+    # ---- remembered between sessions (AppSettings.train_form) ------------------------------------
+    REMEMBERED = ("data", "config", "models", "stages", "epochs", "head_epochs", "joint_epochs", "batch_size", "lr",
+                  "box_jitter", "spectra", "augment", "mirror", "fold", "device", "threads", "cv_folds", "processes")
+
+    def form_state(self) -> dict:
+        """The form as a JSON-able dict (not the run folder: each Start makes a new one by default)."""
+        o = self.options()
+        return {k: (list(getattr(o, k)) if k == "stages" else getattr(o, k)) for k in self.REMEMBERED}
+
+    def restore_form(self, state: Optional[dict]) -> None:
+        """Fill the form from :meth:`form_state`'s dict; a value of the wrong type is ignored, a dataset
+        folder that no longer exists is dropped (the field stays empty)."""
+        if not isinstance(state, dict):
+            return
+        o = self.options()
+        for k in self.REMEMBERED:
+            if k not in state:
+                continue
+            v, cur = state[k], getattr(o, k)
+            if k == "fold":
+                ok = v is None or (isinstance(v, int) and not isinstance(v, bool))
+            elif k == "stages":
+                ok = isinstance(v, list) and all(x in (1, 2, 3) for x in v)
+                v = tuple(v) if ok else v
+            elif isinstance(cur, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(cur, (int, float)):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                v = type(cur)(v) if ok else v
+            else:
+                ok = isinstance(v, str)
+            if ok:
+                setattr(o, k, v)
+        if o.data and not Path(o.data).is_dir():
+            o.data = ""
+        if self.config_box.findText(o.config) < 0:
+            o.config = self.config_box.currentText()
+        o.out = self.out_edit.text().strip()
+        self.set_options(o)
 
     # ---- generating a dataset -------------------------------------------------------------------
     def generate_dialog(self) -> None:
@@ -893,7 +1043,14 @@ class TrainPanel(QtWidgets.QWidget):
             on_finished=finished, parent=self, collect=True)
 
     def _show_preview(self, items: list) -> None:
+        """The checkpoint on a few validation images. While M_b trains, M_l is not trained yet (its
+        points would mean nothing): the views show M_b's box only. Afterwards the points of the whole
+        pipeline (M_b's box, then M_l) - a different figure from the chart's validation NME, which is
+        M_l alone on the true face box over every validation image; the label says so."""
         from .palettes import lut
+        ph = items[0]["phase"] if items else -1
+        kind, stage = self._phases[ph] if 0 <= ph < len(self._phases) else ("landmark", 0)
+        box_only = kind == "boundary"
         for v, it in zip(self.preview_views, items):
             img = it["image"]
             if img.dtype != np.uint8:
@@ -901,14 +1058,23 @@ class TrainPanel(QtWidgets.QWidget):
                 lo, hi = np.percentile(a[::2, ::2], [1, 99.5])
                 img = (np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
             v.set_image(img, lut=lut("iron") if it["spectrum"] == "th" and img.ndim == 2 else None)
-            v.set_landmarks(it["pred"])
+            if box_only:
+                v.set_landmarks(None, it.get("box"))
+                v.set_info(f"{it['spectrum']} · {it['variation']} · M_b box")
+            else:
+                v.set_landmarks(it["pred"], it.get("box"))
+                v.set_info(f"{it['spectrum']} · {it['variation']} · NME {fmt_num(it['nme'], 3)}")
             v.set_ground_truth(it["gt"])
-            v.set_info(f"{it['spectrum']} · {it['variation']} · NME {fmt_num(it['nme'], 3)}")
         if items:
-            ph = items[0]["phase"]
-            name = (f"{MODEL_NAMES.get(self._phases[ph][0], '')} stage {self._phases[ph][1]} epoch {items[0]['epoch']}"
-                    if ph < len(self._phases) else "end of training")
-            self.preview_label.setText(f"checkpoint: {name} · dots predicted, crosses ground truth")
+            name = (f"{MODEL_NAMES.get(kind, '')} stage {stage} epoch {items[0]['epoch']}" if ph < len(self._phases)
+                    else "end of training")
+            if box_only:
+                what = "M_b's face box (M_l is not trained yet) · crosses ground truth"
+            else:
+                nmes = [it["nme"] for it in items if it["nme"] is not None and math.isfinite(it["nme"])]
+                what = (f"dots: the whole pipeline (M_b's box, then M_l), NME {fmt_num(np.mean(nmes) if nmes else None, 3)}"
+                        f" on these {len(items)} · the chart's NME: M_l on the true box, every validation image")
+            self.preview_label.setText(f"checkpoint: {name} · {what}")
         self.previews_shown += 1
 
     def _on_process_error(self, err) -> None:
@@ -986,6 +1152,7 @@ class TrainPanel(QtWidgets.QWidget):
         for i, (kind, stage) in enumerate(self._phases):
             lab = QtWidgets.QLabel(f"{MODEL_NAMES[kind]} stage {stage}")
             bar = QtWidgets.QProgressBar()
+            bar.setMaximumHeight(bar.fontMetrics().height() + 4)   # six stages fit without squeezing the chart
             bar.setRange(0, 1000)
             bar.setValue(0)
             bar.setFormat("waiting")
@@ -1051,10 +1218,11 @@ class TrainPanel(QtWidgets.QWidget):
         self._phase_lines = []
         prev = None
         for i, r in enumerate(self.records):
-            if r["phase"] != prev:
+            if r["phase"] != prev:   # every second stage's name a line higher: short stages' names do not overlap
                 ln = pg.InfiniteLine(pos=i + 0.5, angle=90, pen=pg.mkPen("#666b73", style=QtCore.Qt.DashLine),
                                      label=f"{MODEL_NAMES.get(r['model'], r['model'])} s{r['stage']}",
-                                     labelOpts={"position": 0.92, "color": "#969fa9"})
+                                     labelOpts={"position": 0.06 + 0.09 * (len(self._phase_lines) % 2),
+                                                "color": "#969fa9"})
                 self.loss_plot.addItem(ln)
                 self._phase_lines.append(ln)
                 prev = r["phase"]
@@ -1070,7 +1238,23 @@ class TrainPanel(QtWidgets.QWidget):
             ny.append(r["val_nme"])
             prev = r["phase"]
         self.nme_curve.setData(np.array(nx, float), np.array(ny, float), connect="finite")
-        nme = [b for b in ny if np.isfinite(b)]
-        if nme:
-            best = min(nme)
-            self.nme_plot.setTitle(f"best {fmt_num(best)}", color="#969fa9", size="9pt")
+        # the best epoch: the lowest validation NME of the run so far, marked through both panels
+        scored = [(r["val_nme"], i + 1, r) for i, r in enumerate(self.records)
+                  if r.get("val_nme") is not None and math.isfinite(r["val_nme"])]
+        if scored:
+            best, x, r = min(scored, key=lambda t: (t[0], t[1]))
+            self.best_epoch = x
+            self.best_nme_mark.setData([x], [best])
+            for ln in self.best_lines:
+                ln.setPos(x)
+                ln.setVisible(True)
+            self.best_label.setText(f"best validation NME {fmt_num(best)} at epoch {x} "
+                                    f"({MODEL_NAMES.get(r['model'], r['model'])} stage {r['stage']}, "
+                                    f"its epoch {r['epoch']})")
+        else:
+            self.best_epoch = None
+            self.best_nme_mark.setData([], [])
+            for ln in self.best_lines:
+                ln.setVisible(False)
+            self.best_label.setText("best validation NME: after the first M_l epoch")
+        self.loss_plot.setXRange(0.5, max(len(self.records), 1) + 0.5, padding=0.02)

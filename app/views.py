@@ -231,7 +231,7 @@ class SpectrumView(QtWidgets.QFrame):
             self.gt_item.setData(pos=p)
 
     def set_temperatures(self, temps: Optional[list[tuple]]) -> None:
-        """Small labels ``(name, x, y, degrees[, anchor])`` at landmark regions."""
+        """Small labels ``(name, x, y, degrees[, anchor[, suffix]])`` at landmark regions."""
         temps = temps if (temps and self.options.temperatures) else []
         while len(self.temp_items) < len(temps):
             it = pg.TextItem("", color="#ffffff", fill=pg.mkBrush(0, 0, 0, 150), anchor=(0.5, 1.2))
@@ -242,7 +242,7 @@ class SpectrumView(QtWidgets.QFrame):
             if k < len(temps):
                 name, x, y, deg = temps[k][:4]
                 it.setAnchor(temps[k][4] if len(temps[k]) > 4 else (0.5, 1.2))
-                it.setText(f"{deg:.1f}°")
+                it.setText(f"{deg:.1f}°" + (temps[k][5] if len(temps[k]) > 5 else ""))   # e.g. " covered"
                 it.setToolTip(name)
                 it.setPos(x, y)
                 it.setVisible(True)

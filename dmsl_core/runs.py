@@ -206,7 +206,8 @@ def delete_run(path: str | os.PathLike) -> None:
 def preview_predictions(run_dir: str | os.PathLike, n: int = 4, device: str = "cpu") -> list[dict]:
     """Predictions of the run's current weights (``checkpoints/last.pt``) on ``n`` fixed validation
     images (training images when the run has no validation split) - the training panel shows them
-    after each epoch. Each item: ``image`` (array), ``pred`` / ``gt`` ((68, 2) pixels), ``nme``,
+    after each epoch. Each item: ``image`` (array), ``pred`` / ``gt`` ((68, 2) pixels), ``box`` (the
+    final box B, pixels), ``nme`` (of the whole pipeline: M_b's box, then M_l),
     ``spectrum``, ``variation``, ``path``, ``phase`` / ``epoch`` of the checkpoint."""
     import numpy as np
     import torch
@@ -245,7 +246,8 @@ def preview_predictions(run_dir: str | os.PathLike, n: int = 4, device: str = "c
     preds = Predictor(mb, ml, mcfg, device=device).predict(images)
     out = []
     for s, img, p in zip(chosen, images, preds):
-        out.append({"image": img, "pred": np.asarray(p.landmarks, float), "gt": s.landmarks,
+        out.append({"image": img, "pred": np.asarray(p.landmarks, float), "box": np.asarray(p.boundary, float),
+                    "gt": s.landmarks,
                     "nme": nme_per_image(p.landmarks, s.landmarks), "spectrum": s.spectrum,
                     "variation": s.variation, "path": s.name, "phase": int(ck["phase"]), "epoch": int(ck["epoch"])})
     return out

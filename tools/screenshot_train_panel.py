@@ -53,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", default="1360x960",
                    help="window size WxH (default 1360x960: with six stage bars, 860 leaves the loss plot "
                         "about 90 px high)")
+    p.add_argument("--after-out", default="",
+                   help="also shoot the window after the cancel (its banner shown) into this PNG")
     p.add_argument("--keep", action="store_true", help="keep the temporary dataset and run folder")
     return p.parse_args(argv)
 
@@ -262,6 +264,11 @@ def _shoot(args: argparse.Namespace, tmp: Path, width: int, height: int, t_start
     clean = not panel.running
     print(f"screenshot_train_panel: run {panel.state} ({'cleanly' if clean else 'not ended in time; killing'})",
           file=sys.stderr)
+    if args.after_out:          # the same window with the "Training cancelled" banner: nothing has moved
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.02)
+        win.grab().save(args.after_out)
     win.close()                 # shutdown(): kills a process still running, joins the preview thread
     drain_parked(10000)
     return 0 if ok else 1

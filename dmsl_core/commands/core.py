@@ -530,100 +530,28 @@ def _predict_inputs(items) -> list[Path]:
     return out
 
 
-def _guess_spectrum(img) -> str:
-    """Colour 8-bit -> "vis"; 16-bit or float (raw counts / temperatures) -> "th"; 8-bit grey -> ""."""
-    if img.dtype != np.uint8:
-        return "th"
-    return "vis" if img.ndim == 3 else ""
-
-
-def _draw_faces(img, faces):
-    import cv2
-    from ..detection import to_gray8
-    vis = img.copy() if img.dtype == np.uint8 and img.ndim == 3 else cv2.cvtColor(to_gray8(img), cv2.COLOR_GRAY2RGB)
-    thick = max(1, int(round(max(vis.shape[:2]) / 400)))
-    for f in faces:
-        x, y, w, h = (int(round(v)) for v in f["box"])
-        cv2.rectangle(vis, (x, y), (x + w, y + h), (0, 255, 0), thick)
-        for px, py in f["landmarks"]:
-            if np.isfinite(px) and np.isfinite(py):
-                cv2.circle(vis, (int(round(px)), int(round(py))), thick, (255, 0, 0), -1)
-        label = "face" if f["score"] is None else f"{f['score']:.2f}"
-        cv2.putText(vis, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 0), thick)
-    return vis
-
-
 def cmd_predict(args) -> int:
-    from ..atomic import atomic_write_text
-    from ..data.imageio import read_image, write_image
-    from ..data.pts import write_pts
     from ..pipeline import Predictor
+    from ..predictions import predict_files, predictions_json, summary_line
     paths = _predict_inputs(args.images)
     detector = None
     if args.detector != "none":
         from ..detection import get_detector
         detector = get_detector(args.detector)          # an unknown name: one line listing the known ones
     pred = Predictor.from_weights(args.weights, device=args.device or "auto", tta=args.tta, refine=args.refine)
-    for d in (args.pts_dir, args.overlay_dir):
-        if d:
-            Path(d).mkdir(parents=True, exist_ok=True)
     to_json = args.json == "-"
     say = sys.stderr if to_json else sys.stdout
-    results, failed, n_faces = [], 0, 0
-    for path in paths:
-        try:
-            img = read_image(path)
-            spectrum = args.spectrum if args.spectrum != "auto" else _guess_spectrum(img)
-            if detector is None:
-                p = pred.predict_one(img)
-                faces = [{"index": 0, "box": np.round(p.boundary, 3).tolist(), "score": None,
-                          "boundary": np.round(p.boundary, 3).tolist(),
-                          "landmarks": np.round(p.landmarks, 3).tolist(), "spectrum": spectrum, "detector": "none"}]
-                entry = {"image": str(path), "faces": faces,
-                         "landmarks": faces[0]["landmarks"], "boundary": faces[0]["boundary"]}
-            else:
-                faces = [f.to_dict() for f in pred.faces(img, detector=detector, spectrum=spectrum or None)]
-                entry = {"image": str(path), "faces": faces}
-            stem = path.stem
-            if args.pts_dir:
-                for f in faces:
-                    write_pts(Path(args.pts_dir) / f"{stem}_face{f['index']}.pts", np.asarray(f["landmarks"]))
-            if args.overlay_dir:
-                write_image(Path(args.overlay_dir) / f"{stem}.png", _draw_faces(img, faces))
-        except (ValueError, OSError) as exc:   # a bad file: named, counted, the batch goes on
-            failed += 1
-            results.append({"image": str(path), "error": str(exc), "faces": []})
-            msg = str(exc)
-            print(msg if str(path) in msg else f"{path}: {msg}", file=sys.stderr)
-            continue
-        results.append(entry)
-        n_faces += len(faces)
-        if not faces:
-            print(f"{path.name}: no face", file=say)
-        elif detector is None:
-            print(f"{path.name}: 1 face (M_b, no detector)", file=say)
-        else:
-            scores = ", ".join(f"{f['score']:.2f}" for f in faces)
-            print(f"{path.name}: {len(faces)} face{'s' if len(faces) != 1 else ''} ({scores})", file=say)
-    text = "[\n" + ",\n".join(json.dumps(r) for r in results) + "\n]\n"   # one image per line
-    if args.csv:
-        head = ["image", "face", "score", "box_x", "box_y", "box_w", "box_h", "b_x", "b_y", "b_w", "b_h"] + \
-            [f"{c}{i}" for i in range(68) for c in ("x", "y")]
-        rows = [",".join(head)]
-        for r in results:
-            for f in r["faces"]:
-                vals = [r["image"].replace(",", "_"), str(f["index"]), "" if f["score"] is None else str(f["score"])]
-                vals += [str(v) for v in f["box"]] + [str(v) for v in f["boundary"]]
-                vals += [str(v) for xy in f["landmarks"] for v in xy]
-                rows.append(",".join(vals))
-        atomic_write_text(args.csv, "\n".join(rows) + "\n")
+
+    def line(entry: dict) -> None:                      # one line per image; the JSON goes to the file
+        print(summary_line(entry), file=sys.stderr if entry.get("error") else say)
+
+    out = predict_files(pred, paths, detector=detector, spectrum=args.spectrum, pts_dir=args.pts_dir,
+                        overlay_dir=args.overlay_dir, json_path=args.json, csv_path=args.csv, on_entry=line)
     if to_json:
-        print(text)
-    elif args.json:
-        atomic_write_text(args.json, text)
+        print(predictions_json(out["results"]))
     dest = f" -> {args.json}" if args.json and not to_json else ""
-    print(f"{len(paths)} image(s), {n_faces} face(s), {failed} failed{dest}", file=say)
-    return 1 if failed else 0
+    print(f"{len(paths)} image(s), {out['n_faces']} face(s), {out['failed']} failed{dest}", file=say)
+    return 1 if out["failed"] else 0
 
 
 def cmd_bench(args) -> int:

@@ -3,6 +3,8 @@ images left out of its mean, the Models tab's held-out figure, File › Open wit
 the Train tab on a small dataset and the Evaluate summary's time."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -274,3 +276,279 @@ def test_a_thermal_only_source_gets_the_whole_width_and_no_nan_caption(qtbot, ma
     win.open_source("demo:?realtime=0&size=160x128")          # back to a pair: both views again
     wait_frames(qtbot, win, 1)
     assert not win.vis_view.isHidden() and not win.th_view.isHidden()
+
+
+def _demo_glasses_frames(size=(320, 256)):
+    """(frames through the demo's glasses, frames without) of the first 100 frames of a 20 s cycle at 5 fps."""
+    from dmsl_core.sources.demo import DemoScene
+
+    scene = DemoScene(size=size, fps=5.0, cycle=20.0)
+    pairs = [scene.pair(i) for i in range(0, 100, 2)]
+    return ([p for p in pairs if p.meta["state"]["occlusion"] == "glasses"],
+            [p for p in pairs if p.meta["state"]["occlusion"] != "glasses"])
+
+
+def test_eye_temperatures_through_the_demos_glasses_are_flagged_covered():
+    from dmsl_core.covered import covered_regions, face_median
+    from dmsl_core.stream import temperatures_at
+
+    glasses, plain = _demo_glasses_frames()
+    assert len(glasses) >= 3 and len(plain) >= 30
+    for p in glasses:
+        pts = p.meta["landmarks_gt_th"]
+        t = temperatures_at(p.th_celsius, pts)
+        cov = covered_regions(p.th_celsius, pts, t)
+        assert "inner_eye_r" in cov and t["inner_eye_r"] < 30, (p.index, t)    # the lens, not the eye
+        assert "covered" in cov["inner_eye_r"] and f"{t['inner_eye_r']:.1f} °C" in cov["inner_eye_r"]
+        assert "forehead" not in cov and "nose_tip" not in cov
+    for p in plain:
+        pts = p.meta["landmarks_gt_th"]
+        t = temperatures_at(p.th_celsius, pts)
+        assert covered_regions(p.th_celsius, pts, t) == {}, (p.index, t, face_median(p.th_celsius, pts))
+
+
+def test_the_live_view_marks_a_covered_eye_and_not_a_bare_one(qtbot, make_window, settings):
+    import dataclasses
+
+    from dmsl_core.pipeline import Predictor
+    from dmsl_core.stream import StreamConfig, StreamProcessor
+
+    win = make_window(None, settings=dataclasses.replace(settings, weights="dmsl-default"))
+    proc = StreamProcessor(Predictor.from_weights("dmsl-default", device="cpu"),
+                           StreamConfig(mode="both", smoothing=False))
+    glasses, plain = _demo_glasses_frames()
+    for pair, covered in ((glasses[0], True), (plain[0], False)):
+        proc.reset()
+        r = proc.process(pair)
+        win.draw_result(r)
+        lab = win.temp_labels["inner_eye_r"]
+        assert lab.text().startswith(f"{r.temperatures['inner_eye_r']:.1f} °C")
+        assert ("covered" in lab.text()) == covered and ("glasses" in lab.toolTip()) == covered
+        texts = [it.toPlainText() for it in win.th_view.temp_items if it.isVisible()]
+        assert any(t.endswith("° covered") for t in texts) == covered, texts
+        assert "covered" not in win.temp_labels["forehead"].text()
+
+
+def test_the_train_form_is_remembered_and_a_vanished_dataset_is_dropped(qtbot, make_window, store, tmp_path):
+    import shutil
+
+    from dmsl_core.data.synth import generate_dataset
+
+    data = tmp_path / "ds"
+    generate_dataset(data, subjects=2, seed=0, size=(96, 80), variations=["neutral"])
+    win = make_window(None, settings=None)          # the settings come from the store, as in a real session
+    tp = win.train_panel
+    tp.data_edit.setText(str(data))
+    tp.epochs.setValue(7)
+    tp.head_epochs.setValue(5)
+    tp.stage3.setChecked(True)
+    tp.joint_epochs.setValue(3)
+    tp.batch.setValue(8)
+    tp.spectra_box.setCurrentIndex(tp.spectra_box.findData("th"))
+    tp.mirror.setChecked(False)
+    tp.config_box.setCurrentText("dmsl-tiny")
+    before = tp.form_state()
+    assert before["fold"] is None                  # 2 subjects: only "no fold" fits
+    win.close()
+
+    win2 = make_window(None, settings=None)
+    tp2 = win2.train_panel
+    assert tp2.form_state() == before
+    assert tp2.data_edit.text() == str(data) and tp2.epochs.value() == 7 and tp2.stage3.isChecked()
+    assert tp2.spectra_box.currentData() == "th" and not tp2.mirror.isChecked()
+    assert "2 subjects" in tp2.data_info.text()    # the dataset is shown again
+    tp2.fold.setValue(-1)
+    win2.close()
+
+    shutil.rmtree(data)                            # the dataset has gone since
+    win3 = make_window(None, settings=None)
+    tp3 = win3.train_panel
+    assert tp3.data_edit.text() == "" and tp3.dataset is None and not tp3.message.text()
+    assert tp3.epochs.value() == 7 and tp3.config_box.currentText() == "dmsl-tiny"
+    tp3.restore_form({"epochs": "many", "stages": [9], "fold": True, "data": 3})   # a hand-edited store
+    assert tp3.epochs.value() == 7 and tp3.stage1.isChecked() == (1 in before["stages"])
+
+
+def _feed_training(panel, seed: int = 3):
+    """A run's events as ``dmsl train --events-jsonl`` prints them: M_b stages 1-2 (losses only), then
+    M_l stages 1-2 (losses of 0.001-0.0001, the validation NME from stage 2); returns the epoch events."""
+    from dmsl_core.training import TrainConfig, TrainEvent
+
+    rng = np.random.default_rng(seed)
+    panel._phases = TrainConfig(train_models="both", stages=(1, 2)).phases()
+    panel._make_bars()
+    fed = []
+    for ph, (model, stage) in enumerate(panel._phases):
+        n = 4 if stage == 1 else 6
+        best = None
+        for ep in range(1, n + 1):
+            loss = 10 ** -(2 + ph * 0.4 + ep * 0.05) * (1 + 0.1 * rng.random())
+            nme = (0.09 - 0.006 * ep + 0.01 * rng.random()) if (model == "landmark" and stage == 2) else None
+            score = nme if nme is not None else loss * 1.2
+            e = TrainEvent(kind="epoch", phase=ph, n_phases=4, model=model, stage=stage, epoch=ep, epochs=n,
+                           loss=loss, val_loss=loss * 1.2, val_nme=nme, best=best is None or score < best)
+            best = score if best is None or score < best else best
+            panel._on_event(e)
+            fed.append(e)
+    return fed
+
+
+def test_train_chart_integer_epochs_plain_numbers_best_epoch_and_no_jump_on_the_banner(qtbot, tmp_path):
+    from app.train_panel import TrainPanel
+
+    panel = TrainPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.resize(1340, 740)      # the Train tab in the default 1360 x 860 window
+    panel.show()
+    qtbot.waitExposed(panel)
+    fed = _feed_training(panel)
+    QtWidgetsApp = __import__("PySide6.QtWidgets", fromlist=["QApplication"]).QApplication
+    QtWidgetsApp.processEvents()
+    # readable: the chart is tall, each panel has room for its curves
+    assert panel.chart.height() >= 280
+    assert panel.minimumSizeHint().height() <= 740       # the tab's page does not scroll at that size
+    assert panel.loss_plot.vb.height() >= 120 and panel.nme_plot.vb.height() >= 70
+    # one epoch axis: the NME panel follows the loss panel's x range; whole epochs only
+    assert panel.nme_plot.vb.viewRange()[0] == pytest.approx(panel.loss_plot.vb.viewRange()[0])
+    (x0, x1), axis = panel.nme_plot.vb.viewRange()[0], panel.nme_plot.getAxis("bottom")
+    ticks = [t for _, level in axis.tickValues(x0, x1, axis.width()) for t in level]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert all("." not in s for s in axis.tickStrings(ticks, 1.0, 1.0))
+    # plain numbers: no SI prefix in the labels, no 7·10² tick labels on the log loss axis
+    for plot in (panel.loss_plot, panel.nme_plot):
+        label = plot.getAxis("left").labelString()
+        assert "x0.0" not in label and "(x" not in label, label
+    la = panel.loss_plot.getAxis("left")
+    (y0, y1) = panel.loss_plot.vb.viewRange()[1]
+    strings = [s for _, level in la.tickValues(y0, y1, la.height()) for s in la.logTickStrings(level, 1.0, 1.0)]
+    assert strings and all("·" not in s and "<sup>" not in s and "×" not in s for s in strings), strings
+    assert all(float(s) > 0 for s in strings)
+    # the best epoch is marked at the lowest validation NME fed (x: epochs over all stages in order)
+    xs = {id(e): i + 1 for i, e in enumerate(fed)}
+    best_e = min((e for e in fed if e.val_nme is not None), key=lambda e: e.val_nme)
+    assert panel.best_epoch == xs[id(best_e)]
+    bx, by = panel.best_nme_mark.getData()
+    assert list(bx) == [xs[id(best_e)]] and by[0] == pytest.approx(best_e.val_nme)
+    assert all(ln.isVisible() and ln.value() == xs[id(best_e)] for ln in panel.best_lines)
+    assert f"best validation NME {best_e.val_nme:.4f} at epoch {xs[id(best_e)]}" in panel.best_label.text()
+    # the banner of a finished or cancelled run does not move the chart
+    before = (panel.chart.mapTo(panel, panel.chart.rect().topLeft()), panel.chart.size(),
+              panel.loss_plot.vb.size(), panel.nme_plot.vb.size())
+    panel.grab().save(str(tmp_path / "train_before.png"))
+    panel.message.show_message("Training cancelled. Resume continues from the last checkpoint (M_l stage 2, "
+                               "after epoch 6). " + "A long message wraps. " * 20, "warn")
+    QtWidgetsApp.processEvents()
+    assert panel.message.isVisible()
+    after = (panel.chart.mapTo(panel, panel.chart.rect().topLeft()), panel.chart.size(),
+             panel.loss_plot.vb.size(), panel.nme_plot.vb.size())
+    assert after == before
+    panel.grab().save(str(tmp_path / "train_after.png"))
+    panel.message.clear()
+    QtWidgetsApp.processEvents()
+    assert (panel.chart.mapTo(panel, panel.chart.rect().topLeft()), panel.chart.size()) == before[:2]
+    assert panel.shutdown()
+
+
+def test_the_model_card_opens_as_a_card_with_the_json_one_tab_away(qtbot, tmp_path):
+    import json
+
+    from app.models_panel import CardDialog, ModelsPanel
+    from dmsl_core.models.weights import CARD_NAME, assets_dir
+
+    card = json.loads((assets_dir() / "models" / "dmsl-default" / CARD_NAME).read_text(encoding="utf-8"))
+    panel = ModelsPanel(runs_dir=str(tmp_path / "runs"))
+    qtbot.addWidget(panel)
+    panel.show()
+    row = next(i for i in range(panel.table.rowCount()) if panel.table.item(i, 0).text() == "dmsl-default")
+    panel.table.selectRow(row)
+    panel.card_btn.click()
+    dlg = panel._card_dialog
+    assert isinstance(dlg, CardDialog) and dlg.isVisible()
+    text = dlg.card_view.toPlainText()
+    assert "{" not in text and '":' not in text              # not a JSON dump
+    h = card["heldout_eval"]
+    assert f"{h['nme']['th']:.4f}" in text and f"{h['nme']['vis']:.4f}" in text
+    for name, ev in (card.get("real_eval") or {}).items():   # the real faces, per spectrum, with Dlib beside
+        assert name in text and f"{ev['nme']['th']:.4f}" in text and f"{ev['nme']['vis']:.4f}" in text
+        assert f"{100 * ev['failure_rate_0.08']:.1f} %" in text
+        dl = ev["baselines"]["dlib"]
+        assert f"{dl['nme']['vis']:.4f}" in text and f"TH {dl['misses']['th']}" in text
+    for src in card["training_sources"]:
+        assert src["set"] in text
+    for k, v in card["inference"].items():
+        assert f"{k} {v}" in text
+    fps = card["bench"]["pipeline"][0]["fps"]["1"]
+    assert f"{fps:.0f}" in text and "Speed" in text
+    assert json.loads(dlg.json_view.toPlainText()) == card   # the JSON, whole, one tab away
+    dlg.tabs.setCurrentIndex(0)
+    dlg.grab().save(str(tmp_path / "card.png"))
+    dlg.close()
+
+
+def test_folder_browser_exports_the_folder_as_dmsl_predict_does(qtbot, tmp_path, tiny_weights):
+    import json
+
+    from skimage import data as skdata
+
+    from dmsl_core.cli import main
+    from dmsl_core.data.imageio import read_image, write_image
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    write_image(d / "astronaut.png", skdata.astronaut())              # a real face (public domain, NASA)
+    yy, xx = np.mgrid[0:240, 0:320]
+    write_image(d / "wall.png", np.dstack([(xx * 0.6).astype(np.uint8), (yy * 0.8).astype(np.uint8),
+                                           np.full_like(xx, 90, dtype=np.uint8)]))   # no face
+    b = _open_browser(qtbot, d, tiny_weights)
+    said = []
+    b.message.connect(lambda text, err: said.append((text, err)))
+    assert b.export_btn.isEnabled()
+    out = tmp_path / "export"
+    h = b.export(str(out))
+    assert h is not None and b.running and h.thread is not None   # on a worker thread, not the Qt thread
+    qtbot.waitUntil(lambda: b.export_result is not None or bool(b.export_error), timeout=60000)
+    assert not b.export_error, b.export_error
+    res = b.export_result
+    assert res["n_images"] == 2 and res["failed"] == 0
+    got = json.loads((out / "predictions.json").read_text(encoding="utf-8"))
+    by_name = {Path(r["image"]).name: r for r in got}
+    assert len(by_name["astronaut.png"]["faces"]) >= 1 and by_name["wall.png"]["faces"] == []
+    assert res["no_face"] == [str(d / "wall.png")]
+    face = by_name["astronaut.png"]["faces"][0]
+    assert len(face["landmarks"]) == 68 and face["detector"] == "dlib-hog" and face["spectrum"] == "vis"
+    csv_rows = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
+    assert len(csv_rows) == 1 + res["n_faces"] and csv_rows[1].startswith(str(d / "astronaut.png") + ",0,")
+    assert sorted(p.name for p in (out / "pts").iterdir()) == [f"astronaut_face{i}.pts"
+                                                                for i in range(res["n_faces"])]
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert overlays == ["astronaut.png", "wall.png"]
+    assert read_image(out / "overlays" / "wall.png").shape[:2] == (240, 320)
+    # one implementation: dmsl predict on the same folder writes the same JSON and CSV
+    cli = tmp_path / "cli"
+    rc = main(["predict", str(d), "--weights", tiny_weights, "--device", "cpu", "--json", str(cli / "p.json"),
+               "--csv", str(cli / "p.csv")])
+    assert rc == 0
+    assert json.loads((cli / "p.json").read_text(encoding="utf-8")) == got
+    assert (cli / "p.csv").read_text(encoding="utf-8") == (out / "predictions.csv").read_text(encoding="utf-8")
+    assert any("no face in 1: wall.png" in t and not err for t, err in said), said
+    b.stop()
+
+
+def test_dmsl_predict_prints_one_line_per_image_and_the_json_goes_to_the_file(tmp_path, tiny_weights, capsys):
+    import json
+
+    from dmsl_core.cli import main
+    from dmsl_core.data.imageio import write_image
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        write_image(d / f"f{i}.png", _scene_pair(i).vis)
+    rc = main(["predict", str(d), "--weights", tiny_weights, "--device", "cpu", "--detector", "none",
+               "--json", str(tmp_path / "p.json")])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"f{i}.png: 1 face (M_b, no detector)" for i in range(3)] + \
+        [f"3 image(s), 3 face(s), 0 failed -> {tmp_path / 'p.json'}"]
+    got = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
+    assert [len(r["faces"][0]["landmarks"]) for r in got] == [68, 68, 68]

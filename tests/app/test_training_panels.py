@@ -161,7 +161,7 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     x, y = panel.train_curve.getData()
     assert x is not None and len(x) >= 1 and np.isfinite(y).any()
     # the key names every curve and sits above the plot (no legend inside to cover the curves)
-    assert panel.loss_plot.plotItem.legend is None
+    assert panel.loss_plot.legend is None and panel.nme_plot.legend is None
     assert all(c.name() in panel.loss_key.text() for c in (panel.train_curve, panel.val_curve, panel.best_marks))
     assert panel.n_steps >= 1
     assert ticker.ticks - t0 >= 5  # the UI thread kept running its timer while the subprocess trained

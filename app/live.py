@@ -66,17 +66,16 @@ _MODEL_LOCK = threading.Lock()
 def load_model(spec: ModelSpec) -> LoadedModel:
     """The predictor a spec names; falls back to untrained weights (with a note) when the shipped
     default is missing or the chosen weights cannot be loaded, so the window always works."""
-    import torch
-
     from dmsl_core.device import describe_device, resolve_device
     from dmsl_core.models.weights import WeightsError
     from dmsl_core.pipeline import Predictor
+    from dmsl_core.threads import configure as configure_threads
 
     with _MODEL_LOCK:
         if spec in _MODEL_CACHE:
             return _MODEL_CACHE[spec]
-        if spec.threads and spec.threads > 0:
-            torch.set_num_threads(int(spec.threads))
+        # the pipeline's threads beside the window's GUI thread (dmsl_core/threads.py: measured)
+        configure_threads(int(spec.threads) if spec.threads and spec.threads > 0 else None, busy_beside=1)
         note = ""
         try:
             device = resolve_device(spec.device)

@@ -1,4 +1,63 @@
-"""CPU threading for every backend, in one place (placeholder docstring, numbers follow)."""
+"""CPU threading for every backend of the pipeline, chosen by measurement and applied in one place.
+
+What is set, and where:
+
+- **OpenMP wait policy** (torch's intra-op pool, libgomp): ``OMP_WAIT_POLICY=PASSIVE`` is put in the
+  environment when ``dmsl_core`` is imported, unless the user set it. libgomp reads it once, when
+  torch loads it, so this works wherever dmsl_core comes before torch (every dmsl entry point, the
+  app; ``tests/core/test_threads.py`` checks that an idle OpenMP worker then costs no CPU). Where
+  torch was imported first it comes too late for that process; :func:`summary` says so.
+- **torch intra-op threads**: :func:`default_threads` = the cores less the busy threads beside the
+  pipeline (the app's GUI thread; ``dmsl run``'s reader), 1..MAX_THREADS; ``OMP_NUM_THREADS`` (the
+  user's or torchrun's choice) wins; ``--threads`` / Settings > CPU threads win over both.
+  **Inter-op**: 1 (the pipeline never forks ops). Applied by :func:`configure`, called by the app
+  (``app/live.py: load_model``), ``dmsl run`` / ``dmsl predict`` (``cli.py``) and ``dmsl bench``.
+- **ONNX Runtime**: :func:`ort_session_options`: torch's intra-op count, 1 inter-op thread,
+  ``session.intra_op.allow_spinning=0`` (and inter-op).
+- **OpenCV**: ``cv2.setNumThreads(1)`` (the pre-processing of one frame is small; fewer workers to
+  be descheduled).
+- **dlib**: the HOG detector and the shape predictor run on the calling thread; nothing to set.
+
+The app's own threads, counted in: the GUI thread (draws every result), the grabber (reads the
+source; on-demand sources such as the demo render only when asked) and the live thread (the
+pipeline). On 2 cores this gives the pipeline 1 intra-op thread and leaves a core to the GUI.
+
+Measured on the 2-core development machine (2026-12-02), ``dmsl-default`` (tta flip-final, refine
+both: 4 model forwards per face), one 640x512 demo frame per call, median time per frame of
+alternating blocks quiet / with one busy core beside (``python -c "while True: pass"``), each setting
+in its own process (the wait policy is read at load)::
+
+    OMP_NUM_THREADS=1 python tools/measure_threads.py --passes 2 --rounds 2 --json out.json
+
+The lead's model training (two 1-thread processes) ran on the same 2 cores throughout, so "quiet"
+is not quiet and milliseconds move between runs; compare settings within one run, and the ratio
+busy / quiet (same process, interleaved)::
+
+    setting (run of 18:33)     quiet ms   busy ms   busy/quiet
+    torch 1 thread, default       43.5       97.6      x2.23
+    torch 1 thread, PASSIVE       52.0      114.8      x2.26
+    torch 2 threads, default     668.1     1606.8      x2.83   (the collapse: x15 the 1-thread time)
+    torch 2 threads, ACTIVE      279.7      536.9      x2.16
+    torch 2 threads, PASSIVE      99.4       94.0      x1.05   (spread 0.61-4.09)
+    ORT 1 thread, spinning        53.5       79.9      x2.09
+    ORT 1 thread, no spinning     55.5      137.9      x2.03
+    ORT 2 threads, spinning      120.0      154.5      x1.25
+    ORT 2 threads, no spinning    23.2       47.9      x2.08
+    torch 1 thread PASSIVE, cv2=1 40.6       96.2      x2.34
+
+    three passes, cv2=1 (run of 18:38)
+    torch 1 thread PASSIVE        42.5       94.7      x2.20
+    torch 2 threads PASSIVE       49.5      120.9      x2.35
+    ORT 1 thread, no spinning     25.5       58.6      x2.16
+    ORT 2 threads, no spinning    32.2       57.9      x1.70
+
+Read: two torch threads collapse when a core is taken (libgomp's default and ACTIVE spin at every
+barrier while a thread of theirs waits for a core) - PASSIVE removes the collapse, and one thread is
+then as fast or faster, quiet and busy; ORT's spinning costs 3-5x at two threads; ORT at 1 or 2
+threads without spinning is a wash, and 1 leaves the GUI its core. With two trainers beside, one
+more busy process takes our thread from about 2/3 of a core to 1/2 or less, so ~x2 busy / quiet is
+the share lost, not a collapse (plain torch at 2 threads, default wait, was x40 in issue 18).
+"""
 from __future__ import annotations
 
 import logging
@@ -56,8 +115,12 @@ CV2_THREADS = 1
 
 
 def default_threads(busy_beside: int = 1) -> int:
-    """Intra-op threads for the pipeline: the cores less the busy threads that run beside it (the
-    window's GUI thread, or ``dmsl run``'s reader and writer), at least 1, at most MAX_THREADS."""
+    """Intra-op threads for the pipeline: ``OMP_NUM_THREADS`` when the environment sets it (the
+    user's or torchrun's choice: one per process), else the cores less the busy threads that run
+    beside it (the window's GUI thread; ``dmsl run``'s reader), at least 1, at most MAX_THREADS."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, min(MAX_THREADS, cpu_count() - max(0, int(busy_beside))))
 
 

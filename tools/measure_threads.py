@@ -32,7 +32,9 @@ SETTINGS = [  # (label, backend, threads, wait policy (None: libgomp's default),
     ("ort t2 spin", "ort", 2, "PASSIVE", True),
     ("ort t2 no-spin", "ort", 2, "PASSIVE", False),
     ("torch t1 PASSIVE cv2=1", "torch", 1, "PASSIVE", None, 1),
+    ("torch t2 PASSIVE cv2=1", "torch", 2, "PASSIVE", None, 1),
     ("ort t1 no-spin cv2=1", "ort", 1, "PASSIVE", False, 1),
+    ("ort t2 no-spin cv2=1", "ort", 2, "PASSIVE", False, 1),
 ]  # a 6th item: cv2.setNumThreads (absent: OpenCV's default, one per core)
 
 

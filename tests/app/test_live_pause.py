@@ -105,3 +105,23 @@ def test_close_source_stops_the_worker_and_clears_the_views(qtbot, make_window, 
     assert csv_file.suffix == ".csv" and len(csv_file.read_text().splitlines()) >= 3
     win.open_source(FAST_DEMO)                       # and a source opens again afterwards
     wait_frames(qtbot, win, 1)
+
+
+def test_views_hand_pyqtgraph_display_bytes_and_keep_the_values(qtbot):
+    """The fast image path (app/views.py: _display_image): a palette image becomes its uint8 index
+    (clipped to the levels), a full-range uint8 image goes as is; the view keeps the values."""
+    import numpy as np
+
+    from app.palettes import lut
+    from app.views import SpectrumView, _display_image
+    th = np.linspace(20.0, 40.0, 64 * 80, dtype=np.float32).reshape(64, 80)
+    idx, auto, kw = _display_image(th, (25.0, 35.0), lut("iron"))
+    expect = np.clip(np.rint((th - 25.0) * 25.5), 0, 255).astype(np.uint8)
+    assert idx.dtype == np.uint8 and np.abs(idx.astype(int) - expect).max() <= 1
+    assert kw["levels"] is None and kw["lut"] is lut("iron") and auto is False
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    assert _display_image(rgb, (0, 255), None)[0] is rgb
+    v = SpectrumView("Thermal")
+    qtbot.addWidget(v)
+    v.set_image(th, levels=(25.0, 35.0), lut=lut("iron"))
+    assert v.image_item.image.dtype == np.uint8 and v._image is th     # read-outs use the degrees

@@ -344,7 +344,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_step = self._action("Step", self.step, ["Right", "."], tip="Step one frame (Right)")
         self.act_step.setIcon(st.standardIcon(QtWidgets.QStyle.SP_MediaSkipForward))
         self.act_home = self._action("First frame", lambda: self.seek(0), "Home", tip="Back to the first frame")
-        self.act_close = self._action("&Close source", self.close_source, QtGui.QKeySequence.Close,
+        self.act_close = self._action("&Close source", self.close_source, "Ctrl+W",
                                       tip="Stop the source and clear the views (Ctrl+W)")
         self.act_pin = self._action("Keep playing on other tabs", lambda _=False: self._tab_changed(
             self.tabs.currentIndex()), checkable=True, tip="Off: the source pauses while the Live tab is hidden")

@@ -91,6 +91,7 @@ def test_close_source_stops_the_worker_and_clears_the_views(qtbot, make_window, 
     win = make_window(FAST_DEMO)
     wait_frames(qtbot, win, 2)
     assert win.act_close.isEnabled() and win.act_close in win.menuBar().actions()[0].menu().actions()
+    assert win.act_close.shortcut().toString() == "Ctrl+W"
     win.start_recording(str(tmp_path / "rec"), csv=True, jsonl=False, video=False)
     w = win.live
     qtbot.waitUntil(lambda: w.stats.recording_rows >= 2, timeout=10000)

@@ -408,6 +408,7 @@ class LiveWorker(Worker):
             while not self.stopping:
                 idle = self.paused and steps == 0
                 steps += self._drain(processor, block=idle)["step"]
+                steps = steps if self.paused else 0   # Step pauses; Play drops steps not taken yet
                 if idle:
                     awake = time.monotonic()
                 if self.stopping or (self.paused and steps == 0):

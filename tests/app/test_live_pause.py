@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from app.live import LiveOptions, LiveWorker, ModelSpec
+from app.live import _MODEL_CACHE, LiveOptions, LiveWorker, ModelSpec
 from app.workers import WorkerHandle
 
 from .conftest import FAST_DEMO, wait_frames
 
 PACED_DEMO = "demo:?size=160x128&fps=30"     # live: read through the grabber
 SETTLE_MS = 400                              # how long a paused worker is watched (no clock is asserted)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    yield
+    _MODEL_CACHE.clear()   # as make_window does: the next test loads its own model
 
 
 def _start(tiny_weights, uri):

@@ -27,7 +27,8 @@ JSON (``--json``), schema ``dmsl-bench/3`` (``/2`` plus ``spread``, ``fps_spread
      "options": [{"model", "device", "option", "threads", "fps", "fps_spread": SPREAD, "ratio", "max_diff_px",
                   "error"[, "changes_results"]}],
      "contention": [{"model", "option", "device", "threads", "frames", "rounds", "quiet_ms": SPREAD,
-                     "busy_ms": SPREAD, "ratio", "ratio_spread": SPREAD, "beside"}],
+                     "busy_ms": SPREAD, "ratio", "ratio_spread": SPREAD,
+                     "blocks": {"quiet_ms": [...], "busy_ms": [...]} (each block's median), "beside"}],
      "best_option": {"model", "option", "fps"},
      "targets": {"realtime_fps": {...}, "faster_than_dlib": {...}, "busy_core": {"target_ratio": 2.0, ...}}}
 
@@ -362,6 +363,7 @@ def contention_entry(pred, label: str, frames, rounds: int, device) -> dict:
     return {"model": pred.name, "option": label, "device": str(device), "threads": torch.get_num_threads(),
             "frames": len(frames), "rounds": max(1, rounds), "quiet_ms": spread(quiet, 2), "busy_ms": spread(busy, 2),
             "ratio": round(float(np.median(ratios)), 3), "ratio_spread": spread(ratios, 3),
+            "blocks": {"quiet_ms": [round(v, 3) for v in quiet], "busy_ms": [round(v, 3) for v in busy]},
             "beside": "one busy-looping Python process (python -c 'while True: pass'), started and killed by bench"}
 
 

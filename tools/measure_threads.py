@@ -17,8 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's dmsl_core
 
 SETTINGS = [  # (label, backend, threads, wait policy (None: libgomp's default), ORT spinning[, cv2 threads])
@@ -43,10 +41,9 @@ def child(backend: str, threads: int, wait: str, spin: str, model: str, rounds: 
     policy = os.environ.get("OMP_WAIT_POLICY")
     import torch  # first: libgomp reads OMP_WAIT_POLICY (as the parent set it) now, before dmsl_core
     import cv2
-    import numpy as np
 
     from dmsl_core import threads as th
-    from dmsl_core.bench import bench_frames, busy_core
+    from dmsl_core.bench import bench_frames, contention_entry
     from dmsl_core.pipeline import Predictor
 
     torch.set_num_threads(threads)
@@ -59,19 +56,9 @@ def child(backend: str, threads: int, wait: str, spin: str, model: str, rounds: 
     imgs = bench_frames(frames)
     for f in imgs[:3]:
         pred.predict([f])
-    out: dict = {"quiet": [], "busy": []}
-    for r in range(rounds):
-        order = ("quiet", "busy") if r % 2 == 0 else ("busy", "quiet")
-        for cond in order:
-            ts = []
-            with busy_core(cond == "busy"):
-                for f in imgs:
-                    t = time.perf_counter()
-                    pred.predict([f])
-                    ts.append(time.perf_counter() - t)
-            out[cond].append(float(np.median(ts)) * 1000)
-    ratios = [b / q for q, b in zip(out["quiet"], out["busy"])]
-    return {"quiet_ms": out["quiet"], "busy_ms": out["busy"], "ratios": ratios,
+    c = contention_entry(pred, backend, imgs, rounds, torch.device("cpu"))   # what dmsl bench measures
+    quiet, busy = c["blocks"]["quiet_ms"], c["blocks"]["busy_ms"]
+    return {"quiet_ms": quiet, "busy_ms": busy, "ratios": [b / q for q, b in zip(quiet, busy)],
             "torch_threads": torch.get_num_threads(), "omp_wait_policy": policy,
             "cv2_threads": cv2.getNumThreads()}
 

@@ -135,6 +135,7 @@ def test_bench_report_schema(tmp_path):
     (c,) = rep["contention"]
     assert c["option"] == base and c["model"] == "dmsl-default" and c["rounds"] == 2 and c["threads"] == 1
     assert _is_spread(c["quiet_ms"], 2) and _is_spread(c["busy_ms"], 2) and _is_spread(c["ratio_spread"], 2)
+    assert len(c["blocks"]["quiet_ms"]) == len(c["blocks"]["busy_ms"]) == 2
     assert c["ratio_spread"]["min"] <= c["ratio"] <= c["ratio_spread"]["max"] and c["ratio"] > 0
     t = rep["targets"]["busy_core"]
     assert t["ratios"] == {base: c["ratio"]} and t["met"] == (c["ratio"] <= t["target_ratio"] == 2.0)

@@ -19,6 +19,7 @@ SHORTCUTS = [
     ("Ctrl+R", "start / stop recording"),
     ("Ctrl+E", "export the current frame as PNG"),
     ("Ctrl+O", "open a source"),
+    ("Ctrl+W", "close the source (the views are cleared)"),
     ("Ctrl+Shift+O", "open an image folder in the folder browser"),
     ("Ctrl+L", "focus the source URI box"),
     ("Ctrl+,", "settings"),

@@ -12,6 +12,10 @@ result overwritten before the window took it is counted as a display drop.
 
 Commands from the window (mode, pause, step, seek, recording, selector thresholds) go through a
 thread-safe queue the loop drains between frames; nothing the window calls blocks on the model.
+
+Paused is idle: the loop blocks on that queue (no polling) until a command or a stop arrives, so
+nothing is processed, and an on-demand source (the demo) renders nothing. A camera's reader thread
+(the grabber) keeps only its newest frame meanwhile, so Play shows a fresh one.
 """
 from __future__ import annotations
 
@@ -62,17 +66,16 @@ _MODEL_LOCK = threading.Lock()
 def load_model(spec: ModelSpec) -> LoadedModel:
     """The predictor a spec names; falls back to untrained weights (with a note) when the shipped
     default is missing or the chosen weights cannot be loaded, so the window always works."""
-    import torch
-
     from dmsl_core.device import describe_device, resolve_device
     from dmsl_core.models.weights import WeightsError
     from dmsl_core.pipeline import Predictor
+    from dmsl_core.threads import configure as configure_threads
 
     with _MODEL_LOCK:
         if spec in _MODEL_CACHE:
             return _MODEL_CACHE[spec]
-        if spec.threads and spec.threads > 0:
-            torch.set_num_threads(int(spec.threads))
+        # the pipeline's threads beside the window's GUI thread (dmsl_core/threads.py: measured)
+        configure_threads(int(spec.threads) if spec.threads and spec.threads > 0 else None, busy_beside=1)
         note = ""
         try:
             device = resolve_device(spec.device)
@@ -192,6 +195,10 @@ class LiveWorker(Worker):
     def command(self, *cmd: Any) -> None:
         self._cmds.put(cmd)
 
+    def stop(self) -> None:
+        super().stop()
+        self._cmds.put(("wake",))   # a paused loop blocks on the queue: let it see the stop
+
     def set_mode(self, mode: str) -> None:
         self.command("mode", mode)
 
@@ -278,14 +285,16 @@ class LiveWorker(Worker):
             return SelectorConfig()
 
     # commands --------------------------------------------------------------------------------------
-    def _drain(self, processor) -> dict:
-        """Apply queued commands; returns {"step": n, "seek": i or None}."""
+    def _drain(self, processor, block: bool = False) -> dict:
+        """Apply queued commands; returns {"step": n, "seek": i or None}. ``block``: wait (without
+        polling) for the first command - a paused loop; :meth:`stop` sends one too."""
         out = {"step": 0, "seek": None}
         while True:
             try:
-                cmd = self._cmds.get_nowait()
+                cmd = self._cmds.get() if block else self._cmds.get_nowait()
             except queue.Empty:
                 return out
+            block = False
             self._apply(cmd, processor, out)
 
     def _apply(self, cmd: tuple, processor, out: dict) -> None:
@@ -393,20 +402,28 @@ class LiveWorker(Worker):
         from dmsl_core.stream import LatestFrameGrabber
 
         grabber = LatestFrameGrabber(self.source, self._stop).start()
+        steps = 0                      # frames asked for by Step while paused
+        awake = time.monotonic()       # when the loop last stopped waiting (the stall clock starts there)
         try:
             while not self.stopping:
-                cmd = self._drain(processor)
+                idle = self.paused and steps == 0
+                steps += self._drain(processor, block=idle)["step"]
+                steps = steps if self.paused else 0   # Step pauses; Play drops steps not taken yet
+                if idle:
+                    awake = time.monotonic()
+                if self.stopping or (self.paused and steps == 0):
+                    continue   # paused: wait for the next command; nothing is taken or processed
                 pair = grabber.get(timeout=0.05)
                 self.stats.received, self.stats.dropped = grabber.received, grabber.dropped
                 if pair is None:
                     if grabber.finished:
                         break
-                    if time.monotonic() - grabber.last_frame_time > self.options.stall_timeout_s:
+                    if time.monotonic() - max(grabber.last_frame_time, awake) > self.options.stall_timeout_s:
                         raise TimeoutError(f"{self.uri}: no frame for {self.options.stall_timeout_s:g} s "
                                            "(camera stalled or disconnected?). Open it again when it is back.")
                     continue
-                if self.paused and cmd["step"] == 0:
-                    continue  # live and paused: frames keep coming and are dropped
+                if self.paused:
+                    steps -= 1
                 self._process(processor, pair, grabber.dropped)
                 if self.options.max_frames and self.stats.processed >= self.options.max_frames:
                     break
@@ -425,7 +442,9 @@ class LiveWorker(Worker):
         ended = False
         first = True
         while not self.stopping:
-            cmd = self._drain(processor)
+            cmd = self._drain(processor, block=(self.paused or ended) and not first)   # paused: wait, no polling
+            if self.stopping:
+                break
             if first and self.paused:
                 cmd["step"] = max(1, cmd["step"])   # start paused: still show the first frame
             first = False
@@ -446,8 +465,6 @@ class LiveWorker(Worker):
                 cmd["step"] = max(cmd["step"], 1) if self.paused else cmd["step"]
                 t_anchor, i_anchor = time.monotonic(), pos
             if ended or (self.paused and cmd["step"] == 0):
-                if self.sleep(0.02):
-                    break
                 continue
             for _ in range(max(1, cmd["step"])):
                 pair = next(it, None)
@@ -485,10 +502,7 @@ class LiveWorker(Worker):
     def _await_restart(self, processor) -> None:
         """After the end: wait until the window asks to play, step or seek again."""
         while not self.stopping:
-            try:
-                cmd = self._cmds.get(timeout=0.05)
-            except queue.Empty:
-                continue
+            cmd = self._cmds.get()      # blocks; stop() sends a command too
             if cmd[0] == "pause" and not cmd[1]:
                 self.paused = False
                 self.state.emit({"paused": False})

@@ -106,6 +106,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._th_levels = LevelTracker()
         self._seeking = False
         self.playing = False
+        self._tab_paused = False      # the source was paused because the Live tab was hidden
         self.last_recording: list[str] = []
         self.annotate_windows: list = []
 
@@ -133,6 +134,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._chart_timer.setInterval(100)
         self._chart_timer.timeout.connect(self.chart.redraw)
         self._chart_timer.start()
+        self.tabs.currentChanged.connect(self._tab_changed)
         self._set_playing(False)
         self._update_actions()
         if autostart:
@@ -344,6 +346,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_step = self._action("Step", self.step, ["Right", "."], tip="Step one frame (Right)")
         self.act_step.setIcon(st.standardIcon(QtWidgets.QStyle.SP_MediaSkipForward))
         self.act_home = self._action("First frame", lambda: self.seek(0), "Home", tip="Back to the first frame")
+        self.act_close = self._action("&Close source", self.close_source, "Ctrl+W",
+                                      tip="Stop the source and clear the views (Ctrl+W)")
+        self.act_pin = self._action("Keep playing on other tabs", lambda _=False: self._tab_changed(
+            self.tabs.currentIndex()), checkable=True, tip="Off: the source pauses while the Live tab is hidden")
         self.act_record = self._action("● Record", self.toggle_record, "Ctrl+R", checkable=True,
                                        tip="Start / stop recording landmarks (CSV/JSON) and the overlay video (Ctrl+R)")
         self.act_snapshot = self._action("Export PNG…", self.export_png_dialog, "Ctrl+E",
@@ -431,12 +437,13 @@ class MainWindow(QtWidgets.QMainWindow):
         m.addAction(self.act_folder)
         self.recent_menu = m.addMenu("Open &recent")
         m.addAction("Open the &demo", lambda: self.open_source("demo"))
+        m.addAction(self.act_close)
         m.addSeparator()
         m.addAction(self.act_snapshot)
         m.addSeparator()
         m.addAction(self.act_quit)
         m = mb.addMenu("&Playback")
-        for a in (self.act_play, self.act_step, self.act_home):
+        for a in (self.act_play, self.act_step, self.act_home, self.act_pin):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_reset_zoom)
@@ -584,6 +591,24 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.stop_live(1500)   # short: a hung camera must not freeze the window; it is parked instead
         self.uri = uri
+        self._clear_display("opening…")
+        self._start_live(uri, options)
+
+    def close_source(self) -> None:
+        """File > Close source: the worker stops (its recording is finished), the views are cleared."""
+        self.stop_live(1500)
+        self.uri = ""
+        self._clear_display("no source - File > Open (Ctrl+O)")
+        self.st_source.setText("no source")
+        self.st_source.setToolTip("")
+        self._set_playing(False)
+        self._update_actions()
+
+    def _clear_display(self, message: str) -> None:
+        """Nothing of the previous source stays on screen (picture, temperatures, switch count, frame counter)."""
+        self.seek_slider.setEnabled(False)
+        self.seek_action.setVisible(False)
+        self._tab_paused = False
         self.info = {}
         self.last_result = None
         self.last_error = ""
@@ -604,7 +629,9 @@ class MainWindow(QtWidgets.QMainWindow):
             v.set_info("")
             v.set_temperatures(None)
             v.show()
-            v.show_message("opening…")
+            v.show_message(message)
+
+    def _start_live(self, uri: str, options: Optional[LiveOptions]) -> None:
         o = dataclasses.replace(options or self.live_defaults, mode=self.settings.mode,
                                 smoothing=self.settings.smoothing, reuse_box=self.settings.reuse_box,
                                 selector=dict(self.settings.selector))
@@ -625,6 +652,20 @@ class MainWindow(QtWidgets.QMainWindow):
         collect_garbage_here()  # leave the worker no dead Qt wrappers to free on its thread (see workers.py)
         h.start()
         self._update_actions()
+
+    def _tab_changed(self, index: int) -> None:
+        """The Live tab hidden: its source pauses unless pinned (Playback > Keep playing on other tabs);
+        shown again (or pinned): what this paused plays on."""
+        if self.live is None:
+            self._tab_paused = False
+        elif index != 0 and self.playing and not self.act_pin.isChecked():
+            self._tab_paused = True
+            self._set_playing(False)
+            self.live.set_paused(True)
+        elif self._tab_paused and (index == 0 or self.act_pin.isChecked()):
+            self._tab_paused = False
+            self._set_playing(True)
+            self.live.set_paused(False)
 
     def stop_live(self, timeout_ms: int = 3000) -> bool:
         """Stop the stream; the recording is closed (files renamed into place) by the worker."""
@@ -726,6 +767,7 @@ class MainWindow(QtWidgets.QMainWindow):
         running = self.live is not None
         self.act_play.setEnabled(bool(self.uri))
         self.act_step.setEnabled(running)
+        self.act_close.setEnabled(running or bool(self.uri))
         self.act_record.setEnabled(running or self.recording)
         if not running:
             self.st_fps.setText("")
@@ -742,6 +784,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.uri:
                 self.open_source(self.uri)
             return
+        self._tab_paused = False
         self._set_playing(not self.playing)
         self.live.set_paused(not self.playing)
 

@@ -66,6 +66,22 @@ class DrawOptions:
     colour_groups: bool = True
 
 
+def _display_image(img: np.ndarray, levels: tuple[float, float], lut: Optional[np.ndarray]):
+    """``setImage`` arguments that pyqtgraph turns into a QImage without its general path (which
+    rescaled both views every frame): uint8 at full range as is (RGB888 / Grayscale8); one channel
+    with a palette scaled to uint8 here by OpenCV, shown as an indexed image."""
+    import cv2
+    lo, hi = float(levels[0]), float(levels[1])
+    if img.dtype == np.uint8 and lut is None and (lo, hi) == (0.0, 255.0):
+        return img, False, {"levels": None}
+    if img.ndim == 2 and lut is not None and hi > lo and img.dtype in (np.uint8, np.uint16, np.float32):
+        a = 255.0 / (hi - lo)
+        f = img if img.dtype == np.float32 else img.astype(np.float32)
+        idx = cv2.convertScaleAbs(cv2.max(f, lo), alpha=a, beta=-lo * a)   # clipped to lo..hi, rounded
+        return idx, False, {"levels": None, "lut": lut}
+    return img, False, {"levels": levels, "lut": lut}
+
+
 class SpectrumView(QtWidgets.QFrame):
     """A titled image view with the landmark overlay and a readout line under it."""
 
@@ -145,8 +161,9 @@ class SpectrumView(QtWidgets.QFrame):
         self.message_item.setText("")
         if levels is None:
             levels = (0, 255) if img.dtype == np.uint8 else (float(np.nanmin(img)), float(np.nanmax(img)) + 1e-6)
-        self.image_item.setImage(img, autoLevels=False, levels=levels, lut=lut)
-        self._image = img
+        shown, auto, kw = _display_image(img, levels, lut)
+        self.image_item.setImage(shown, autoLevels=auto, **kw)
+        self._image = img                  # the values (hover read-outs); the item holds display bytes
         if shape != self._shape:
             self._shape = shape
             self.vb.setRange(xRange=(0, shape[1]), yRange=(0, shape[0]), padding=0.0)

@@ -11,7 +11,13 @@ No Qt anywhere in this package (tests/core/test_no_qt.py enforces it). Layers:
 - ``training``   two-stage trainer with events, checkpoints, resume, cancel
 - ``evaluation`` NME (eq. 3), CED, AUC, failure rates, JSON reports
 - ``data``       samples, the dataset folder (manifest.csv + .pts), image I/O, splits
+- ``threads``    CPU threading for torch, ONNX Runtime and OpenCV (measured defaults)
 - ``cli``        the ``dmsl`` command
 """
 
 __version__ = "0.1.0"
+
+# OpenMP's wait policy must be in the environment before torch loads libgomp (dmsl_core/threads.py)
+from .threads import set_wait_policy_env as _set_wait_policy_env  # noqa: E402
+
+_set_wait_policy_env()

@@ -11,6 +11,11 @@ from . import __version__
 from .commands import COMMAND_MODULES
 
 
+#: commands that run the pipeline frame by frame: their CPU threads come from dmsl_core/threads.py
+#: (``--threads`` where the command has it, else the measured default); ``bench`` sets its own
+PIPELINE_COMMANDS = ("run", "predict")
+
+
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
@@ -41,6 +46,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command in PIPELINE_COMMANDS:
+            from .threads import configure
+            configure(getattr(args, "threads", None) or None)
         rc = args.func(args)
     except KeyboardInterrupt:
         print("dmsl: interrupted", file=sys.stderr)

@@ -362,13 +362,8 @@ class _OrtRunner:
         from .models.onnx_export import export_model
         buf = io.BytesIO()
         export_model(model, buf, size)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        # no busy-waiting between ops: ORT's spinning workers took the cores the Python thread needs
-        # for the pre-processing between forwards (2 threads on 2 cores: median 18 -> 36 fps, same
-        # process, interleaved runs)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        from .threads import ort_session_options
+        opts = ort_session_options()   # torch's thread count, no spinning (see dmsl_core/threads.py)
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"
                      else ["CPUExecutionProvider"])
         avail = set(ort.get_available_providers())

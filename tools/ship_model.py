@@ -51,6 +51,7 @@ def bench_summary(bench: dict, name: str) -> dict:
             "frames": bench.get("frames"), "machine": bench.get("machine"), "pipeline": mine,
             "dlib": bench.get("dlib"), "options": [o for o in bench.get("options", []) if o.get("model") == name],
             "best_option": bench.get("best_option"), "targets": bench.get("targets"),
+            "contention": [c for c in bench.get("contention", []) if c.get("model") == name],
             "command": "dmsl bench --json bench.json"}
 
 

@@ -572,7 +572,7 @@ def cmd_bench(args) -> int:
                        repeat=args.repeat, device=args.device, image_size=args.image_size, frames=args.frames,
                        dlib=not args.no_dlib, options=opts,
                        threads_options=[int(t) for t in args.threads_options.split(",") if t],
-                       printer=lambda s: print(s, file=sys.stderr))
+                       contention=not args.no_contention, printer=lambda s: print(s, file=sys.stderr))
     for name, t in report["targets"].items():
         print(f"target {name}: " + ", ".join(f"{k}={v}" for k, v in t.items()), file=sys.stderr)
     if args.json:
@@ -694,8 +694,9 @@ def register(sub) -> None:
     p.add_argument("--configs", default=None, help="comma-separated configurations (default: all registered)")
     p.add_argument("--shipped", default=None, help="comma-separated shipped models (default: dmsl-default; '' for none)")
     p.add_argument("--batch", default="1,8", help="batch sizes")
-    p.add_argument("--threads", type=positive_arg, default=2, help="CPU threads for torch")
-    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--threads", type=positive_arg, default=None,
+                   help="CPU threads for torch (default: what the app and dmsl run use, see dmsl_core/threads.py)")
+    p.add_argument("--repeat", type=int, default=10, help="interleaved repeats per figure (median and spread)")
     p.add_argument("--frames", type=int, default=8, help="demo frames to measure on")
     p.add_argument("--image-size", default="640x512", help="frame size WxH")
     p.add_argument("--device", default=None, help="one device (default: every device present)")
@@ -704,5 +705,7 @@ def register(sub) -> None:
                    help="speed options to measure on the shipped model, comma-separated from: baseline, no_grad, "
                         "channels_last, torch.compile, onnxruntime ('' for none; default all)")
     p.add_argument("--threads-options", default="1,2,4", help="thread counts to compare for the shipped model")
-    p.add_argument("--json", default=None, help="write the report (schema dmsl-bench/2) here")
+    p.add_argument("--no-contention", action="store_true",
+                   help="skip the rows with one busy core beside the pipeline (a busy process bench starts and kills)")
+    p.add_argument("--json", default=None, help="write the report (schema dmsl-bench/3) here")
     p.set_defaults(func=cmd_bench)

@@ -1,12 +1,18 @@
-"""`dmsl bench`: the JSON report's schema, on a small run (speed figures are reported, never asserted)."""
+"""`dmsl bench`: the JSON report's schema, on a small run (speed figures are reported, never asserted),
+and the busy process of the contention rows: always gone afterwards, also after Ctrl-C or a kill."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from dmsl_core import bench as bench_mod
 from dmsl_core.baselines import dlib_available
-from dmsl_core.bench import OPTION_SETS, SCHEMA, bench_frames, run_bench
+from dmsl_core.bench import OPTION_SETS, SCHEMA, bench_frames, busy_core, interleaved, run_bench, spread
 
 
 def _num(x):
@@ -19,19 +25,80 @@ def test_bench_frames_are_lit_faces_of_the_demo():
     assert all(f.mean() > 40 for f in frames)  # the lights are on (Dlib gets a fair chance)
 
 
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a reparented child may wait to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _is_spread(sp, n=None):
+    ok = all(_num(sp[k]) for k in ("median", "min", "q1", "q3", "max")) and \
+        sp["min"] <= sp["q1"] <= sp["median"] <= sp["q3"] <= sp["max"]
+    return ok and (n is None or sp["n"] == n)
+
+
+def test_spread_and_interleaving():
+    assert spread([4, 1, 3, 2, 5]) == {"median": 3.0, "min": 1.0, "q1": 2.0, "q3": 4.0, "max": 5.0, "n": 5}
+    calls = []
+    out = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b"),
+                       "c": lambda: calls.append("c")}, repeat=3, warmup=1)
+    assert calls[:3] == ["a", "b", "c"]                                  # warm-up, then in turn, rotating
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert {k: len(v) for k, v in out.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_busy_core_is_gone_after_the_block_also_after_ctrl_c():
+    with busy_core() as proc:
+        pid = proc.pid
+        assert _alive(pid) and f"busy core for {os.getpid()}" in Path(f"/proc/{pid}/cmdline").read_text()
+    assert not _alive(pid)
+    with pytest.raises(KeyboardInterrupt):
+        with busy_core() as proc:
+            pid = proc.pid
+            raise KeyboardInterrupt
+    assert not _alive(pid)
+    with busy_core(False) as nothing:
+        assert nothing is None
+
+
+def test_busy_core_ends_by_itself_when_its_parent_is_killed():
+    code = ("import sys, time\nfrom dmsl_core.bench import busy_core\n"
+            "with busy_core() as p:\n    print(p.pid, flush=True)\n    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        assert _alive(pid)
+        parent.kill()                       # no finally runs: the busy process must notice by itself
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid)
+    finally:
+        parent.kill()
+
+
 def test_bench_report_schema(tmp_path):
     base = next(iter(OPTION_SETS))
+    started = len(bench_mod.BUSY_STARTED)
     rep = run_bench(configs=["dmsl-tiny", "dmsl-tiny-hm"], batches=(1, 2), threads=1, repeat=1, device="cpu",
                     image_size="160x128", frames=2, options=[base, "channels_last"], threads_options=(1, 2),
-                    printer=lambda s: None)
+                    contention_rounds=2, printer=lambda s: None)
     json.dumps(rep)  # JSON-able
     assert rep["schema"] == SCHEMA and rep["threads"] == 1
+    assert rep["threading"]["torch_threads"] == 1 and rep["threading"]["cpu_count"] >= 1
     assert rep["frames"]["n"] == 2 and rep["frames"]["size"] == [160, 128]
     models = [(e["model"], e["kind"]) for e in rep["pipeline"]]
     assert ("dmsl-tiny", "config") in models and ("dmsl-tiny-hm", "config") in models
     assert ("dmsl-default", "shipped") in models                     # the shipped default by default
     for e in rep["pipeline"]:
         assert set(e["fps"]) == {"1", "2"} and set(e["ms_per_image"]) == {"1", "2"}
+        for fig in ("fps", "ms_per_image"):   # the figure is the median of its spread (3 repeats at least)
+            for b, v in e[fig].items():
+                assert _is_spread(e["spread"][fig][b], 3) and e["spread"][fig][b]["median"] == v
         assert all(_num(v) and v > 0 for v in list(e["fps"].values()) + list(e["ms_per_image"].values()))
         assert e["params_boundary"] > 0 and e["params_landmark"] > 0 and e["device"] == "cpu"
         assert e["peak_rss_mb"] is None or (_num(e["peak_rss_mb"]) and e["peak_rss_mb"] > 10)
@@ -63,6 +130,17 @@ def test_bench_report_schema(tmp_path):
     rt = rep["targets"]["realtime_fps"]
     assert rt["target"] == 30.0 and rt["model"] == "dmsl-default" and rt["met"] == (rt["measured_best_option"] >= 30.0)
     assert rep["best_option"]["option"] in opts
+    assert all(_is_spread(o["fps_spread"]) and o["fps_spread"]["median"] == o["fps"] for o in opts.values())
+    # one busy core beside the pipeline: plain torch on the shipped default, 2 block pairs, busy / quiet
+    (c,) = rep["contention"]
+    assert c["option"] == base and c["model"] == "dmsl-default" and c["rounds"] == 2 and c["threads"] == 1
+    assert _is_spread(c["quiet_ms"], 2) and _is_spread(c["busy_ms"], 2) and _is_spread(c["ratio_spread"], 2)
+    assert len(c["blocks"]["quiet_ms"]) == len(c["blocks"]["busy_ms"]) == 2
+    assert c["ratio_spread"]["min"] <= c["ratio"] <= c["ratio_spread"]["max"] and c["ratio"] > 0
+    t = rep["targets"]["busy_core"]
+    assert t["ratios"] == {base: c["ratio"]} and t["met"] == (c["ratio"] <= t["target_ratio"] == 2.0)
+    new = bench_mod.BUSY_STARTED[started:]
+    assert len(new) == 2 and not any(_alive(p) for p in new)   # one per busy block, each gone
 
 
 def test_bench_rejects_unknown_names():
@@ -82,3 +160,37 @@ def test_dmsl_bench_cli_writes_the_json(tmp_path):
     rep = json.loads(out.read_text())
     assert rep["schema"] == SCHEMA and [e["model"] for e in rep["pipeline"]] == ["dmsl-tiny"]
     assert rep["dlib"] == {"available": False, "reason": "not measured (--no-dlib)"} and rep["options"] == []
+    assert [c["model"] for c in rep["contention"]] == ["dmsl-tiny"]   # no shipped model: the first config
+
+
+def _busy_children_of(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if f"busy core for {pid}" in (d / "cmdline").read_text() and _alive(int(d.name)):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the busy process")
+def test_ctrl_c_during_the_busy_rows_leaves_no_busy_process(tmp_path):
+    cmd = [sys.executable, "-m", "dmsl_core.cli", "bench", "--configs", "dmsl-tiny", "--shipped", "", "--batch", "1",
+           "--repeat", "40", "--frames", "4", "--image-size", "160x128", "--threads", "1", "--device", "cpu",
+           "--no-dlib", "--options", "", "--json", str(tmp_path / "b.json")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _busy_children_of(p.pid) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        busy = _busy_children_of(p.pid)
+        assert busy, "bench never started its busy process"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130 and "interrupted" in err
+    assert not any(_alive(b) for b in busy) and not _busy_children_of(p.pid)
+    assert not (tmp_path / "b.json").exists()      # an interrupted bench writes no report

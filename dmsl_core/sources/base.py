@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 from urllib.parse import parse_qsl
 
 import cv2
 import numpy as np
 
 from ..frames import FramePair
+
+log = logging.getLogger("dmsl.sources")
+
+#: Seconds opening a source may take (a video file, a camera) before it is given up with an error:
+#: a FIFO with no writer, a hung camera driver or a dead network share block ``open()`` forever.
+#: The URI option ``open_timeout=S`` overrides it.
+OPEN_TIMEOUT_S = 15.0
 
 
 class SourceError(RuntimeError):
@@ -70,6 +78,55 @@ class SourceURI:
         return w, h
 
 
+def call_with_timeout(fn: Callable[[], Any], timeout_s: Optional[float], what: str,
+                      cancel: Optional[Callable[[], None]] = None, on_late: Optional[Callable[[Any], None]] = None) -> Any:
+    """``fn()`` on a helper thread, waited for at most ``timeout_s`` seconds (None or <= 0: no limit).
+
+    Past the limit a :class:`SourceError` naming ``what`` is raised, ``cancel()`` is called (to unblock the
+    call where the backend can) and ``on_late(result)`` releases what ``fn`` returns if it ever finishes.
+    The helper thread is a daemon: a call blocked in the kernel (a FIFO's ``open``) cannot keep the
+    process alive.
+    """
+    if timeout_s is None or timeout_s <= 0:
+        return fn()
+    box: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def target() -> None:
+        try:
+            r = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+            return
+        with lock:
+            if box.get("abandoned"):
+                if on_late is not None:
+                    try:
+                        on_late(r)
+                    except Exception:  # noqa: BLE001 - best effort
+                        pass
+                return
+            box["result"] = r
+
+    t = threading.Thread(target=target, name=f"dmsl-open {what}", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    with lock:
+        if "result" not in box and "error" not in box:
+            box["abandoned"] = True
+    if box.get("abandoned"):
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        raise SourceError(f"{what}: opening did not finish within {timeout_s:g} s (a FIFO with no writer, a hung "
+                          f"device or network share?); given up (option open_timeout=S sets the limit)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
 # Schemes the parser recognises (a bare path is anything else).
 KNOWN_SCHEMES = ("demo", "pair", "sbs", "video", "folder", "cam", "cams", "lepton", "boson", "tc001", "fake")
 
@@ -115,6 +172,14 @@ class FrameSource(abc.ABC):
         self._info: dict[str, Any] = {"kind": self.kind, "uri": uri, "fps": None, "frames": None,
                                       "live": False, "pairing": "", "spectra": (), "radiometric": False}
         self.homography_th_to_vis: Optional[np.ndarray] = None
+        #: "file: reason" of every frame left out because its file could not be read (the stream went on)
+        self.skipped: list[str] = []
+
+    def _skip(self, reason: str) -> None:
+        """Record a frame left out (an unreadable image in a folder): counted, named, logged."""
+        self.skipped.append(reason)
+        self._info["skipped"] = len(self.skipped)
+        log.warning("%s: skipped a frame: %s", self.uri, reason)
 
     @property
     def info(self) -> dict[str, Any]:

@@ -511,3 +511,98 @@ def test_kill_9_keeps_the_partial_export_and_the_next_run_keeps_it_aside(tmp_pat
     assert (tmp_path / "o.csv.part.1").read_bytes() == crashed  # the crash's rows are kept, not overwritten
     assert "o.csv.part.1" in caplog.text
     assert len((tmp_path / "o.csv").read_text().splitlines()) == 3
+
+
+# ---- 8. sources that give nothing, block, freeze, or hold one bad image -----------------------------
+def _video_without_frames(path: Path) -> Path:
+    """A real AVI whose header promises 5 frames and whose frame data is zeroed (decodes to nothing)."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    w.release()
+    b = bytearray(path.read_bytes())
+    i = b.find(b"movi")
+    b[i + 16: i + 16 + (len(b) - i) // 2] = bytes((len(b) - i) // 2)
+    path.write_bytes(bytes(b))
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened() and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and not cap.read()[0]  # the fault is real
+    cap.release()
+    return path
+
+
+def test_a_video_that_decodes_to_no_frame_is_an_error(tmp_path, capsys):
+    from dmsl_core.sources import SourceError, open_source
+    bad = _video_without_frames(tmp_path / "empty.avi")
+    with pytest.raises(SourceError, match=r"empty\.avi: the video decodes to no frame"):
+        open_source(str(bad))
+    rc = main(["run", "--source", str(bad), "--weights", "untrained:dmsl-tiny", "--csv", str(tmp_path / "o.csv")])
+    assert rc != 0
+    _one_error_line(capsys.readouterr().err, "empty.avi", "decodes to no frame")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_opening_a_fifo_as_a_video_times_out(tmp_path, capsys):
+    from dmsl_core.sources import SourceError, open_source
+    fifo = tmp_path / "live.mp4"
+    os.mkfifo(fifo)
+    try:
+        with pytest.raises(SourceError, match=r"live\.mp4: opening did not finish within 0\.5 s"):
+            open_source(f"video:{fifo}?open_timeout=0.5")
+        rc = main(["run", "--source", f"{fifo}?open_timeout=0.5", "--weights", "untrained:dmsl-tiny"])
+        assert rc == 2
+        _one_error_line(capsys.readouterr().err, "live.mp4", "opening did not finish")
+    finally:  # the abandoned open() is still blocked in the kernel: a writer that closes at once frees it
+        for _ in range(2):
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_camera_whose_open_blocks_times_out():
+    from dmsl_core.sources import SourceError, open_source
+    with pytest.raises(SourceError, match=r"camera 0 \(fake\): opening did not finish within 0\.3 s"):
+        open_source("fake:lepton?hang_open=1&open_timeout=0.3")
+    with pytest.raises(SourceError, match="opening did not finish"):
+        open_source("cams:fake:cam?realtime=0+fake:lepton?hang_open=1&open_timeout=0.3")
+
+
+def test_a_frozen_thermal_camera_in_a_pair_is_noticed(caplog):
+    from dmsl_core.sources import open_source
+    uri = "cams:fake:cam?fps=100&frames=60&size=64x48+fake:lepton?fps=100&freeze=5&stale=0.2"
+    pairs = []
+    with caplog.at_level(logging.WARNING), open_source(uri) as src:
+        with contextlib.suppress(Exception):   # the visible camera "disconnects" after 60 frames
+            for p in src:
+                pairs.append(p)
+        assert src.info["th_stale"] is True and src.stale_events == 1
+    assert len(pairs) == 60
+    paired = [p.meta["th_index"] for p in pairs if p.th is not None]
+    assert paired and max(paired) <= 4  # only the frames before the freeze were ever paired
+    unpaired = [p for p in pairs if p.th is None]
+    assert unpaired and pairs[-1].th is None and pairs[-1].meta["th_stale_s"] > 0.2
+    assert "fake:lepton" in caplog.text and "no new frame" in caplog.text
+
+
+@pytest.mark.parametrize("layout", ["dataset", "images", "folders"])
+def test_one_unreadable_image_is_skipped_counted_and_named_in_run(tmp_path, capsys, layout):
+    if layout == "dataset":
+        root = _dataset(tmp_path / "data", n=3)
+        bad = root / "img/v1.png"
+    else:
+        root = tmp_path / "data"
+        sub = (root / "vis") if layout == "folders" else root
+        sub.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(3):
+            write_image(sub / f"f{i}.png", rng.integers(60, 200, (64, 64, 3), dtype=np.uint8))
+            if layout == "folders":
+                (root / "th").mkdir(exist_ok=True)
+                write_image(root / "th" / f"f{i}.png", rng.integers(60, 200, (64, 64), dtype=np.uint8))
+        bad = sub / "f1.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rc = main(["run", "--source", str(root), "--weights", "untrained:dmsl-tiny", "--csv", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if "skipped" in ln and bad.name in ln], err
+    assert "1 frame(s) skipped" in err
+    rows = list(csv.DictReader(open(tmp_path / "o.csv", newline="")))
+    assert sorted({r["index"] for r in rows}) == ["0", "2"]  # the run went on past the bad image

@@ -606,3 +606,86 @@ def test_one_unreadable_image_is_skipped_counted_and_named_in_run(tmp_path, caps
     assert "1 frame(s) skipped" in err
     rows = list(csv.DictReader(open(tmp_path / "o.csv", newline="")))
     assert sorted({r["index"] for r in rows}) == ["0", "2"]  # the run went on past the bad image
+
+
+# ---- 9. checkpoints: a bad last.pt, a full disk while saving one, NaN weights -----------------------
+def _checkpoint(model: str) -> dict:
+    from dmsl_core.models import create_models, get_config
+    from dmsl_core.training import TrainConfig
+    mb, ml = create_models(get_config(model), seed=0)
+    return {"phase": 1, "epoch": 0, "boundary": mb.state_dict(), "landmark": ml.state_dict(), "opt": None,
+            "best": None, "best_state": None, "config": json.dumps(TrainConfig(model=model).to_dict())}
+
+
+def test_a_bad_last_pt_is_one_message_naming_it(tmp_path, synth_data, capsys):
+    import argparse
+    import io
+
+    import torch
+
+    from dmsl_core.training import TrainConfig
+    good = io.BytesIO()
+    torch.save(_checkpoint("dmsl-tiny"), good)
+    other = io.BytesIO()
+    torch.save(_checkpoint("dmsl-compact"), other)
+    wrong_shape = _checkpoint("dmsl-compact")
+    wrong_shape["config"] = json.dumps(TrainConfig(model="dmsl-tiny").to_dict())
+    shaped = io.BytesIO()
+    torch.save(wrong_shape, shaped)
+    code = io.BytesIO()
+    torch.save({"phase": argparse.Namespace(a=1)}, code)   # unpickling it would run code
+    keys = io.BytesIO()
+    torch.save({"weights": torch.zeros(2)}, keys)
+    cases = {"pickle": (code.getvalue(), "needs code"), "empty": (b"", "empty"),
+             "keys": (keys.getvalue(), "not a DMSL training checkpoint"),
+             "cut": (good.getvalue()[: len(good.getvalue()) // 2], "unreadable"),
+             "config": (other.getvalue(), "'dmsl-compact'"), "shape": (shaped.getvalue(), "do not fit")}
+    for name, (data, why) in cases.items():
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        cfg = TrainConfig(model="dmsl-tiny", data=str(synth_data), epochs=1, head_epochs=1, batch_size=8,
+                          device="cpu", augment=False)
+        (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (run / "checkpoints/last.pt").write_bytes(data)
+        rc = main(["train", "--data", str(synth_data), "--config", "dmsl-tiny", "--out", str(run), "--resume",
+                   "--epochs", "1", "--head-epochs", "1", "--batch-size", "8", "--device", "cpu", "--no-augment"])
+        assert rc == 2, name
+        _one_error_line(capsys.readouterr().err, str(run / "checkpoints/last.pt"), why)
+        assert (run / "checkpoints/last.pt").read_bytes() == data  # left as it was, for the user to look at
+
+
+def test_full_disk_while_saving_a_checkpoint_names_it_and_keeps_the_previous(small_fs):
+    import torch
+
+    from dmsl_core.training import _atomic_torch_save
+    d = small_fs("2m")
+    ck = _checkpoint("dmsl-tiny")
+    _atomic_torch_save({"phase": 0, "epoch": 0, "small": torch.zeros(4)}, d / "last.pt")
+    before = (d / "last.pt").read_bytes()
+    _fill(d, leave=64000)
+    with pytest.raises(OSError) as ei:
+        _atomic_torch_save(ck, d / "last.pt")
+    from dmsl_core.cli import describe_error
+    assert "last.pt" in describe_error(ei.value)
+    assert (d / "last.pt").read_bytes() == before
+    assert sorted(p.name for p in d.iterdir()) == ["filler", "last.pt"]
+
+
+def test_weights_full_of_nan_are_refused_naming_the_file(tmp_path, capsys):
+    import torch
+
+    from dmsl_core.models.weights import WeightsError, save_weights
+    from dmsl_core.pipeline import Predictor
+    p = Predictor.untrained("dmsl-tiny")
+    with torch.no_grad():
+        for m in (p.boundary, p.landmark):
+            for t in m.parameters():
+                t.fill_(float("nan"))
+    save_weights(tmp_path, p.boundary, p.landmark, p.config)
+    with pytest.raises(WeightsError, match=r"model\.safetensors: \d+ of \d+ tensors hold NaN"):
+        Predictor.from_weights(tmp_path, device="cpu")
+    img = tmp_path / "face.png"
+    write_image(img, np.full((64, 64, 3), 100, np.uint8))
+    rc = main(["predict", "--weights", str(tmp_path), "--device", "cpu", str(img)])
+    assert rc == 2
+    _one_error_line(capsys.readouterr().err, "model.safetensors", "NaN")

@@ -689,3 +689,52 @@ def test_weights_full_of_nan_are_refused_naming_the_file(tmp_path, capsys):
     rc = main(["predict", "--weights", str(tmp_path), "--device", "cpu", str(img)])
     assert rc == 2
     _one_error_line(capsys.readouterr().err, "model.safetensors", "NaN")
+
+
+# ---- 10. dmsl annotate writes as it goes: a kill keeps the pairs done --------------------------------
+_SLOW_ANNOTATE = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from tests.core.test_faults import FakeDetector
+from dmsl_core.annotate import annotate_dataset
+
+class Slow(FakeDetector):
+    def predict(self, images, boxes=None, refine=True):
+        time.sleep(0.4)
+        return super().predict(images)
+
+annotate_dataset({data!r}, source="dlib", dark="skip", dlib=Slow())
+"""
+
+
+def test_annotate_killed_during_the_first_pass_keeps_the_work_and_resumes(tmp_path):
+    from dmsl_core.annotate import annotate_dataset
+    data = _dataset(tmp_path / "data", n=8)
+    for p in (data / "img").glob("p*.pts"):
+        p.unlink()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_ANNOTATE.format(repo=str(REPO), data=str(data))],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while len(list((data / "img").glob("p*.pts"))) < 3:
+            if proc.poll() is not None:
+                pytest.fail(f"dmsl annotate ended early: {proc.stderr.read()}")
+            if time.monotonic() - t0 > 120:
+                pytest.fail("no annotation file appeared while the first pass ran (written only at the end?)")
+            time.sleep(0.05)
+        proc.kill()   # SIGKILL in the first pass: nothing can be cleaned up
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = sorted(p.name for p in (data / "img").glob("p*.pts"))
+    assert 3 <= len(done) < 8
+    for name in done:   # each file whole (atomic writes), with its origins
+        assert read_pts(data / "img" / name).shape == (68, 2)
+        assert (data / "img" / name.replace(".pts", ".origin.json")).exists()
+    det = FakeDetector()
+    rep = annotate_dataset(data, source="dlib", dark="skip", dlib=det)   # the re-run does the rest only
+    assert sorted(rep["kept"]) == sorted(f"img/{n}" for n in done)
+    assert det.calls == 8 - len(done) and rep["counts"]["written"] == 8 - len(done)
+    assert len(list((data / "img").glob("p*.pts"))) == 8

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 import cv2
 import numpy as np
 
+from ..data.imageio import pixel_problem
 from ..frames import FramePair
 
 log = logging.getLogger("dmsl.sources")
@@ -181,6 +182,18 @@ class FrameSource(abc.ABC):
         self._info["skipped"] = len(self.skipped)
         log.warning("%s: skipped a frame: %s", self.uri, reason)
 
+    def _unusable_thermal(self, pair: FramePair, why: str) -> None:
+        """A thermal image no landmarks can come from (all NaN): dropped from the pair, said once per
+        stream with the frame, counted in ``info["th_unusable"]`` (``meta["th_problem"]`` on the pair)."""
+        n = int(self._info.get("th_unusable", 0)) + 1
+        self._info["th_unusable"] = n
+        name = (pair.meta.get("files") or {}).get("th") or ""
+        pair.meta["th_problem"] = why
+        pair.th, pair.th_celsius = None, None
+        if n == 1:
+            log.warning("%s frame %d%s: the thermal image is not used: %s (later ones are counted in "
+                        "info['th_unusable'])", self.uri, pair.index, f" ({name})" if name else "", why)
+
     @property
     def info(self) -> dict[str, Any]:
         return dict(self._info)
@@ -199,6 +212,8 @@ class FrameSource(abc.ABC):
         for pair in self._frames():
             if self._closed:
                 return
+            if pair.th is not None and (why := pixel_problem(pair.th if pair.th_celsius is None else pair.th_celsius)):
+                self._unusable_thermal(pair, why)
             if pair.homography_th_to_vis is None and self.homography_th_to_vis is not None:
                 pair.homography_th_to_vis = self.homography_th_to_vis
             if not pair.source:

@@ -738,3 +738,92 @@ def test_annotate_killed_during_the_first_pass_keeps_the_work_and_resumes(tmp_pa
     assert sorted(rep["kept"]) == sorted(f"img/{n}" for n in done)
     assert det.calls == 8 - len(done) and rep["counts"]["written"] == 8 - len(done)
     assert len(list((data / "img").glob("p*.pts"))) == 8
+
+
+# ---- 11. pixels no landmarks can come from; pairs that cannot share points; odd file names ----------
+def test_an_all_nan_thermal_image_gets_no_landmarks(tmp_path, capsys, caplog, tiny_weights):
+    from dmsl_core.data.folder import LoadReport
+    from dmsl_core.pipeline import Predictor
+    nan = np.full((64, 64), np.nan, np.float32)
+    np.save(tmp_path / "frame_th.npy", nan)
+    pred = Predictor.from_weights(tiny_weights, device="cpu")
+    with pytest.raises(ValueError, match="no finite pixel"):
+        pred.predict([nan])
+    with pytest.raises(ValueError, match="no finite pixel"):
+        pred.faces(nan, spectrum="th")
+    rc = main(["predict", "--weights", str(tiny_weights), "--device", "cpu", "--detector", "none",
+               str(tmp_path / "frame_th.npy")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [ln for ln in err.splitlines() if "frame_th.npy" in ln and "no finite" in ln]
+    # a stream: the frame's thermal image is dropped with a warning naming the frame, no points on it
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    np.save(seq / "0001.npy", np.full((64, 64), 30.0, np.float32))
+    np.save(seq / "0002.npy", nan)
+    from dmsl_core.sources import open_source
+    with caplog.at_level(logging.WARNING), open_source(f"video:{seq}?spectrum=th") as src:
+        pairs = list(src)
+        assert src.info["th_unusable"] == 1
+    assert pairs[0].th is not None and pairs[1].th is None and "no finite pixel" in pairs[1].meta["th_problem"]
+    assert "frame 1 (0002.npy)" in caplog.text
+    rc = main(["run", "--source", f"video:{seq}?spectrum=th", "--weights", str(tiny_weights), "--device", "cpu",
+               "--csv", str(tmp_path / "o.csv")])
+    rows = list(csv.DictReader(open(tmp_path / "o.csv", newline="")))
+    by_index = {r["index"]: r for r in rows}
+    assert by_index["0"]["x0"] != "" and by_index.get("1", {}).get("x0", "") == ""
+    # a dataset: the image is skipped with its name (evaluation and training never see it)
+    data = _dataset(tmp_path / "data", n=2)
+    np.save(data / "img/t1.npy", nan)
+    text = (data / MANIFEST).read_text().replace("img/t1.png", "img/t1.npy")
+    (data / MANIFEST).write_text(text)
+    rep = LoadReport()
+    samples = load_samples(data, ("th",), report=rep)
+    assert [Path(s.path).name for s in samples] == ["t0.png"]
+    assert any("t1.npy" in m and "no finite pixel" in m for m in rep.skipped), rep.skipped
+
+
+def test_a_registered_pair_of_two_sizes_is_refused_in_evaluation(tmp_path, tiny_weights):
+    from dmsl_core.evaluation import evaluate_folder
+    data = _dataset(tmp_path / "data", n=2)
+    write_image(data / "img/t1.png", np.full((48, 80), 120, np.uint8))   # registered=1, but 80x48 vs 64x64
+    rep = evaluate_folder(data, str(tiny_weights), spectra=("vis", "th"), device="cpu")
+    assert rep["n_images"] == 3   # both visible images, the one thermal that fits its points
+    msg = [s for s in rep["skipped"] if "t1.png" in s]
+    assert len(msg) == 1 and "80x48 against 64x64" in msg[0] and "registered" in msg[0]
+
+
+def test_a_float_visible_image_is_named_not_counted_as_dark(tmp_path, tiny_weights, capsys):
+    from dmsl_core.evaluation import evaluate_folder
+    from dmsl_core.sources import open_source
+    data = _dataset(tmp_path / "data", n=2)
+    np.save(data / "img/v1.npy", np.random.default_rng(0).random((64, 64, 3), dtype=np.float32))  # in [0, 1]
+    (data / MANIFEST).write_text((data / MANIFEST).read_text().replace("img/v1.png", "img/v1.npy"))
+    rep = evaluate_folder(data, str(tiny_weights), spectra=("vis",), device="cpu")
+    assert rep["n_images"] == 1 and rep["dropped_dark"] == 0
+    assert any("v1.npy" in s and "float32" in s and "visible" in s for s in rep["skipped"]), rep["skipped"]
+    with open_source(f"folder:{data}") as src:   # dmsl run / the app: skipped and named
+        assert len(list(src)) == 1 and "v1.npy" in src.skipped[0] and "float32" in src.skipped[0]
+
+
+def test_file_names_that_are_not_utf8(tmp_path, tiny_weights, capsys):
+    from dmsl_core.atomic import atomic_write_text
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    raw = os.fsencode(folder)
+    good, bad = raw + b"/caf\xe9.png", raw + b"/ol\xe9.png"
+    with open(good, "wb") as fh:
+        fh.write(cv2.imencode(".png", np.full((64, 64, 3), 100, np.uint8))[1].tobytes())
+    with open(bad, "wb") as fh:
+        fh.write(b"not an image")
+    rc = main(["run", "--source", str(folder), "--weights", "untrained:dmsl-tiny", "--csv", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and "codec" not in err
+    assert [ln for ln in err.splitlines() if "skipped" in ln and "ol\\udce9.png" in ln], err   # named, escaped
+    assert b"caf\xe9.png" in (tmp_path / "o.csv").read_bytes()   # the CSV holds the name's own bytes
+    rc = main(["predict", "--weights", str(tiny_weights), "--device", "cpu", "--detector", "none",
+               os.fsdecode(good), os.fsdecode(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and "ol\\udce9.png" in err
+    with pytest.raises(ValueError, match=r"m\.csv: cannot be written as utf-8"):
+        atomic_write_text(tmp_path / "m.csv", "x," + os.fsdecode(b"caf\xe9.png") + "\n")

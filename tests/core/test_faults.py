@@ -827,3 +827,47 @@ def test_file_names_that_are_not_utf8(tmp_path, tiny_weights, capsys):
     assert rc == 1 and "Traceback" not in err and "ol\\udce9.png" in err
     with pytest.raises(ValueError, match=r"m\.csv: cannot be written as utf-8"):
         atomic_write_text(tmp_path / "m.csv", "x," + os.fsdecode(b"caf\xe9.png") + "\n")
+
+
+# ---- 12. every command: an output that cannot be written is one line naming it ----------------------
+def _command(name: str, out: Path, data: Path, weights: Path, image: Path) -> list[str]:
+    return {
+        "run": _run_demo(["--csv", str(out / "o.csv")], frames=2),
+        "train": ["train", "--data", str(data), "--config", "dmsl-tiny", "--out", str(out / "run"), "--epochs", "1",
+                  "--head-epochs", "1", "--batch-size", "2", "--device", "cpu", "--no-augment"],
+        "eval": ["eval", "--data", str(data), "--weights", str(weights), "--device", "cpu", "--json", str(out / "r.json")],
+        "predict": ["predict", "--weights", str(weights), "--device", "cpu", "--detector", "none", str(image),
+                    "--csv", str(out / "p.csv")],
+        "predict-pts": ["predict", "--weights", str(weights), "--device", "cpu", "--detector", "none", str(image),
+                        "--pts-dir", str(out / "pts")],
+        "annotate": ["annotate", "--data", str(data), "--report", str(out / "rep.json")],
+        "export-onnx": ["export-onnx", "--weights", str(weights), "--out", str(out / "onnx"), "--no-check"],
+        "synth": ["synth", "--out", str(out / "syn"), "--subjects", "1", "--size", "64x64"],
+        "import": ["import", str(image.parent), str(out / "imported")],
+    }[name]
+
+
+COMMANDS = ["run", "train", "eval", "predict", "predict-pts", "annotate", "export-onnx", "synth", "import"]
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "read_only"])
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_names_an_output_it_cannot_write(name, where, tmp_path, small_fs, capsys, tiny_weights):
+    if name == "export-onnx":
+        pytest.importorskip("onnx", reason="dmsl export-onnx needs the onnx extra")
+    data = _dataset(tmp_path / "data", n=2)
+    (tmp_path / "pics").mkdir()
+    image = tmp_path / "pics" / "face.png"
+    write_image(image, np.full((64, 64, 3), 100, np.uint8))
+    if where == "under_a_file":
+        (tmp_path / "afile").write_text("x")
+        out, named = tmp_path / "afile", str(tmp_path / "afile")
+    else:
+        out = small_fs("64k", ro=True)
+        named = str(out)
+    before = _tree(data)
+    rc = main(_command(name, out, data, tiny_weights, image))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    _one_error_line(err, named)
+    assert _tree(data) == before   # nothing written in the dataset by a command that failed on its output

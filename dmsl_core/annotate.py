@@ -563,12 +563,15 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
                 entry["result"] = f"no annotated pair of subject {subj!r} to copy from"
         elif dark == "model" and i in images:
             t = time.perf_counter()
-            th_pts = _model_points(model(), images.pop(i)["th"], "th")
-            timings["model_s"] += time.perf_counter() - t
+            th_img = images.pop(i)["th"]
+            th_pts = _model_points(model(), th_img, "th")
             if th_pts is None:
-                entry["result"] = "the model's face detector found no face on the thermal image"
-            else:
-                a = _Auto(vis=aset.th_to_vis(i, th_pts), th=th_pts, vis_origin="transferred", th_origin="model")
+                # the detectors are trained on visible photos and rarely find a thermal face (README:
+                # "no thermal detector"): M_b's own box is used, and the pair is flagged for checking
+                th_pts = model().predict([th_img])[0].landmarks
+                entry["unverified"] = "no face detector found the face on the thermal image: M_b's own box, check it"
+            timings["model_s"] += time.perf_counter() - t
+            a = _Auto(vis=aset.th_to_vis(i, th_pts), th=th_pts, vis_origin="transferred", th_origin="model")
         else:
             entry["result"] = "skipped" if dark == "skip" else "no thermal image"
         if a is not None:
@@ -636,7 +639,8 @@ def format_report(rep: dict) -> str:
         lines.append(f"no face: {m['image']} ({m['reason']}){fb}")
     for d in rep["dark_pairs"]:
         extra = f" from {d['from']}" if d.get("from") else ""
-        lines.append(f"dark visible image: {d['image']} ({d['mode']}: {d.get('result', '')}{extra})")
+        check = f" - {d['unverified']}" if d.get("unverified") else ""
+        lines.append(f"dark visible image: {d['image']} ({d['mode']}: {d.get('result', '')}{extra}){check}")
     for e in rep["errors"]:
         lines.append(f"error: {e['pair']}: {e['error']}")
     for e in rep["no_transfer"]:

@@ -468,6 +468,12 @@ class LiveWorker(Worker):
                 continue
             for _ in range(max(1, cmd["step"])):
                 pair = next(it, None)
+                if pair is None and pos == 0 and not self.stats.processed:   # not "opening…" for ever
+                    from dmsl_core.sources import SourceError
+                    skipped = getattr(self.source, "skipped", [])
+                    raise SourceError(f"{self.uri}: the source ended without giving a frame"
+                                      + (f" ({len(skipped)} unreadable, skipped: {'; '.join(skipped[:3])})"
+                                         if skipped else ""))
                 if pair is None:
                     ended = True
                     self.notice.emit("end of the source - seek or press Play to start again")

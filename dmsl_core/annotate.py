@@ -315,24 +315,22 @@ class AnnotationSet:
         r = self.records[i]
         paths = self.pts_paths(i, assign=True)
         self.write_manifest_if_needed()
-        written = []
         if r.registered:
             pts = ann.vis if ann.vis is not None else ann.th
             if pts is None:
                 raise ValueError(f"{self.key(i)}: nothing to save (no points)")
-            keep_original(paths["vis"])
-            write_pts(paths["vis"], pts)
-            written.append(paths["vis"])
+            todo = [(paths["vis"], pts)]
         else:
-            for s, pts in (("vis", ann.vis), ("th", ann.th)):
-                if pts is not None:
-                    keep_original(paths[s])
-                    write_pts(paths[s], pts)
-                    written.append(paths[s])
+            todo = [(paths[s], pts) for s, pts in (("vis", ann.vis), ("th", ann.th)) if pts is not None]
+        for p, _ in todo:
+            keep_original(p)
+        # the origins first, the points last: a pair whose .pts exists is whole (a kill between the two
+        # leaves only an origin file, and the pair counts as not annotated)
         op = origin_path(paths["vis"])
         atomic_write_text(op, json.dumps(ann.origin_dict()) + "\n")
-        written.append(op)
-        return written
+        for p, pts in todo:
+            write_pts(p, pts)
+        return [p for p, _ in todo] + [op]
 
     def _journal_entry(self, i: int, ann: PairAnnotation) -> dict:
         tolist = lambda a: None if a is None else np.asarray(a, float).round(4).tolist()  # noqa: E731
@@ -387,6 +385,13 @@ class _Auto:
 ProgressFn = Callable[[int, int, str], None]
 
 
+def _model_points(model, image: np.ndarray, spectrum: str) -> Optional[np.ndarray]:
+    """The DMSL model's 68 points on the best face its detector finds (:meth:`Predictor.faces`), or
+    None when it finds none: M_b alone always returns a box, even on an image without a face."""
+    faces = model.faces(image, spectrum=spectrum)
+    return None if not faces else np.asarray(faces[0].landmarks, float)
+
+
 def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = "model",
                      overwrite: bool = False, calibration=None, predictor=None, dlib=None,
                      weights: Optional[str] = None, device: str = "cpu",
@@ -403,7 +408,11 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
     the points of the nearest annotated pair of the same subject (``neighbour``; good for
     consecutive video frames), or nothing (``skip``; still listed). The model is loaded only
     when it is needed. Pairs that already have an annotation are kept unless
-    ``overwrite`` (the old file is then kept as ``.orig.pts``).
+    ``overwrite`` (the old file is then kept as ``.orig.pts``). The model's points are those of the
+    best face its detector finds (:meth:`~dmsl_core.pipeline.Predictor.faces`); no face is a miss.
+
+    Each pair is written as soon as its points are known (atomically), so a run killed half-way keeps
+    the pairs done; running it again (without ``overwrite``) keeps them and does the rest.
     """
     if source not in SOURCES:
         raise ValueError(f"--source must be one of {SOURCES}, got {source!r}")
@@ -446,6 +455,28 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
         if progress is not None:
             progress(i, n, what)
 
+    def commit(i: int, a: "_Auto") -> None:
+        """Write pair ``i``'s annotation as soon as it is known (atomic files; the manifest follows)."""
+        key = aset.key(i)
+        r = aset.records[i]
+        if r.th and a.th is None and a.vis is not None:
+            report["no_transfer"].append({"pair": key, "reason": "unregistered pair and no calibration "
+                                                                 f"({CALIBRATION} or --calib): thermal not annotated"})
+        ann = PairAnnotation(vis=a.vis if r.vis else None, th=a.th if r.th else None, source=source,
+                             disagreement=a.disagreement)
+        ann.vis_origin = [a.vis_origin] * N_POINTS if ann.vis is not None else []
+        ann.th_origin = [a.th_origin] * N_POINTS if ann.th is not None else []
+        if ann.empty:
+            return
+        try:
+            aset.save(i, ann, journal=False)
+        except (OSError, ValueError) as exc:
+            report["errors"].append({"pair": key, "error": f"cannot write: {exc}"})
+            return
+        report["written"].append({"pair": key, "vis": a.vis_origin or None, "th": a.th_origin or None,
+                                  **({"disagreement": round(a.disagreement, 5)}
+                                     if a.disagreement is not None and np.isfinite(a.disagreement) else {})})
+
     # pass 1: pairs with a usable visible image (or a thermal-only pair)
     for i in range(n):
         if should_stop is not None and should_stop():
@@ -479,7 +510,7 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
             timings["dlib_s"] += time.perf_counter() - t
         if source in ("model", "both"):
             t = time.perf_counter()
-            m_pts = model().predict([img])[0].landmarks
+            m_pts = _model_points(model(), img, spec)
             timings["model_s"] += time.perf_counter() - t
         if d_pts is not None and m_pts is not None:
             a.disagreement = interocular_nme(m_pts, d_pts)
@@ -488,6 +519,9 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
             report["misses"].append({"pair": key, "image": str(aset.image_path(i, spec)), "spectrum": spec,
                                      "reason": "Dlib found no face",
                                      "filled_by": "model" if m_pts is not None else None})
+        elif m_pts is None and source == "model":
+            report["misses"].append({"pair": key, "image": str(aset.image_path(i, spec)), "spectrum": spec,
+                                     "reason": "the model's face detector found no face", "filled_by": None})
         if pts is None:
             continue
         if spec == "vis":
@@ -498,6 +532,7 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
         else:
             a.th, a.th_origin = pts, origin
         autos[i] = a
+        commit(i, a)   # written now: a kill later keeps it, and a re-run (without --overwrite) keeps it
 
     # pass 2: black visible images
     for i in darks:
@@ -528,37 +563,23 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
                 entry["result"] = f"no annotated pair of subject {subj!r} to copy from"
         elif dark == "model" and i in images:
             t = time.perf_counter()
-            th_pts = model().predict([images[i]["th"]])[0].landmarks
+            th_img = images.pop(i)["th"]
+            th_pts = _model_points(model(), th_img, "th")
+            if th_pts is None:
+                # the detectors are trained on visible photos and rarely find a thermal face (README:
+                # "no thermal detector"): M_b's own box is used, and the pair is flagged for checking
+                th_pts = model().predict([th_img])[0].landmarks
+                entry["unverified"] = "no face detector found the face on the thermal image: M_b's own box, check it"
             timings["model_s"] += time.perf_counter() - t
             a = _Auto(vis=aset.th_to_vis(i, th_pts), th=th_pts, vis_origin="transferred", th_origin="model")
         else:
             entry["result"] = "skipped" if dark == "skip" else "no thermal image"
         if a is not None:
             autos[i] = a
+            commit(i, a)
             entry["result"] = "filled"
         report["dark_pairs"].append(entry)
 
-    # write
-    for i, a in sorted(autos.items()):
-        key = aset.key(i)
-        r = aset.records[i]
-        if r.th and a.th is None and a.vis is not None:
-            report["no_transfer"].append({"pair": key, "reason": "unregistered pair and no calibration "
-                                                                 f"({CALIBRATION} or --calib): thermal not annotated"})
-        ann = PairAnnotation(vis=a.vis if r.vis else None, th=a.th if r.th else None, source=source,
-                             disagreement=a.disagreement)
-        ann.vis_origin = [a.vis_origin] * N_POINTS if ann.vis is not None else []
-        ann.th_origin = [a.th_origin] * N_POINTS if ann.th is not None else []
-        if ann.empty:
-            continue
-        try:
-            aset.save(i, ann, journal=False)
-        except (OSError, ValueError) as exc:
-            report["errors"].append({"pair": key, "error": f"cannot write: {exc}"})
-            continue
-        report["written"].append({"pair": key, "vis": a.vis_origin or None, "th": a.th_origin or None,
-                                  **({"disagreement": round(a.disagreement, 5)}
-                                     if a.disagreement is not None and np.isfinite(a.disagreement) else {})})
     aset.write_manifest_if_needed()
     if model_box[0] is not None:
         report["model"] = str(getattr(model_box[0], "source", "") or getattr(model_box[0], "name", ""))
@@ -618,7 +639,8 @@ def format_report(rep: dict) -> str:
         lines.append(f"no face: {m['image']} ({m['reason']}){fb}")
     for d in rep["dark_pairs"]:
         extra = f" from {d['from']}" if d.get("from") else ""
-        lines.append(f"dark visible image: {d['image']} ({d['mode']}: {d.get('result', '')}{extra})")
+        check = f" - {d['unverified']}" if d.get("unverified") else ""
+        lines.append(f"dark visible image: {d['image']} ({d['mode']}: {d.get('result', '')}{extra}){check}")
     for e in rep["errors"]:
         lines.append(f"error: {e['pair']}: {e['error']}")
     for e in rep["no_transfer"]:

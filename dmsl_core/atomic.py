@@ -104,7 +104,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, read_back: bool = F
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
-    atomic_write_bytes(path, text.encode(encoding))
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError as exc:   # a file name that is not valid UTF-8 reached the text (surrogates)
+        bad = exc.object[max(0, exc.start - 30):exc.end + 10].encode(encoding, "backslashreplace").decode(encoding)
+        raise ValueError(f"{path}: cannot be written as {encoding}: {bad!r} holds characters that are not "
+                         f"{encoding} (a file name in another encoding? rename the file)") from None
+    atomic_write_bytes(path, data)
 
 
 def check_writable(path: str | os.PathLike) -> Path:

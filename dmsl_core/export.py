@@ -103,7 +103,8 @@ class _AtomicTextWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.part = self.path.with_name(self.path.name + self.suffix_part)
         self.flush_interval_s = flush_interval_s
-        self._fh = os.fdopen(_open_part(self.part), "w", encoding="utf-8", newline="")
+        self._fh = os.fdopen(_open_part(self.part), "w", encoding="utf-8", newline="",
+                             errors="surrogateescape")  # a non-UTF-8 file name: its own bytes
         self._last_flush = time.monotonic()
         self.rows = 0
         self.closed = False

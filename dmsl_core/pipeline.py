@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from . import preprocess as pp
+from .data.imageio import pixel_problem
 from .device import resolve_device
 from .landmarks import MIRROR_PERM, OUTER_EYE_CORNERS, boundary_from_points
 from .models import BoundaryModel, LandmarkModel, ModelConfig, create_models, get_config
@@ -311,6 +312,9 @@ class Predictor:
         through :meth:`predict` (all faces in one batch): ``refine=True`` refines it the way
         :attr:`refine` says (M_b's second pass re-centres the detector's box on the box M_l was
         trained on), ``False`` trusts the detector's box (one M_l pass)."""
+        why = pixel_problem(image)
+        if why is not None:   # not "no face": nothing can be seen at all
+            raise ValueError(why)
         det = self._detector(detector)
         dets = det(image, spectrum)
         if not dets:

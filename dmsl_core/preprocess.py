@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .data.imageio import to_gray_float
+from .data.imageio import pixel_problem, to_gray_float
 
 
 @dataclass
@@ -147,6 +147,9 @@ def blackout(view_img: np.ndarray, box_view: np.ndarray, margin: float = 0.0) ->
 def prepare_gray(image: np.ndarray) -> np.ndarray:
     """Any supported image (RGB/grey, uint8/uint16/float) -> HxW float32 in its own units."""
     g = to_gray_float(image)
+    why = pixel_problem(g)
+    if why is not None:   # M_b would still return a box (and M_l points) on the zeros it became
+        raise ValueError(why)
     if not np.isfinite(g).all():
         g = np.nan_to_num(g, nan=float(np.nanmin(g)) if np.isfinite(g).any() else 0.0)
     return g

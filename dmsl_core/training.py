@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -48,7 +49,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_text
 from .data.sample import Sample
 from .device import describe_device, resolve_device
 from .distributed import DistContext, shard_range
@@ -241,8 +242,64 @@ def event_from_dict(d: dict) -> "TrainEvent":
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Serialise in memory, then a verified atomic write: a full disk is an ``OSError`` naming ``path``
+    (torch.save into a file says only "file write failed") and the previous checkpoint stays."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class CheckpointError(ValueError):
+    """A ``last.pt`` that cannot be resumed from; the message names it and says why."""
+
+
+_CHECKPOINT_KEYS = ("phase", "epoch", "boundary", "landmark")
+
+
+def load_checkpoint(path: Path, model: str, boundary: torch.nn.Module, landmark: torch.nn.Module) -> dict:
+    """The training state of ``path`` (a ``last.pt``) loaded into the two models; anything unusable (not a
+    checkpoint, empty, cut off, a pickle needing code, missing keys, another configuration) is a
+    :class:`CheckpointError` naming the file. Loaded with ``weights_only=True``: nothing is unpickled."""
+    import pickle
+    import zipfile
+
+    hint = "delete it (the run restarts from the last finished stage) or train into a new folder"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: the checkpoint is empty (0 bytes); {hint}")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a checkpoint this program loads (it needs code to unpickle: "
+                              f"{first[:160]}); {hint}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: the checkpoint is unreadable (cut off or corrupt: {first[:160]}); "
+                              f"{hint}") from None
+    if not isinstance(ck, dict) or any(k not in ck for k in _CHECKPOINT_KEYS):
+        have = sorted(map(str, ck)) if isinstance(ck, dict) else type(ck).__name__
+        raise CheckpointError(f"{path}: not a DMSL training checkpoint (expected keys {list(_CHECKPOINT_KEYS)}, "
+                              f"found {have}); {hint}")
+    try:
+        saved = json.loads(ck["config"]).get("model") if ck.get("config") else None
+    except (TypeError, ValueError, AttributeError):
+        saved = None
+    if saved is not None and saved != model:
+        raise CheckpointError(f"{path}: the checkpoint is of configuration {saved!r}, this run trains {model!r}; "
+                              f"{hint}")
+    try:
+        boundary.load_state_dict(_plain_state(ck["boundary"]))
+        landmark.load_state_dict(_plain_state(ck["landmark"]))
+        state = {"phase": int(ck["phase"]), "epoch": int(ck["epoch"])}
+    except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: the checkpoint's weights do not fit configuration {model!r} "
+                              f"({first[:160]}); {hint}") from None
+    return {**state, "best": ck.get("best"), "best_state": ck.get("best_state"), "opt": ck.get("opt")}
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -450,11 +507,7 @@ class Trainer:
         phases = self.phases()
         state = {"phase": 0, "epoch": 0, "best": None, "best_state": None, "opt": None}
         if resume and last.exists():
-            ck = torch.load(last, map_location="cpu", weights_only=True)
-            mb.load_state_dict(_plain_state(ck["boundary"]))
-            ml.load_state_dict(_plain_state(ck["landmark"]))
-            state.update(phase=int(ck["phase"]), epoch=int(ck["epoch"]), best=ck.get("best"),
-                         best_state=ck.get("best_state"), opt=ck.get("opt"))
+            state.update(load_checkpoint(last, cfg.model, mb, ml))
             log.info("resuming at phase %d epoch %d", state["phase"], state["epoch"] + 1)
             d.barrier()  # every rank has read last.pt before rank 0 rewrites anything
             if d.is_main:

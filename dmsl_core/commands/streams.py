@@ -183,8 +183,16 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         for p in paths:
             print(f"dmsl run: wrote {p}", file=sys.stderr)
+        for why in source.skipped:   # unreadable images were left out; the run went on
+            print(f"dmsl run: skipped {why}", file=sys.stderr)
         if error:
             print(f"dmsl run: error: the stream ended early: {error}", file=sys.stderr)
+            return 1
+        if source.skipped:
+            print(f"dmsl run: error: {len(source.skipped)} frame(s) skipped (unreadable, named above)", file=sys.stderr)
+            return 1
+        if not s["processed"]:
+            print(f"dmsl run: error: {args.source} gave no frame", file=sys.stderr)
             return 1
         return 0
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: publish what was written (valid files)

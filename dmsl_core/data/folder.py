@@ -32,7 +32,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .imageio import atomic_write_text, read_image
+from .imageio import atomic_write_text, image_size, pixel_problem, read_image
 from .pts import read_pts
 from .sample import Sample
 
@@ -176,6 +176,19 @@ def is_dark(image: np.ndarray, mean_max: float = 0.04, p99_max: float = 0.12) ->
     return bool(g.mean() < mean_max and np.percentile(g, 99) < p99_max)
 
 
+def _size_mismatch(rec: PairRecord) -> Optional[str]:
+    """Why the thermal image of a registered pair cannot use its landmarks (sizes differ), or None."""
+    try:
+        vp, tp = rec.abspath(rec.vis), rec.abspath(rec.th)
+        vs, ts = image_size(vp), image_size(tp)
+    except (ValueError, OSError):
+        return None   # an unreadable image is reported where it is read
+    if vs == ts:
+        return None
+    return (f"{tp}: registered with {vp.name} but {ts[0]}x{ts[1]} against {vs[0]}x{vs[1]} pixels - one set of "
+            f"landmarks cannot fit both (resize it, or set registered=0 and give th_landmarks)")
+
+
 @dataclass
 class LoadReport:
     n_samples: int = 0
@@ -214,12 +227,25 @@ def load_samples(root: str | os.PathLike, spectra: Sequence[str] = ("vis", "th")
             if lm.shape != (68, 2):
                 rep.skipped.append(f"{rec.abspath(rec.landmarks)}: {lm.shape[0]} points, expected 68")
                 continue
+            if spec == "th" and rec.registered and rec.vis:
+                why = _size_mismatch(rec)   # one set of points cannot fit two images of different sizes
+                if why:
+                    rep.skipped.append(why)
+                    continue
             image = None
-            if preload or (drop_dark and spec == "vis"):
+            may_be_float = spec == "th" and (rec.th_format == "f32_c" or path.suffix.lower() in (".npy", ".tif", ".tiff"))
+            if preload or (drop_dark and spec == "vis") or may_be_float:
                 try:
                     image = read_image(path)
                 except ValueError as exc:
                     rep.skipped.append(str(exc))
+                    continue
+                if spec == "vis" and image.dtype.kind == "f":   # not "dark": a visible image must be 8/16-bit
+                    rep.skipped.append(f"{path}: a {image.dtype} image cannot be a visible image "
+                                       "(expected 8-bit colour or grey, or 16-bit grey)")
+                    continue
+                if (why := pixel_problem(image)) is not None:
+                    rep.skipped.append(f"{path}: {why}")
                     continue
                 if drop_dark and spec == "vis" and is_dark(image):
                     rep.dropped_dark += 1

@@ -107,6 +107,27 @@ def write_image(path: str | os.PathLike, img: np.ndarray, jpeg_quality: int = 95
     atomic_write_bytes(path, encode_image(path, img, jpeg_quality), read_back=True)
 
 
+def pixel_problem(img: np.ndarray) -> Optional[str]:
+    """Why no landmarks can come from these pixels (a float image with no finite value: all NaN or
+    infinite), or None. NaN pixels among finite ones are fine (padding, masked areas)."""
+    arr = np.asarray(img)
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).any():
+        return "the image has no finite pixel (all NaN or infinite): no landmarks can come from it"
+    return None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file: from the header of a PNG, else by reading it."""
+    p = Path(path)
+    if p.suffix.lower() == ".png":
+        with open(p, "rb") as fh:
+            dims = _header_size(np.frombuffer(fh.read(24), np.uint8))
+        if dims is not None:
+            return dims
+    img = read_image(p)
+    return int(img.shape[1]), int(img.shape[0])
+
+
 def to_gray_float(img: np.ndarray) -> np.ndarray:
     """Any supported image -> HxW float32 in its own units (RGB is converted to luma)."""
     arr = np.asarray(img)

@@ -132,6 +132,10 @@ def load_weights(spec: str | os.PathLike | None) -> tuple[ModelConfig, BoundaryM
         fresh = build_models(config)
     except ValueError as exc:
         raise WeightsError(f"{path}: {exc}") from None
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # a diverged training: every landmark would be NaN
+        raise WeightsError(f"{path}: {len(bad)} of {len(tensors)} tensors hold NaN or infinite values "
+                           f"(first: {bad[0]}); the training that wrote it diverged")
     for prefix, model in zip(("boundary", "landmark"), fresh):
         state = {k[len(prefix) + 1:]: v.float() for k, v in tensors.items() if k.startswith(prefix + ".")}
         try:

@@ -36,7 +36,8 @@ target holding ``|`` or ``+`` must be quoted in a shell)::
                                           as a one-frame source
 
 Options every source takes: ``calib=RIG.json`` (a calibration from ``dmsl calibrate``: the
-thermal->visible homography is attached to every pair); camera URIs take ``backend=opencv|fake``,
+thermal->visible homography is attached to every pair); ``open_timeout=S`` (videos and cameras: opening
+that takes longer - a FIFO with no writer, a hung driver - is an error; default 15 s); camera URIs take ``backend=opencv|fake``,
 ``device`` as the target (index or /dev path), ``size=WxH``, ``fps=``, ``fourcc=``.
 
 :func:`open_source` is the factory. A source is iterable, has ``info`` (kind, fps, frames, live,
@@ -50,7 +51,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import KNOWN_SCHEMES, FrameSource, SourceError, SourceURI, parse_uri
+from .base import KNOWN_SCHEMES, OPEN_TIMEOUT_S, FrameSource, SourceError, SourceURI, parse_uri
 from .cameras import (CameraBackend, CameraMode, CameraSource, DualCameraSource, FakeBackend, OpenCVBackend,
                       camera_from_uri, create_backend, decode, decode_tc001, lepton_to_celsius, list_backends,
                       register_backend, strip_lepton_telemetry, tc001_to_celsius)
@@ -90,6 +91,10 @@ def _split_two(target: str, uri: str, what: str) -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise SourceError(f"{uri}: expected {what} as A|B (two paths separated by |)")
     return parts[0], parts[1]
+
+
+def _open_timeout(u: SourceURI) -> float:
+    return u.opt_float("open_timeout", OPEN_TIMEOUT_S)
 
 
 def _guess_spectrum(path: Path) -> str:
@@ -135,9 +140,10 @@ def _build(u: SourceURI, realtime: Optional[bool]) -> FrameSource:
         return _demo(u, realtime)
     if s == "pair":
         a, b = _split_two(u.target, u.text, "a visible and a thermal recording")
-        vis = open_reader(a, "vis", fps=u.opt_float("fps"))
+        vis = open_reader(a, "vis", fps=u.opt_float("fps"), open_timeout=_open_timeout(u))
         try:
-            th = open_reader(b, "th", fps=u.opt_float("th_fps") or (u.opt_float("fps") if Path(b).is_dir() else None))
+            th = open_reader(b, "th", fps=u.opt_float("th_fps") or (u.opt_float("fps") if Path(b).is_dir() else None),
+                             open_timeout=_open_timeout(u))
         except BaseException:
             vis.close()
             raise
@@ -148,15 +154,15 @@ def _build(u: SourceURI, realtime: Optional[bool]) -> FrameSource:
             vis.close(), th.close()
             raise
     if s == "sbs":
-        reader = open_reader(u.target, "vis", fps=u.opt_float("fps"))
+        reader = open_reader(u.target, "vis", fps=u.opt_float("fps"), open_timeout=_open_timeout(u))
         return SplitSource(reader, layout=u.opt("layout", "lr"), uri=u.text, registered=u.opt_bool("registered", False))
     if s == "video":
         p = Path(u.target)
         spectrum = u.opt("spectrum") or _guess_spectrum(p)
         if spectrum not in ("vis", "th"):
             raise SourceError(f"{u.text}: spectrum={spectrum!r}; use vis or th")
-        return SingleSource(open_reader(p, spectrum, fps=u.opt_float("fps")), spectrum, uri=u.text,
-                            th_format=u.opt("th_format"))
+        return SingleSource(open_reader(p, spectrum, fps=u.opt_float("fps"), open_timeout=_open_timeout(u)),
+                            spectrum, uri=u.text, th_format=u.opt("th_format"))
     if s == "folder":
         return _folder(u, u.target)
     if s in ("cam", "lepton", "boson", "tc001"):
@@ -200,8 +206,8 @@ def _build(u: SourceURI, realtime: Optional[bool]) -> FrameSource:
             spectrum = u.opt("spectrum") or spectrum_from_pixels(first)
             reader.color = spectrum == "vis"
             return SingleSource(reader, spectrum, uri=u.text, th_format=u.opt("th_format"))
-        return SingleSource(open_reader(p, spectrum, fps=u.opt_float("fps")), spectrum, uri=u.text,
-                            th_format=u.opt("th_format"))
+        return SingleSource(open_reader(p, spectrum, fps=u.opt_float("fps"), open_timeout=_open_timeout(u)),
+                            spectrum, uri=u.text, th_format=u.opt("th_format"))
     raise SourceError(f"{p}: not a video, image or folder this program can read")
 
 

@@ -2,15 +2,24 @@
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 from urllib.parse import parse_qsl
 
 import cv2
 import numpy as np
 
+from ..data.imageio import pixel_problem
 from ..frames import FramePair
+
+log = logging.getLogger("dmsl.sources")
+
+#: Seconds opening a source may take (a video file, a camera) before it is given up with an error:
+#: a FIFO with no writer, a hung camera driver or a dead network share block ``open()`` forever.
+#: The URI option ``open_timeout=S`` overrides it.
+OPEN_TIMEOUT_S = 15.0
 
 
 class SourceError(RuntimeError):
@@ -70,6 +79,55 @@ class SourceURI:
         return w, h
 
 
+def call_with_timeout(fn: Callable[[], Any], timeout_s: Optional[float], what: str,
+                      cancel: Optional[Callable[[], None]] = None, on_late: Optional[Callable[[Any], None]] = None) -> Any:
+    """``fn()`` on a helper thread, waited for at most ``timeout_s`` seconds (None or <= 0: no limit).
+
+    Past the limit a :class:`SourceError` naming ``what`` is raised, ``cancel()`` is called (to unblock the
+    call where the backend can) and ``on_late(result)`` releases what ``fn`` returns if it ever finishes.
+    The helper thread is a daemon: a call blocked in the kernel (a FIFO's ``open``) cannot keep the
+    process alive.
+    """
+    if timeout_s is None or timeout_s <= 0:
+        return fn()
+    box: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def target() -> None:
+        try:
+            r = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+            return
+        with lock:
+            if box.get("abandoned"):
+                if on_late is not None:
+                    try:
+                        on_late(r)
+                    except Exception:  # noqa: BLE001 - best effort
+                        pass
+                return
+            box["result"] = r
+
+    t = threading.Thread(target=target, name=f"dmsl-open {what}", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    with lock:
+        if "result" not in box and "error" not in box:
+            box["abandoned"] = True
+    if box.get("abandoned"):
+        if cancel is not None:
+            try:
+                cancel()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        raise SourceError(f"{what}: opening did not finish within {timeout_s:g} s (a FIFO with no writer, a hung "
+                          f"device or network share?); given up (option open_timeout=S sets the limit)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
 # Schemes the parser recognises (a bare path is anything else).
 KNOWN_SCHEMES = ("demo", "pair", "sbs", "video", "folder", "cam", "cams", "lepton", "boson", "tc001", "fake")
 
@@ -115,6 +173,26 @@ class FrameSource(abc.ABC):
         self._info: dict[str, Any] = {"kind": self.kind, "uri": uri, "fps": None, "frames": None,
                                       "live": False, "pairing": "", "spectra": (), "radiometric": False}
         self.homography_th_to_vis: Optional[np.ndarray] = None
+        #: "file: reason" of every frame left out because its file could not be read (the stream went on)
+        self.skipped: list[str] = []
+
+    def _skip(self, reason: str) -> None:
+        """Record a frame left out (an unreadable image in a folder): counted, named, logged."""
+        self.skipped.append(reason)
+        self._info["skipped"] = len(self.skipped)
+        log.warning("%s: skipped a frame: %s", self.uri, reason)
+
+    def _unusable_thermal(self, pair: FramePair, why: str) -> None:
+        """A thermal image no landmarks can come from (all NaN): dropped from the pair, said once per
+        stream with the frame, counted in ``info["th_unusable"]`` (``meta["th_problem"]`` on the pair)."""
+        n = int(self._info.get("th_unusable", 0)) + 1
+        self._info["th_unusable"] = n
+        name = (pair.meta.get("files") or {}).get("th") or ""
+        pair.meta["th_problem"] = why
+        pair.th, pair.th_celsius = None, None
+        if n == 1:
+            log.warning("%s frame %d%s: the thermal image is not used: %s (later ones are counted in "
+                        "info['th_unusable'])", self.uri, pair.index, f" ({name})" if name else "", why)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -134,6 +212,8 @@ class FrameSource(abc.ABC):
         for pair in self._frames():
             if self._closed:
                 return
+            if pair.th is not None and (why := pixel_problem(pair.th if pair.th_celsius is None else pair.th_celsius)):
+                self._unusable_thermal(pair, why)
             if pair.homography_th_to_vis is None and self.homography_th_to_vis is not None:
                 pair.homography_th_to_vis = self.homography_th_to_vis
             if not pair.source:

@@ -7,7 +7,8 @@ Backends (``backend=`` option of a camera URI; ``opencv`` by default):
 ``fake``    :class:`FakeBackend` - renders the synthetic demo and encodes it exactly as the real
             device would (Lepton Y16 centi-kelvin with telemetry rows, Boson counts, TC001 double-height
             YUYV, RGB); ``frames=N`` makes it "disconnect" after N frames, ``fail_open=1`` makes
-            opening fail. Tests use it to run the very same :class:`CameraSource` code path.
+            opening fail, ``hang_open=1`` makes opening block (a hung driver) until closed,
+            ``freeze=N`` makes it deliver frame N-1 again and again after N frames (a frozen core). Tests use it to run the very same :class:`CameraSource` code path.
 
 A new backend (GenICam, a vendor SDK) is one module: subclass :class:`CameraBackend` and call
 :func:`register_backend`.
@@ -36,7 +37,7 @@ import cv2
 import numpy as np
 
 from ..frames import FramePair
-from .base import FrameSource, SourceError, SourceURI, gray_u8
+from .base import OPEN_TIMEOUT_S, FrameSource, SourceError, SourceURI, call_with_timeout, gray_u8
 
 log = logging.getLogger("dmsl.sources.cameras")
 
@@ -192,12 +193,19 @@ class FakeBackend(CameraBackend):
         self.mode = CameraMode()
         self.device = ""
         self.opened = False
+        self.freeze: Optional[int] = None
+        self._last_raw: Optional[np.ndarray] = None
+        self._closing = threading.Event()
 
     def open(self, device: str, mode: CameraMode) -> None:
         from .demo import DemoScene
         o = mode.options
         if o.get("fail_open", "0") not in ("0", "", "false"):
             raise SourceError(f"camera {device}: no such device (fake backend asked to fail)")
+        if o.get("hang_open", "0") not in ("0", "", "false"):
+            self._closing.wait()  # a driver that never answers: only close() (the timeout) ends the wait
+            raise SourceError(f"camera {device}: opening was abandoned")
+        self.freeze = int(o["freeze"]) if o.get("freeze") else None
         defaults = {"lepton": (160, 120), "boson": (320, 256), "tc001": (256, 192)}
         w, h = defaults.get(mode.decoder, (mode.width or 160, mode.height or 128))
         self.fps = float(mode.fps or 30.0)
@@ -217,8 +225,14 @@ class FakeBackend(CameraBackend):
             delay = self._t0 + self.i / self.fps - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        p = self.scene.pair(self.i)
+        if self.freeze is not None and self.i >= self.freeze and self._last_raw is not None:
+            self.i += 1
+            return self._last_raw.copy()  # a frozen core: the same picture, again and again
+        self._last_raw = self._encode(self.scene.pair(self.i))
         self.i += 1
+        return self._last_raw
+
+    def _encode(self, p) -> np.ndarray:
         d = self.mode.decoder
         if d == "lepton":
             return encode_lepton(p.th_celsius)
@@ -234,6 +248,7 @@ class FakeBackend(CameraBackend):
 
     def close(self) -> None:
         self.opened = False
+        self._closing.set()
 
 
 register_backend("opencv", OpenCVBackend)
@@ -336,7 +351,10 @@ class CameraSource(FrameSource):
         self.device, self.mode = device, mode
         self.backend = create_backend(backend) if isinstance(backend, str) else backend
         self.max_misses = max_misses
-        self.backend.open(device, mode)  # raises SourceError naming the camera
+        # raises SourceError naming the camera; a driver that blocks is given up after open_timeout s
+        call_with_timeout(lambda: self.backend.open(device, mode),
+                          SourceURI("", "", mode.options, f"camera {device}").opt_float("open_timeout", OPEN_TIMEOUT_S),
+                          f"camera {device} ({self.backend.name})", cancel=self.backend.close)
         spectrum = "vis" if mode.decoder == "rgb" else "th"
         self.spectrum = spectrum
         self._info.update(live=True, fps=mode.fps, frames=None, spectra=(spectrum,),
@@ -377,6 +395,13 @@ class DualCameraSource(FrameSource):
 
     The visible camera is the clock: each visible frame pairs with the newest thermal frame
     (read on its own thread). Either camera failing ends the stream with its error.
+
+    A thermal camera that stops delivering *new* frames (a hung driver whose ``read`` blocks, or a
+    frozen core repeating one picture bit for bit - real sensor noise never does) is noticed: once
+    the newest new thermal frame is older than ``stale_after_s`` (the thermal camera's ``stale=S``
+    option; default the larger of 1 s and 5 of its frame periods) visible frames are no longer
+    paired with it (``th`` None, ``meta["th_stale_s"]`` its age), a warning names the camera, and
+    ``info["th_stale"]`` is True; pairing resumes when a new frame arrives.
     """
 
     kind = "cameras"
@@ -388,17 +413,27 @@ class DualCameraSource(FrameSource):
             raise SourceError(f"{uri}: the first camera must be visible and the second thermal")
         self.vis_cam, self.th_cam = vis, th
         self._latest: Optional[FramePair] = None
+        self._latest_at = 0.0        # time.monotonic() when the newest *new* thermal frame arrived
         self._error: Optional[BaseException] = None
         self._thread: Optional[threading.Thread] = None
         self.first_frame_timeout_s = 2.0
+        th_fps = th.info.get("fps") or 0.0
+        stale = SourceURI("", "", th.mode.options, th.uri).opt_float("stale")
+        self.stale_after_s = float(stale) if stale else max(1.0, 5.0 / th_fps if th_fps else 1.0)
+        self.stale_events = 0        # how many times the thermal camera was found frozen
         self._info.update(live=True, fps=vis.info.get("fps"), frames=None, spectra=("vis", "th"),
-                          radiometric=th.info.get("radiometric", False),
-                          pairing=f"latest: each frame of {vis.uri} with the newest frame of {th.uri}")
+                          radiometric=th.info.get("radiometric", False), th_stale=False,
+                          pairing=f"latest: each frame of {vis.uri} with the newest frame of {th.uri} "
+                                  f"(unpaired once it is {self.stale_after_s:g} s old)")
 
     def _pump(self) -> None:
+        prev: Optional[np.ndarray] = None
         try:
             for p in self.th_cam:
-                self._latest = p
+                if prev is not None and p.th is not None and p.th.shape == prev.shape and np.array_equal(p.th, prev):
+                    continue  # the same picture again: not a new frame
+                prev = p.th
+                self._latest, self._latest_at = p, time.monotonic()
                 self._first.set()
         except BaseException as exc:  # noqa: BLE001 - reported on the visible thread
             self._error = exc
@@ -407,16 +442,31 @@ class DualCameraSource(FrameSource):
 
     def _frames(self) -> Iterator[FramePair]:
         self._first = threading.Event()
+        self._latest_at = time.monotonic()
         self._thread = threading.Thread(target=self._pump, name="dmsl-thermal-camera", daemon=True)
         self._thread.start()
         self._first.wait(self.first_frame_timeout_s)  # start with a thermal frame when one comes soon
+        stale = False
         for i, v in enumerate(self.vis_cam):
             if self._error is not None:
                 raise SourceError(str(self._error)) from self._error
             t = self._latest
+            age = time.monotonic() - self._latest_at
+            if age > self.stale_after_s:
+                if not stale:
+                    self.stale_events += 1
+                    log.warning("%s: the thermal camera %s delivered no new frame for %.1f s (frozen or hung?); "
+                                "visible frames go unpaired until it does", self.uri, self.th_cam.uri, age)
+                stale, t = True, None
+            elif stale:
+                log.warning("%s: the thermal camera %s delivers new frames again", self.uri, self.th_cam.uri)
+                stale = False
+            self._info["th_stale"] = stale
+            meta = {"files": {"vis": "", "th": ""}, "th_index": None if t is None else t.index}
+            if stale:
+                meta["th_stale_s"] = round(age, 3)
             yield FramePair(vis=v.vis, th=None if t is None else t.th, th_celsius=None if t is None else t.th_celsius,
-                            t=v.t, index=i, source=self.uri,
-                            meta={"files": {"vis": "", "th": ""}, "th_index": None if t is None else t.index})
+                            t=v.t, index=i, source=self.uri, meta=meta)
         if self._error is not None:
             raise SourceError(str(self._error)) from self._error
 

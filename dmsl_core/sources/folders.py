@@ -27,6 +27,21 @@ def _read(path: Optional[Path]) -> Optional[np.ndarray]:
         raise SourceError(str(exc)) from exc
 
 
+def _as_vis(img: Optional[np.ndarray], path) -> Optional[np.ndarray]:
+    """A visible frame as HxWx3 uint8 (grey 8/16-bit expanded); a float image is refused naming the file."""
+    if img is None:
+        return None
+    if img.dtype.kind == "f":
+        raise SourceError(f"{path}: a {img.dtype} image cannot be a visible frame (expected 8-bit colour or grey)")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img if img.dtype == np.uint8 else (img >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] > 3:
+        img = np.ascontiguousarray(img[:, :, :3])
+    if img.dtype != np.uint8:
+        img = (img >> 8).astype(np.uint8)
+    return img
+
+
 class DatasetFolderSource(FrameSource):
     """The pairs of a dataset folder (see :mod:`dmsl_core.data.folder`) in manifest order.
 
@@ -58,10 +73,12 @@ class DatasetFolderSource(FrameSource):
                 continue
             if self._closed:
                 return
-            vis = _read(rec.abspath(rec.vis))
-            if vis is not None and vis.ndim == 2:
-                vis = cv2.cvtColor(vis if vis.dtype == np.uint8 else (vis >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-            th = _read(rec.abspath(rec.th))
+            try:   # an unreadable image is left out (counted, named) and the stream goes on
+                vis = _as_vis(_read(rec.abspath(rec.vis)), rec.abspath(rec.vis))
+                th = _read(rec.abspath(rec.th))
+            except (SourceError, ValueError) as exc:
+                self._skip(str(exc))
+                continue
             if th is not None and th.ndim == 3:
                 th = cv2.cvtColor(th, cv2.COLOR_RGB2GRAY)
             meta: dict = {"files": {"vis": rec.vis, "th": rec.th}, "subject": rec.subject, "variation": rec.variation}
@@ -137,10 +154,12 @@ class PairedFolderSource(FrameSource):
                 continue
             if self._closed:
                 return
-            vis = _read(vp)
-            if vis is not None and vis.ndim == 2:
-                vis = cv2.cvtColor(vis if vis.dtype == np.uint8 else (vis >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-            th = _read(tp)
+            try:   # an unreadable image is left out (counted, named) and the stream goes on
+                vis = _as_vis(_read(vp), vp)
+                th = _read(tp)
+            except SourceError as exc:
+                self._skip(str(exc))
+                continue
             if th is not None and th.ndim == 3:
                 th = cv2.cvtColor(th, cv2.COLOR_RGB2GRAY)
             c = None if th is None else thermal_to_celsius(th, auto_th_format(th, self.th_format))
@@ -189,8 +208,13 @@ class ImageFolderSource(FrameSource):
                 self.entries.append(g)
         named = {s for e in self.entries for s in e if s != "?"}
         if any("?" in e for e in self.entries):   # the first unnamed file's pixels stand for the others
-            first = next(e["?"] for e in self.entries if "?" in e)
-            named.add(spectrum_from_pixels(_read(first)))
+            for e in self.entries:
+                if "?" in e:
+                    try:
+                        named.add(spectrum_from_pixels(_read(e["?"])))
+                        break
+                    except SourceError:
+                        continue  # unreadable: its frame is skipped (and named) when the stream reaches it
         n_pairs = sum(1 for e in self.entries if len(e) == 2)
         self._info.update(frames=len(self.entries), fps=fps, spectra=tuple(s for s in ("vis", "th") if s in named),
                           radiometric=th_format in ("u16_ck", "f32_c"),
@@ -207,20 +231,21 @@ class ImageFolderSource(FrameSource):
                 continue
             if self._closed:
                 return
-            if "?" in e:
-                img = _read(e["?"])
-                spec = spectrum_from_pixels(img)
-                e[spec] = e.pop("?")
-                imgs = {spec: img}
-                if spec not in self._info["spectra"]:
-                    self._info["spectra"] = tuple(s for s in ("vis", "th") if s in self._info["spectra"] or s == spec)
-            else:
-                imgs = {s: _read(p) for s, p in e.items()}
-            vis, th = imgs.get("vis"), imgs.get("th")
-            if vis is not None and vis.ndim == 2:
-                vis = cv2.cvtColor(vis if vis.dtype == np.uint8 else (vis >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
-            if vis is not None and vis.ndim == 3 and vis.shape[2] > 3:
-                vis = np.ascontiguousarray(vis[:, :, :3])
+            try:   # an unreadable image is left out (counted, named) and the stream goes on
+                if "?" in e:
+                    img = _read(e["?"])
+                    spec = spectrum_from_pixels(img)
+                    e[spec] = e.pop("?")
+                    imgs = {spec: img}
+                    if spec not in self._info["spectra"]:
+                        self._info["spectra"] = tuple(s for s in ("vis", "th")
+                                                      if s in self._info["spectra"] or s == spec)
+                else:
+                    imgs = {s: _read(p) for s, p in e.items()}
+                vis, th = _as_vis(imgs.get("vis"), e.get("vis")), imgs.get("th")
+            except SourceError as exc:
+                self._skip(str(exc))
+                continue
             c = None
             if th is not None:
                 if th.ndim == 3:

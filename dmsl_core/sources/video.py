@@ -23,7 +23,7 @@ import numpy as np
 from ..data.folder import thermal_to_celsius
 from ..data.imageio import ImageReadError, read_image
 from ..frames import FramePair
-from .base import FrameSource, SourceError, gray_u8
+from .base import OPEN_TIMEOUT_S, FrameSource, SourceError, call_with_timeout, gray_u8
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".seq")
 IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy", ".pgm", ".ppm")
@@ -61,30 +61,45 @@ class VideoReader(FrameReader):
     Returns RGB uint8 (``color=True``) or HxW uint8 grey.
     """
 
-    def __init__(self, path: str | os.PathLike, color: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike, color: bool = True, open_timeout: Optional[float] = OPEN_TIMEOUT_S) -> None:
         p = Path(path)
         if not p.exists():
             raise SourceError(f"{p}: no such video file")
         self.path = p
         self.name = p.name
         self.color = color
-        self.cap = cv2.VideoCapture(str(p))
-        if not self.cap.isOpened():
-            raise SourceError(f"{p}: OpenCV cannot open this video (corrupt or unsupported codec)")
-        fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if 0 < fps < 1000 else None
-        self.count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if self.count <= 0:  # some containers do not say; count by decoding
-            n = 0
-            while self.cap.grab():
-                n += 1
-            self.count = n
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        if self.count <= 0:
-            raise SourceError(f"{p}: the video has no frames")
         self._pos = 0               # index of the next frame read() returns
         self._last_j = -1
         self._last: Optional[np.ndarray] = None
+        # opening blocks on a FIFO with no writer or a hung share: bounded, then an error naming the file
+        self.cap, self.fps, self.count, first = call_with_timeout(
+            self._probe, open_timeout, str(p), on_late=lambda r: r[0].release())
+        self._pos, self._last_j, self._last = 1, 0, self._convert(first)
+
+    def _probe(self) -> tuple:
+        """(capture, fps, frame count, first frame) - or SourceError when it cannot give a frame."""
+        p = self.path
+        cap = cv2.VideoCapture(str(p))
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{p}: OpenCV cannot open this video (corrupt or unsupported codec)")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if count <= 0:  # some containers do not say; count by decoding
+            n = 0
+            while cap.grab():
+                n += 1
+            count = n
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        if count <= 0:
+            cap.release()
+            raise SourceError(f"{p}: the video has no frames")
+        ok, first = cap.read()
+        if not ok or first is None or not first.size:  # a header that promises frames the data does not hold
+            cap.release()
+            raise SourceError(f"{p}: the video decodes to no frame (its header claims {count}; the data is "
+                              f"corrupt, cut off or in a codec this OpenCV lacks)")
+        return cap, (fps if 0 < fps < 1000 else None), count, first
 
     def _convert(self, bgr: np.ndarray) -> np.ndarray:
         if self.color:
@@ -160,8 +175,10 @@ class SequenceReader(FrameReader):
         return Path(self.files[j]).name if 0 <= j < self.count else ""
 
 
-def open_reader(path: str | os.PathLike, spectrum: str, fps: Optional[float] = None) -> FrameReader:
-    """A reader for a video file, a folder of images, or a single image file."""
+def open_reader(path: str | os.PathLike, spectrum: str, fps: Optional[float] = None,
+                open_timeout: Optional[float] = OPEN_TIMEOUT_S) -> FrameReader:
+    """A reader for a video file, a folder of images, or a single image file (a video that does not
+    open within ``open_timeout`` seconds is an error)."""
     p = Path(path)
     color = spectrum == "vis"
     if p.is_dir():
@@ -170,7 +187,7 @@ def open_reader(path: str | os.PathLike, spectrum: str, fps: Optional[float] = N
         raise SourceError(f"{p}: no such file or folder")
     if p.suffix.lower() in IMAGE_EXTS:
         return SequenceReader([p], fps=fps, name=str(p), color=color)
-    r = VideoReader(p, color=color)
+    r = VideoReader(p, color=color, open_timeout=open_timeout)
     if fps:
         r.fps = fps
     return r
@@ -273,11 +290,18 @@ class PairSource(FrameSource):
         fps = self.vis.fps or 0.0
         i = self._start
         while i < self.vis.count and not self._closed:
-            v = self.vis.get(i)
-            if v is None:
-                break
             j = self.thermal_index(i)
-            t_raw = self.th.get(j) if 0 <= j < self.th.count else None
+            try:
+                v = self.vis.get(i)
+                if v is None:
+                    break
+                t_raw = self.th.get(j) if 0 <= j < self.th.count else None
+            except SourceError as exc:  # an unreadable image of a sequence: the pair is left out, named
+                if not isinstance(self.vis, SequenceReader) and not isinstance(self.th, SequenceReader):
+                    raise
+                self._skip(str(exc))
+                i += 1
+                continue
             th, c = thermal_fields(t_raw, self.th_format)
             if c is not None:
                 self._info["radiometric"] = True
@@ -312,7 +336,13 @@ def _reader_frames(src: FrameSource) -> Iterator[tuple[int, float, np.ndarray]]:
     for i in range(src._start, src.reader.count):
         if src._closed:
             return
-        f = src.reader.get(i)
+        try:
+            f = src.reader.get(i)
+        except SourceError as exc:
+            if not isinstance(src.reader, SequenceReader):
+                raise
+            src._skip(str(exc))  # one unreadable image of a sequence: left out, named, the stream goes on
+            continue
         if f is None:
             return
         yield i, (i / fps if fps else float(i)), f

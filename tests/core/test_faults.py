@@ -511,3 +511,367 @@ def test_kill_9_keeps_the_partial_export_and_the_next_run_keeps_it_aside(tmp_pat
     assert (tmp_path / "o.csv.part.1").read_bytes() == crashed  # the crash's rows are kept, not overwritten
     assert "o.csv.part.1" in caplog.text
     assert len((tmp_path / "o.csv").read_text().splitlines()) == 3
+
+
+# ---- 8. sources that give nothing, block, freeze, or hold one bad image -----------------------------
+def _video_without_frames(path: Path) -> Path:
+    """A real AVI whose header promises 5 frames and whose frame data is zeroed (decodes to nothing)."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        w.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    w.release()
+    b = bytearray(path.read_bytes())
+    i = b.find(b"movi")
+    b[i + 16: i + 16 + (len(b) - i) // 2] = bytes((len(b) - i) // 2)
+    path.write_bytes(bytes(b))
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened() and cap.get(cv2.CAP_PROP_FRAME_COUNT) == 5 and not cap.read()[0]  # the fault is real
+    cap.release()
+    return path
+
+
+def test_a_video_that_decodes_to_no_frame_is_an_error(tmp_path, capsys):
+    from dmsl_core.sources import SourceError, open_source
+    bad = _video_without_frames(tmp_path / "empty.avi")
+    with pytest.raises(SourceError, match=r"empty\.avi: the video decodes to no frame"):
+        open_source(str(bad))
+    rc = main(["run", "--source", str(bad), "--weights", "untrained:dmsl-tiny", "--csv", str(tmp_path / "o.csv")])
+    assert rc != 0
+    _one_error_line(capsys.readouterr().err, "empty.avi", "decodes to no frame")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_opening_a_fifo_as_a_video_times_out(tmp_path, capsys):
+    from dmsl_core.sources import SourceError, open_source
+    fifo = tmp_path / "live.mp4"
+    os.mkfifo(fifo)
+    try:
+        with pytest.raises(SourceError, match=r"live\.mp4: opening did not finish within 0\.5 s"):
+            open_source(f"video:{fifo}?open_timeout=0.5")
+        rc = main(["run", "--source", f"{fifo}?open_timeout=0.5", "--weights", "untrained:dmsl-tiny"])
+        assert rc == 2
+        _one_error_line(capsys.readouterr().err, "live.mp4", "opening did not finish")
+    finally:  # the abandoned open() is still blocked in the kernel: a writer that closes at once frees it
+        for _ in range(2):
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_a_camera_whose_open_blocks_times_out():
+    from dmsl_core.sources import SourceError, open_source
+    with pytest.raises(SourceError, match=r"camera 0 \(fake\): opening did not finish within 0\.3 s"):
+        open_source("fake:lepton?hang_open=1&open_timeout=0.3")
+    with pytest.raises(SourceError, match="opening did not finish"):
+        open_source("cams:fake:cam?realtime=0+fake:lepton?hang_open=1&open_timeout=0.3")
+
+
+def test_a_frozen_thermal_camera_in_a_pair_is_noticed(caplog):
+    from dmsl_core.sources import open_source
+    uri = "cams:fake:cam?fps=100&frames=60&size=64x48+fake:lepton?fps=100&freeze=5&stale=0.2"
+    pairs = []
+    with caplog.at_level(logging.WARNING), open_source(uri) as src:
+        with contextlib.suppress(Exception):   # the visible camera "disconnects" after 60 frames
+            for p in src:
+                pairs.append(p)
+        assert src.info["th_stale"] is True and src.stale_events == 1
+    assert len(pairs) == 60
+    paired = [p.meta["th_index"] for p in pairs if p.th is not None]
+    assert paired and max(paired) <= 4  # only the frames before the freeze were ever paired
+    unpaired = [p for p in pairs if p.th is None]
+    assert unpaired and pairs[-1].th is None and pairs[-1].meta["th_stale_s"] > 0.2
+    assert "fake:lepton" in caplog.text and "no new frame" in caplog.text
+
+
+@pytest.mark.parametrize("layout", ["dataset", "images", "folders"])
+def test_one_unreadable_image_is_skipped_counted_and_named_in_run(tmp_path, capsys, layout):
+    if layout == "dataset":
+        root = _dataset(tmp_path / "data", n=3)
+        bad = root / "img/v1.png"
+    else:
+        root = tmp_path / "data"
+        sub = (root / "vis") if layout == "folders" else root
+        sub.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(3):
+            write_image(sub / f"f{i}.png", rng.integers(60, 200, (64, 64, 3), dtype=np.uint8))
+            if layout == "folders":
+                (root / "th").mkdir(exist_ok=True)
+                write_image(root / "th" / f"f{i}.png", rng.integers(60, 200, (64, 64), dtype=np.uint8))
+        bad = sub / "f1.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    rc = main(["run", "--source", str(root), "--weights", "untrained:dmsl-tiny", "--csv", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if "skipped" in ln and bad.name in ln], err
+    assert "1 frame(s) skipped" in err
+    rows = list(csv.DictReader(open(tmp_path / "o.csv", newline="")))
+    assert sorted({r["index"] for r in rows}) == ["0", "2"]  # the run went on past the bad image
+
+
+# ---- 9. checkpoints: a bad last.pt, a full disk while saving one, NaN weights -----------------------
+def _checkpoint(model: str) -> dict:
+    from dmsl_core.models import create_models, get_config
+    from dmsl_core.training import TrainConfig
+    mb, ml = create_models(get_config(model), seed=0)
+    return {"phase": 1, "epoch": 0, "boundary": mb.state_dict(), "landmark": ml.state_dict(), "opt": None,
+            "best": None, "best_state": None, "config": json.dumps(TrainConfig(model=model).to_dict())}
+
+
+def test_a_bad_last_pt_is_one_message_naming_it(tmp_path, synth_data, capsys):
+    import argparse
+    import io
+
+    import torch
+
+    from dmsl_core.training import TrainConfig
+    good = io.BytesIO()
+    torch.save(_checkpoint("dmsl-tiny"), good)
+    other = io.BytesIO()
+    torch.save(_checkpoint("dmsl-compact"), other)
+    wrong_shape = _checkpoint("dmsl-compact")
+    wrong_shape["config"] = json.dumps(TrainConfig(model="dmsl-tiny").to_dict())
+    shaped = io.BytesIO()
+    torch.save(wrong_shape, shaped)
+    code = io.BytesIO()
+    torch.save({"phase": argparse.Namespace(a=1)}, code)   # unpickling it would run code
+    keys = io.BytesIO()
+    torch.save({"weights": torch.zeros(2)}, keys)
+    cases = {"pickle": (code.getvalue(), "needs code"), "empty": (b"", "empty"),
+             "keys": (keys.getvalue(), "not a DMSL training checkpoint"),
+             "cut": (good.getvalue()[: len(good.getvalue()) // 2], "unreadable"),
+             "config": (other.getvalue(), "'dmsl-compact'"), "shape": (shaped.getvalue(), "do not fit")}
+    for name, (data, why) in cases.items():
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        cfg = TrainConfig(model="dmsl-tiny", data=str(synth_data), epochs=1, head_epochs=1, batch_size=8,
+                          device="cpu", augment=False)
+        (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (run / "checkpoints/last.pt").write_bytes(data)
+        rc = main(["train", "--data", str(synth_data), "--config", "dmsl-tiny", "--out", str(run), "--resume",
+                   "--epochs", "1", "--head-epochs", "1", "--batch-size", "8", "--device", "cpu", "--no-augment"])
+        assert rc == 2, name
+        _one_error_line(capsys.readouterr().err, str(run / "checkpoints/last.pt"), why)
+        assert (run / "checkpoints/last.pt").read_bytes() == data  # left as it was, for the user to look at
+
+
+def test_full_disk_while_saving_a_checkpoint_names_it_and_keeps_the_previous(small_fs):
+    import torch
+
+    from dmsl_core.training import _atomic_torch_save
+    d = small_fs("2m")
+    ck = _checkpoint("dmsl-tiny")
+    _atomic_torch_save({"phase": 0, "epoch": 0, "small": torch.zeros(4)}, d / "last.pt")
+    before = (d / "last.pt").read_bytes()
+    _fill(d, leave=64000)
+    with pytest.raises(OSError) as ei:
+        _atomic_torch_save(ck, d / "last.pt")
+    from dmsl_core.cli import describe_error
+    assert "last.pt" in describe_error(ei.value)
+    assert (d / "last.pt").read_bytes() == before
+    assert sorted(p.name for p in d.iterdir()) == ["filler", "last.pt"]
+
+
+def test_weights_full_of_nan_are_refused_naming_the_file(tmp_path, capsys):
+    import torch
+
+    from dmsl_core.models.weights import WeightsError, save_weights
+    from dmsl_core.pipeline import Predictor
+    p = Predictor.untrained("dmsl-tiny")
+    with torch.no_grad():
+        for m in (p.boundary, p.landmark):
+            for t in m.parameters():
+                t.fill_(float("nan"))
+    save_weights(tmp_path, p.boundary, p.landmark, p.config)
+    with pytest.raises(WeightsError, match=r"model\.safetensors: \d+ of \d+ tensors hold NaN"):
+        Predictor.from_weights(tmp_path, device="cpu")
+    img = tmp_path / "face.png"
+    write_image(img, np.full((64, 64, 3), 100, np.uint8))
+    rc = main(["predict", "--weights", str(tmp_path), "--device", "cpu", str(img)])
+    assert rc == 2
+    _one_error_line(capsys.readouterr().err, "model.safetensors", "NaN")
+
+
+# ---- 10. dmsl annotate writes as it goes: a kill keeps the pairs done --------------------------------
+_SLOW_ANNOTATE = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from tests.core.test_faults import FakeDetector
+from dmsl_core.annotate import annotate_dataset
+
+class Slow(FakeDetector):
+    def predict(self, images, boxes=None, refine=True):
+        with open({calls!r}, "a") as fh:   # one line per pair the first pass reaches
+            fh.write("call\\n")
+        time.sleep(0.4)
+        return super().predict(images)
+
+annotate_dataset({data!r}, source="dlib", dark="skip", dlib=Slow())
+"""
+
+
+def test_annotate_killed_during_the_first_pass_keeps_the_work_and_resumes(tmp_path):
+    from dmsl_core.annotate import annotate_dataset
+    data = _dataset(tmp_path / "data", n=8)
+    for p in (data / "img").glob("p*.pts"):
+        p.unlink()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    calls = tmp_path / "calls.txt"
+    script = _SLOW_ANNOTATE.format(repo=str(REPO), data=str(data), calls=str(calls))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while not calls.exists() or len(calls.read_text().splitlines()) < 5:   # the 5th of 8 pairs
+            if proc.poll() is not None:
+                pytest.fail(f"dmsl annotate ended early: {proc.stderr.read()}")
+            if time.monotonic() - t0 > 120:
+                pytest.fail("the first pass did not reach the 5th pair")
+            time.sleep(0.02)
+        proc.kill()   # SIGKILL in the first pass: nothing can be cleaned up
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = sorted(p.name for p in (data / "img").glob("p*.pts"))
+    assert 3 <= len(done) < 8
+    for name in done:   # each file whole (atomic writes), with its origins
+        assert read_pts(data / "img" / name).shape == (68, 2)
+        assert (data / "img" / name.replace(".pts", ".origin.json")).exists()
+    det = FakeDetector()
+    rep = annotate_dataset(data, source="dlib", dark="skip", dlib=det)   # the re-run does the rest only
+    assert sorted(rep["kept"]) == sorted(f"img/{n}" for n in done)
+    assert det.calls == 8 - len(done) and rep["counts"]["written"] == 8 - len(done)
+    assert len(list((data / "img").glob("p*.pts"))) == 8
+
+
+# ---- 11. pixels no landmarks can come from; pairs that cannot share points; odd file names ----------
+def test_an_all_nan_thermal_image_gets_no_landmarks(tmp_path, capsys, caplog, tiny_weights):
+    from dmsl_core.data.folder import LoadReport
+    from dmsl_core.pipeline import Predictor
+    nan = np.full((64, 64), np.nan, np.float32)
+    np.save(tmp_path / "frame_th.npy", nan)
+    pred = Predictor.from_weights(tiny_weights, device="cpu")
+    with pytest.raises(ValueError, match="no finite pixel"):
+        pred.predict([nan])
+    with pytest.raises(ValueError, match="no finite pixel"):
+        pred.faces(nan, spectrum="th")
+    rc = main(["predict", "--weights", str(tiny_weights), "--device", "cpu", "--detector", "none",
+               str(tmp_path / "frame_th.npy")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and [ln for ln in err.splitlines() if "frame_th.npy" in ln and "no finite" in ln]
+    # a stream: the frame's thermal image is dropped with a warning naming the frame, no points on it
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    np.save(seq / "0001.npy", np.full((64, 64), 30.0, np.float32))
+    np.save(seq / "0002.npy", nan)
+    from dmsl_core.sources import open_source
+    with caplog.at_level(logging.WARNING), open_source(f"video:{seq}?spectrum=th") as src:
+        pairs = list(src)
+        assert src.info["th_unusable"] == 1
+    assert pairs[0].th is not None and pairs[1].th is None and "no finite pixel" in pairs[1].meta["th_problem"]
+    assert "frame 1 (0002.npy)" in caplog.text
+    rc = main(["run", "--source", f"video:{seq}?spectrum=th", "--weights", str(tiny_weights), "--device", "cpu",
+               "--csv", str(tmp_path / "o.csv")])
+    rows = list(csv.DictReader(open(tmp_path / "o.csv", newline="")))
+    by_index = {r["index"]: r for r in rows}
+    assert by_index["0"]["x0"] != "" and by_index.get("1", {}).get("x0", "") == ""
+    # a dataset: the image is skipped with its name (evaluation and training never see it)
+    data = _dataset(tmp_path / "data", n=2)
+    np.save(data / "img/t1.npy", nan)
+    text = (data / MANIFEST).read_text().replace("img/t1.png", "img/t1.npy")
+    (data / MANIFEST).write_text(text)
+    rep = LoadReport()
+    samples = load_samples(data, ("th",), report=rep)
+    assert [Path(s.path).name for s in samples] == ["t0.png"]
+    assert any("t1.npy" in m and "no finite pixel" in m for m in rep.skipped), rep.skipped
+
+
+def test_a_registered_pair_of_two_sizes_is_refused_in_evaluation(tmp_path, tiny_weights):
+    from dmsl_core.evaluation import evaluate_folder
+    data = _dataset(tmp_path / "data", n=2)
+    write_image(data / "img/t1.png", np.full((48, 80), 120, np.uint8))   # registered=1, but 80x48 vs 64x64
+    rep = evaluate_folder(data, str(tiny_weights), spectra=("vis", "th"), device="cpu")
+    assert rep["n_images"] == 3   # both visible images, the one thermal that fits its points
+    msg = [s for s in rep["skipped"] if "t1.png" in s]
+    assert len(msg) == 1 and "80x48 against 64x64" in msg[0] and "registered" in msg[0]
+
+
+def test_a_float_visible_image_is_named_not_counted_as_dark(tmp_path, tiny_weights, capsys):
+    from dmsl_core.evaluation import evaluate_folder
+    from dmsl_core.sources import open_source
+    data = _dataset(tmp_path / "data", n=2)
+    np.save(data / "img/v1.npy", np.random.default_rng(0).random((64, 64, 3), dtype=np.float32))  # in [0, 1]
+    (data / MANIFEST).write_text((data / MANIFEST).read_text().replace("img/v1.png", "img/v1.npy"))
+    rep = evaluate_folder(data, str(tiny_weights), spectra=("vis",), device="cpu")
+    assert rep["n_images"] == 1 and rep["dropped_dark"] == 0
+    assert any("v1.npy" in s and "float32" in s and "visible" in s for s in rep["skipped"]), rep["skipped"]
+    with open_source(f"folder:{data}") as src:   # dmsl run / the app: skipped and named
+        assert len(list(src)) == 1 and "v1.npy" in src.skipped[0] and "float32" in src.skipped[0]
+
+
+def test_file_names_that_are_not_utf8(tmp_path, tiny_weights, capsys):
+    from dmsl_core.atomic import atomic_write_text
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    raw = os.fsencode(folder)
+    good, bad = raw + b"/caf\xe9.png", raw + b"/ol\xe9.png"
+    with open(good, "wb") as fh:
+        fh.write(cv2.imencode(".png", np.full((64, 64, 3), 100, np.uint8))[1].tobytes())
+    with open(bad, "wb") as fh:
+        fh.write(b"not an image")
+    rc = main(["run", "--source", str(folder), "--weights", "untrained:dmsl-tiny", "--csv", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and "codec" not in err
+    assert [ln for ln in err.splitlines() if "skipped" in ln and "ol\\udce9.png" in ln], err   # named, escaped
+    assert b"caf\xe9.png" in (tmp_path / "o.csv").read_bytes()   # the CSV holds the name's own bytes
+    rc = main(["predict", "--weights", str(tiny_weights), "--device", "cpu", "--detector", "none",
+               os.fsdecode(good), os.fsdecode(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and "ol\\udce9.png" in err
+    with pytest.raises(ValueError, match=r"m\.csv: cannot be written as utf-8"):
+        atomic_write_text(tmp_path / "m.csv", "x," + os.fsdecode(b"caf\xe9.png") + "\n")
+
+
+# ---- 12. every command: an output that cannot be written is one line naming it ----------------------
+def _command(name: str, out: Path, data: Path, weights: Path, image: Path) -> list[str]:
+    return {
+        "run": _run_demo(["--csv", str(out / "o.csv")], frames=2),
+        "train": ["train", "--data", str(data), "--config", "dmsl-tiny", "--out", str(out / "run"), "--epochs", "1",
+                  "--head-epochs", "1", "--batch-size", "2", "--device", "cpu", "--no-augment"],
+        "eval": ["eval", "--data", str(data), "--weights", str(weights), "--device", "cpu", "--json", str(out / "r.json")],
+        "predict": ["predict", "--weights", str(weights), "--device", "cpu", "--detector", "none", str(image),
+                    "--csv", str(out / "p.csv")],
+        "predict-pts": ["predict", "--weights", str(weights), "--device", "cpu", "--detector", "none", str(image),
+                        "--pts-dir", str(out / "pts")],
+        "annotate": ["annotate", "--data", str(data), "--report", str(out / "rep.json")],
+        "export-onnx": ["export-onnx", "--weights", str(weights), "--out", str(out / "onnx"), "--no-check"],
+        "synth": ["synth", "--out", str(out / "syn"), "--subjects", "1", "--size", "64x64"],
+        "import": ["import", str(image.parent), str(out / "imported")],
+    }[name]
+
+
+COMMANDS = ["run", "train", "eval", "predict", "predict-pts", "annotate", "export-onnx", "synth", "import"]
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "read_only"])
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_names_an_output_it_cannot_write(name, where, tmp_path, small_fs, capsys, tiny_weights):
+    if name == "export-onnx":
+        pytest.importorskip("onnx", reason="dmsl export-onnx needs the onnx extra")
+    data = _dataset(tmp_path / "data", n=2)
+    (tmp_path / "pics").mkdir()
+    image = tmp_path / "pics" / "face.png"
+    write_image(image, np.full((64, 64, 3), 100, np.uint8))
+    if where == "under_a_file":
+        (tmp_path / "afile").write_text("x")
+        out, named = tmp_path / "afile", str(tmp_path / "afile")
+    else:
+        out = small_fs("64k", ro=True)
+        named = str(out)
+    before = _tree(data)
+    rc = main(_command(name, out, data, tiny_weights, image))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    _one_error_line(err, named)
+    assert _tree(data) == before   # nothing written in the dataset by a command that failed on its output

@@ -393,7 +393,7 @@ class LatestFrameGrabber:
 
     A source whose ``info["on_demand"]`` is true (the demo: it renders the frame the wall clock is
     at when asked) is read at most one frame ahead of the consumer, so no frame is rendered only to
-    be dropped; the frames it skipped (``source.skipped``) count as dropped.
+    be dropped; the frames it skipped (``source.skipped_frames``) count as dropped.
     """
 
     def __init__(self, source: Any, stop: Optional[threading.Event] = None) -> None:
@@ -451,7 +451,7 @@ class LatestFrameGrabber:
             return p
 
     def _count_drops(self) -> None:
-        self.dropped = self._replaced + int(getattr(self.source, "skipped", 0) or 0)
+        self.dropped = self._replaced + int(getattr(self.source, "skipped_frames", 0) or 0)
 
     def stop(self, join_timeout: float = 2.0) -> None:
         self.stop_event.set()

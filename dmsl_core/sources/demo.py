@@ -5,7 +5,7 @@ light fades to dark and back once per cycle.
 
 - ``realtime=1`` paces frames at ``fps`` (a live source; a slow consumer drops frames; when
   rendering itself is slower than ``fps`` the scene still runs in real time and frame indices
-  are skipped, counted in ``source.skipped``);
+  are skipped, counted in ``source.skipped_frames``);
   ``realtime=0`` yields them as fast as they render (headless runs, tests); timestamps are
   ``index / fps`` either way.
 - ``cycle``: seconds of one script cycle. Light: full for the first 30 %, fades to dark over
@@ -263,7 +263,7 @@ class DemoSource(FrameSource):
         super().__init__(uri)
         self.scene = DemoScene(size=size, fps=fps, cycle=cycle, seed=seed, rig=rig)
         self.realtime, self.n_frames = realtime, frames
-        self.skipped = 0  # realtime: frames not rendered because rendering was slower than fps
+        self.skipped_frames = 0  # realtime: frames not rendered because rendering was slower than fps
         self._info.update(fps=fps, frames=frames, live=realtime, on_demand=realtime, spectra=("vis", "th"),
                           radiometric=True,
                           pairing="demo: rendered together (pixel-registered)" if not rig else
@@ -278,7 +278,7 @@ class DemoSource(FrameSource):
                 now = time.monotonic()
                 due = int((now - start) * self.scene.fps)  # the frame the wall clock is at
                 if due > i:  # rendering is slower than fps: skip ahead so the scene runs in real time
-                    self.skipped += due - i
+                    self.skipped_frames += due - i
                     i = due
                     if self.n_frames is not None and i >= self.n_frames:
                         return

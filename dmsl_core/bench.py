@@ -56,6 +56,7 @@ import torch
 
 from .device import describe_device
 from .models import create_models, get_config, list_configs
+from .pipeline import OPTION_SETS  # the Predictor's speed options, which bench measures
 
 SCHEMA = "dmsl-bench/3"
 TARGET_FPS = 30.0
@@ -258,13 +259,6 @@ def _dlib_entry(frames, repeat: int, upsample: int = 1) -> dict:
             **{k: v for k, v in mem.record().items() if k != "peak_cuda_mb"}}
 
 
-OPTION_SETS: dict[str, dict] = {
-    "baseline (inference_mode, fp32, NCHW)": {},
-    "no_grad instead of inference_mode": {"grad_mode": "no_grad"},
-    "channels_last": {"channels_last": True},
-    "torch.compile": {"compile": True},
-    "onnxruntime": {"backend": "onnxruntime"},
-}
 
 
 def _options_entries(load, model_name: str, frames, repeat: int, threads_list: Sequence[int], device,

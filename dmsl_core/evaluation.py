@@ -263,7 +263,7 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
 
     subjects = None
     if fold is not None:
-        from .commands.core import _split_subjects
+        from .data.splits import split_subjects as _split_subjects
         _, _, subjects = _split_subjects(str(data), fold, folds)
     rep = LoadReport()
     samples = [s for s in load_samples(data, tuple(spectra), subjects=subjects, report=rep)

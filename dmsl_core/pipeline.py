@@ -48,6 +48,16 @@ from .models.weights import load_weights
 
 log = logging.getLogger("dmsl.pipeline")
 
+#: the speed options :meth:`Predictor.optimise` takes, by the name ``dmsl bench`` measures and reports
+#: them under (a card's ``bench.best_option`` names one of these)
+OPTION_SETS: dict[str, dict] = {
+    "baseline (inference_mode, fp32, NCHW)": {},
+    "no_grad instead of inference_mode": {"grad_mode": "no_grad"},
+    "channels_last": {"channels_last": True},
+    "torch.compile": {"compile": True},
+    "onnxruntime": {"backend": "onnxruntime"},
+}
+
 
 @dataclass
 class Prediction:
@@ -152,7 +162,6 @@ class Predictor:
         ``bench.best_option``), when it was measured on this kind of device with the same landmarks
         and can run here (e.g. ONNX Runtime installed); else keep the plain torch path.
         Returns what is in use, for the log/status bar."""
-        from .bench import OPTION_SETS
         best = ((self.card or {}).get("bench") or {}).get("best_option") or {}
         name, dev = best.get("option"), best.get("device", "cpu")
         if name not in OPTION_SETS or torch.device(dev).type != self.device.type or not OPTION_SETS[name]:

@@ -212,7 +212,7 @@ def preview_predictions(run_dir: str | os.PathLike, n: int = 4, device: str = "c
     import numpy as np
     import torch
 
-    from .commands.core import _split_subjects
+    from .data.splits import split_subjects as _split_subjects
     from .data.folder import load_samples
     from .evaluation import nme_per_image
     from .models import create_models, get_config

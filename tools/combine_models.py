@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dmsl_core.commands.core import _split_subjects  # noqa: E402
+from dmsl_core.data.splits import split_subjects as _split_subjects  # noqa: E402
 from dmsl_core.data.folder import load_samples  # noqa: E402
 from dmsl_core.evaluation import card_nme, evaluate_predictor  # noqa: E402
 from dmsl_core.models.weights import load_weights, save_weights  # noqa: E402

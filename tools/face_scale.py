@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dmsl_core.commands.core import _split_subjects  # noqa: E402
+from dmsl_core.data.splits import split_subjects as _split_subjects  # noqa: E402
 from dmsl_core.data.folder import load_samples  # noqa: E402
 from dmsl_core.evaluation import nme_per_image  # noqa: E402
 from dmsl_core.pipeline import Predictor  # noqa: E402

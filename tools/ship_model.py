@@ -133,7 +133,7 @@ def main() -> int:
                     "command": f"dmsl eval --data DATA --weights {args.name} --fold {args.fold} --{flag} {value}"}
         other_tta = [other_setting("tta", m) for m in Predictor.TTA_MODES if m != args.tta]
         other_refine = [other_setting("refine", m) for m in Predictor.REFINE_MODES if m != args.refine]
-        from dmsl_core.commands.core import _split_subjects
+        from dmsl_core.data.splits import split_subjects as _split_subjects
         _, _, test_subjects = _split_subjects(args.data, args.fold, 10)
         card = dict(card)
         card["name"] = args.name

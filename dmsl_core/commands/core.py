@@ -76,18 +76,8 @@ class ProgressPrinter:
 
 
 # ----------------------------------------------------------------------------- data helpers
-def _split_subjects(data_dir: str, fold, n_folds: int):
-    """(train, val, test) subject lists. Without a fold: every 5th subject validates, none tests."""
-    from ..data.folder import read_manifest
-    subjects = sorted({r.subject for r in read_manifest(data_dir)})
-    if fold is not None:
-        from ..data.splits import fold_subjects
-        f = fold_subjects(data_dir, fold, n_folds)
-        return list(f.train), list(f.val), list(f.test)
-    if len(subjects) < 2:
-        return subjects, [], []
-    val = [s for i, s in enumerate(subjects) if i % 5 == 4] or [subjects[-1]]
-    return [s for s in subjects if s not in val], val, []
+# the trainer's split lives in the library (dmsl_core.data.splits.split_subjects); this name stays for callers
+from ..data.splits import split_subjects as _split_subjects  # noqa: E402
 
 
 def _spectra(arg: str) -> tuple[str, ...]:

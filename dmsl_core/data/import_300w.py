@@ -105,7 +105,7 @@ def _photo_id(stem: str) -> str:
 def import_300w(src: PathLike, dst: PathLike, *, crop: float = 3.0, face_size: Optional[float] = 200.0,
                 overwrite: bool = False, progress: Optional[Callable[[int, int], None]] = None, **unused):
     """Import a 300-W-layout folder (image + ``.pts`` pairs) into a dataset folder; see the module doc."""
-    from .importers import ImportReport, _prepare_dst, _reason, _safe, natural_key
+    from .import_common import ImportReport, _prepare_dst, _reason, _safe, natural_key
 
     if unused:
         raise ValueError(f"--preset 300w does not take {', '.join(sorted(unused))}")

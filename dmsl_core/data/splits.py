@@ -169,6 +169,20 @@ def fold_subjects(data_dir: PathLike, k: int, n_folds: int = 10) -> Fold:
     return make_folds(dataset_subjects(d), n_folds)[k]
 
 
+def split_subjects(data_dir: PathLike, fold: Optional[int], n_folds: int = 10) -> tuple[list[str], list[str], list[str]]:
+    """(train, val, test) subject lists of a dataset folder, the trainer's split: fold ``fold`` of the
+    ``n_folds``-fold protocol (:func:`fold_subjects`), or without a fold every 5th subject (sorted
+    order) validates and none tests (a single subject trains alone)."""
+    if fold is not None:
+        f = fold_subjects(data_dir, fold, n_folds)
+        return list(f.train), list(f.val), list(f.test)
+    subjects = sorted({r.subject for r in read_manifest(data_dir)})
+    if len(subjects) < 2:
+        return subjects, [], []
+    val = [s for i, s in enumerate(subjects) if i % 5 == 4] or [subjects[-1]]
+    return [s for s in subjects if s not in val], val, []
+
+
 def _short(ids: Sequence[str], width: int) -> str:
     s = ", ".join(ids)
     return s if len(s) <= width else s[: max(0, width - 3)].rstrip(", ") + "..."

@@ -177,7 +177,7 @@ def test_combine_models_keeps_each_runs_model_and_re_measures_the_card(synth_dat
             assert torch.equal(got.state_dict()[k], v), k
     assert card["name"] == "l" and card["combined_from"]["boundary"] == str((tmp_path / "b").resolve())
     # the landmark run's figures were for another M_b: dropped, and re-measured on the combination
-    from dmsl_core.commands.core import _split_subjects
+    from dmsl_core.data.splits import split_subjects as _split_subjects
     from dmsl_core.evaluation import evaluate_predictor
     _, val, test = _split_subjects(str(synth_data), None, 10)
     assert not test and "nme_test" not in card                # no test subjects without a fold

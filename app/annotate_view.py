@@ -25,7 +25,6 @@ G cycles the group, + / - scale the group, F fits the images.
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Optional

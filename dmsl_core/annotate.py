@@ -45,7 +45,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -566,8 +566,8 @@ def annotate_dataset(root: str | os.PathLike, source: str = "dlib", dark: str = 
             th_img = images.pop(i)["th"]
             th_pts = _model_points(model(), th_img, "th")
             if th_pts is None:
-                # the detectors are trained on visible photos and rarely find a thermal face (README:
-                # "no thermal detector"): M_b's own box is used, and the pair is flagged for checking
+                # no detector found a face on the thermal image (the thermal detector misses some, see
+                # the README's detector section): M_b's own box is used, and the pair is flagged for checking
                 th_pts = model().predict([th_img])[0].landmarks
                 entry["unverified"] = "no face detector found the face on the thermal image: M_b's own box, check it"
             timings["model_s"] += time.perf_counter() - t

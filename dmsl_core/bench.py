@@ -436,7 +436,7 @@ def run_bench(configs: Optional[Sequence[str]] = None, batches: Sequence[int] = 
             if shipped and options:
                 printer(f"speed options, {shipped[0]} on {dev_name} (one frame per call):")
                 opts = [o for o in options if not (o == "onnxruntime" and dev.type == "mps")]
-                report["options"] += _options_entries(lambda: Predictor.from_weights(shipped[0], device=dev),
+                report["options"] += _options_entries(lambda dev=dev: Predictor.from_weights(shipped[0], device=dev),
                                                       shipped[0], imgs, repeat,
                                                       threads_options if dev.type == "cpu" else (), dev, opts, printer)
         if contention and (shipped or configs):

@@ -4,7 +4,7 @@ M_b regresses exactly one box per frame (even on a photo of coffee); a detector 
 how many faces there are (possibly none) and where. Backends are registered by name::
 
     from dmsl_core.detection import get_detector, list_detectors
-    det = get_detector("auto")               # or "dlib-hog", "dlib-cnn", "skimage-lbp"
+    det = get_detector("auto")               # or "dlib-hog", "dlib-hog-thermal", "dlib-cnn", "skimage-lbp"
     faces = det(image)                       # list[Detection], best first; [] = no face
 
 Every backend takes any image the pipeline takes (grey / RGB uint8, 16-bit or float thermal): it is
@@ -23,7 +23,7 @@ Common options (``get_detector(name, **opts)``):
   intensity inverse and merges the two by NMS; ``"as-is"`` only the frame. The backends are trained
   on visible photos; on the three real white-hot thermal frames in shared/reference/thermal they
   found no face as-is and two of the faces in the inverted (black-hot) frames - weak evidence (three
-  frames), not a thermal detector.
+  frames). ``dlib-hog-thermal`` (below) is the detector trained for thermal frames.
 
 Scores (``Detection.score``; higher = more sure, each backend's own scale):
 
@@ -43,14 +43,16 @@ available: the installed OpenCV 5 wheel ships neither the class nor the cascade 
 not a backend: its PyPI wheel ships no face detection model (the tasks API loads a downloaded
 ``.tflite``) and depends on ``opencv-contrib-python``, which clashes with the headless OpenCV here.
 
-``auto`` is ``dlib-hog`` (recall on HELEN test close to the CNN's at a small fraction of its time,
-and few false faces; ``tools/detector_benchmark.py`` measures them side by side).
+``auto`` is ``dlib-hog`` for visible frames (recall on HELEN test close to the CNN's at a small
+fraction of its time, and few false faces) and ``dlib-hog-thermal`` (the HOG detector retrained on
+thermal faces, shipped in ``assets/detectors/``) for thermal ones; ``tools/detector_benchmark.py``
+measures them side by side.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import cv2

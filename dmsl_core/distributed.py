@@ -140,7 +140,6 @@ def init_from_env(device: Optional[str] = None) -> DistContext:
     if world <= 1:
         return DistContext()
     import torch.distributed as dist
-    rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     want = (device or "auto").lower()
     use_cuda = torch.cuda.is_available() and (want == "auto" or want.startswith("cuda"))

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dmsl_core.data.imageio import read_image  # noqa: E402
 from dmsl_core.data.pts import read_pts  # noqa: E402
-from dmsl_core.detection import get_detector, iou, list_detectors, detector_available  # noqa: E402
+from dmsl_core.detection import get_detector, iou, list_detectors  # noqa: E402
 
 NO_FACE_SKIMAGE = ["coffee", "chelsea", "rocket", "horse", "coins", "text", "brick", "grass", "gravel", "moon",
                    "hubble_deep_field", "immunohistochemistry", "page", "clock", "colorwheel", "logo", "retina",

@@ -63,7 +63,7 @@ def main() -> int:
     from app.main_window import MainWindow
     from app.settings import SettingsStore
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    _app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])  # kept alive while measuring
     tmp = tempfile.mkdtemp(prefix="dmsl-appspeed-")
     store = SettingsStore(QtCore.QSettings(os.path.join(tmp, "settings.ini"), QtCore.QSettings.IniFormat))
     settings = store.load()

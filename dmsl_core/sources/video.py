@@ -55,6 +55,21 @@ class FrameReader:
         pass
 
 
+def _not_a_file(p: Path) -> str:
+    """'' for a regular file (or a symlink to one), else what it is ("a FIFO (named pipe)", ...)."""
+    import stat
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return ""   # the open below names the problem
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return what
+    return ""
+
+
 class VideoReader(FrameReader):
     """Frames of a video file through OpenCV, read sequentially (seeks only when going back).
 
@@ -65,6 +80,12 @@ class VideoReader(FrameReader):
         p = Path(path)
         if not p.exists():
             raise SourceError(f"{p}: no such video file")
+        kind = _not_a_file(p)
+        if kind:
+            # OpenCV's FFmpeg backend would block in open() on a FIFO, holding a process-wide lock: an
+            # open abandoned at the timeout then hangs every later video opened or written in the process
+            raise SourceError(f"{p}: is {kind}, not a video file (a video source is read and seeked like a "
+                              f"file; record the stream to a file first)")
         self.path = p
         self.name = p.name
         self.color = color

@@ -3,7 +3,6 @@ window factory that closes every window and checks that no worker thread is left
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np

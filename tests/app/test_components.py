@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore
 
 from app.palettes import LUTS, PALETTES, LevelTracker, apply_lut
 from app.settings import AppSettings, SettingsDialog, SettingsStore
@@ -236,7 +236,6 @@ def test_view_overlay_contours_and_options(qtbot):
 def test_bool_refcount_guard_keeps_signals_safe():
     import sys
 
-    from PySide6 import QtCore
 
     from app.compat import bool_refcount_leaks, guard_bool_refcount
 

@@ -362,7 +362,7 @@ def test_models_panel_exports_onnx(qtbot, tmp_path, tiny_weights):
     panel = ModelsPanel(str(runs))
     qtbot.addWidget(panel)
     [e] = [e for e in panel.entries if e.kind == "run"]
-    h = panel.export_onnx(e, str(tmp_path / "onnx"))
+    panel.export_onnx(e, str(tmp_path / "onnx"))
     # the result is delivered to the Qt thread after the worker's thread may already have ended
     qtbot.waitUntil(lambda: panel.onnx_result is not None or "failed" in panel.message.text(), timeout=60000)
     assert panel.onnx_result is not None, panel.message.text()

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmsl_core.annotate import (JOURNAL, REPORT, AnnotationSet, PairAnnotation, annotate_dataset, count_origins,
+from dmsl_core.annotate import (JOURNAL, REPORT, AnnotationSet, annotate_dataset, count_origins,
                                 disagreement_order, origin_path, original_path)
 from dmsl_core.baselines import BaselineResult, dlib_available
 from dmsl_core.data.folder import read_manifest, write_manifest
-from dmsl_core.data.pts import read_pts, write_pts
+from dmsl_core.data.pts import read_pts
 from dmsl_core.pipeline import Prediction
 
 VARS = ["neutral", "smile", "hand_mouth", "dark"]
@@ -335,15 +335,22 @@ def test_source_model_with_real_weights_runs_the_predictor_on_visible_and_dark_t
     mb, ml = create_models(cfg, seed=0)
     save_weights(tmp_path / "w", mb, ml, cfg, card={"name": "tiny-test", "untrained": True})
     data = stripped(truth, tmp_path / "d")
+    # one dark pair's thermal image made flat: no detector can find a face there
+    from dmsl_core.data.imageio import read_image, write_image
+    dark = sorted((r for r in read_manifest(data) if r.variation == "dark"), key=lambda r: r.subject)
+    flat = read_image(data / dark[0].th)
+    write_image(data / dark[0].th, np.full_like(flat, int(np.median(flat))))
     rep = annotate_dataset(data, source="model", weights=str(tmp_path / "w"))   # --dark model is the default
-    # the model's points come from the faces its detector (Dlib HOG) finds: none behind a hand - a miss,
-    # named, nothing written; on the generated thermal images of the dark pairs it finds none either:
-    # M_b's own box is used there and the pair is flagged for checking
+    # the model's points come from the faces its detector finds (Dlib HOG on visible images): none behind a
+    # hand - a miss, named, nothing written; on the dark pairs' thermal images the thermal detector finds the
+    # generated face; on the flat one it finds none: M_b's own box is used and the pair flagged for checking
     assert rep["counts"]["written"] == 6 and rep["counts"]["misses"] == 2
     assert sorted(m["pair"] for m in rep["misses"]) == ["pts/s001_hand_mouth.pts", "pts/s002_hand_mouth.pts"]
     assert all(m["reason"] == "the model's face detector found no face" for m in rep["misses"])
     assert [d["result"] for d in rep["dark_pairs"]] == ["filled"] * 2
-    assert all("check it" in d["unverified"] for d in rep["dark_pairs"])
+    flags = {Path(d["image"]).name: d.get("unverified") for d in rep["dark_pairs"]}
+    assert sorted(flags) == sorted(Path(r.vis).name for r in dark), flags
+    assert "check it" in (flags[Path(dark[0].vis).name] or "") and flags[Path(dark[1].vis).name] is None, flags
     assert rep["dark"] == "model" and rep["model"] and "w" in rep["model"]
     for r in read_manifest(data):
         if r.variation == "hand_mouth":

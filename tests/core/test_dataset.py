@@ -5,7 +5,7 @@ from dmsl_core import preprocess as pp
 from dmsl_core.data.dataset import DMSLDataset
 from dmsl_core.data.folder import load_samples
 from dmsl_core.landmarks import MIRROR_PERM
-from dmsl_core.views import Augment, ViewBank
+from dmsl_core.views import ViewBank
 
 
 def test_dataset_drops_black_visible_images_and_counts_them(synth_data):

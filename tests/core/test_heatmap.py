@@ -1,6 +1,5 @@
 """The heatmap head (configuration head="heatmap"): soft-argmax geometry, end-to-end training,
 weights round trip, and --init across configurations."""
-import json
 
 import numpy as np
 import pytest

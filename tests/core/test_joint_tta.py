@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from dmsl_core import preprocess as pp
 from dmsl_core.data.folder import load_samples
 from dmsl_core.landmarks import MIRROR_PERM, boundary_from_points
 from dmsl_core.models.weights import save_weights

@@ -2,7 +2,6 @@
 re-measured here by re-creating the held-out test subjects with the generator."""
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

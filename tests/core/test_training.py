@@ -4,11 +4,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
-from dmsl_core.data.folder import LoadReport, load_samples
+from dmsl_core.data.folder import load_samples
 from dmsl_core.pipeline import Predictor
 from dmsl_core.training import StopControl, TrainConfig, TrainingCancelled, train
 

@@ -248,7 +248,6 @@ class FaceRenderer:
         spec = np.zeros((H, W), np.float32)
         person = np.zeros((H, W), np.float32)
         amb_c = float(state.ambient_c)
-        skin = np.array(identity.skin, np.float32)
         core = 34.0 + identity.skin_temp + 0.08 * (amb_c - 22.0)
         layer = _Layers(alb, T, N, spec, person)
 
@@ -667,7 +666,6 @@ class FaceRenderer:
         lips = np.array(ident.lips, np.float32)
         self._feature(L, [outer], roi, head_a, lips, 0.4, opacity=0.9, soft=0.35 * mm)
         up_in = D.catmull_rom(lm[[48, 60, 61, 62, 63, 64, 54]], 4)
-        lo_in = D.catmull_rom(lm[[54, 64, 65, 66, 67, 60, 48]], 4)
         upper_lip = np.concatenate([D.catmull_rom(lm[48:55], 4), up_in[::-1]])
         self._feature(L, [upper_lip], roi, head_a, lips * 0.82, 0.0, opacity=0.7)
         inner = D.catmull_rom(lm[60:68], 5, closed=True)

@@ -157,15 +157,32 @@ class Predictor:
                 self._runners[name] = torch.compile(model)
         return self
 
+    #: options never applied on their own: torch.compile compiles on the first call of every input
+    #: shape (tens of seconds on a 2-core CPU, again for each new batch size), which would freeze a
+    #: live view at its start and whenever the number of faces changes
+    STARTUP_COSTLY_OPTIONS = ("torch.compile",)
+
     def apply_measured_speed_option(self) -> str:
-        """Use the speed option that ``dmsl bench`` measured fastest for this model (the card's
-        ``bench.best_option``), when it was measured on this kind of device with the same landmarks
-        and can run here (e.g. ONNX Runtime installed); else keep the plain torch path.
-        Returns what is in use, for the log/status bar."""
-        best = ((self.card or {}).get("bench") or {}).get("best_option") or {}
-        name, dev = best.get("option"), best.get("device", "cpu")
-        if name not in OPTION_SETS or torch.device(dev).type != self.device.type or not OPTION_SETS[name]:
+        """Use the fastest speed option that ``dmsl bench`` measured for this model (the card's
+        ``bench.options``, else ``bench.best_option``) that was measured on this kind of device,
+        keeps the landmarks (max difference < 0.05 px), has no start-up cost
+        (:data:`STARTUP_COSTLY_OPTIONS`) and can run here (e.g. ONNX Runtime installed); else keep
+        the plain torch path. Returns what is in use, for the log/status bar."""
+        bench = (self.card or {}).get("bench") or {}
+        rows = [o for o in bench.get("options") or []
+                if o.get("option") in OPTION_SETS and OPTION_SETS[o["option"]] and not o.get("error")
+                and not o.get("changes_results") and o.get("fps")
+                and (o.get("max_diff_px") is None or o["max_diff_px"] < 0.05)
+                and o.get("threads", bench.get("threads")) == bench.get("threads")]
+        if not rows and bench.get("best_option"):
+            rows = [bench["best_option"]]
+        rows = [o for o in rows if o.get("option") not in self.STARTUP_COSTLY_OPTIONS
+                and o.get("option") in OPTION_SETS and OPTION_SETS[o["option"]]
+                and torch.device(o.get("device", "cpu")).type == self.device.type]
+        if not rows:
             return "torch (default)"
+        best = max(rows, key=lambda o: o.get("fps") or 0.0)
+        name = best["option"]
         try:
             self.optimise(**OPTION_SETS[name])
         except Exception as exc:  # not available here (package missing, compiler missing ...)

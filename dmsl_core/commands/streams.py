@@ -307,7 +307,6 @@ def _run_sharded(args: argparse.Namespace) -> int:
     if args.shard_warmup is not None and args.shard_warmup < 0:
         raise ValueError(f"--shard-warmup must be 0 or more, got {args.shard_warmup}")
     ctx = init_from_env(args.device)
-    tag = f"dmsl run [rank {ctx.rank}/{ctx.world_size}]"
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)

@@ -171,3 +171,26 @@ def test_the_measured_speed_option_is_applied_only_where_it_can_run(tmp_path):
     fresh.card = {"bench": {"best_option": {"option": "torch.compile", "device": "cpu"}}}
     fresh.optimise = lambda **kw: (_ for _ in ()).throw(RuntimeError("no compiler")) if kw else Predictor.optimise(fresh)
     assert fresh.apply_measured_speed_option() == "torch (default)"          # cannot run here: falls back
+
+
+def test_the_automatic_speed_option_skips_compile_and_options_that_move_the_points():
+    """The shipped card's bench measured torch.compile fastest among the exact options and ONNX
+    Runtime faster still but 0.5 px off; the app must not compile at start-up (tens of seconds per
+    input shape) nor take an option that changes the points: it takes channels_last."""
+    pred = Predictor.untrained("dmsl-tiny", seed=0)
+    rows = [{"option": "baseline (inference_mode, fp32, NCHW)", "device": "cpu", "threads": 1, "fps": 46.0, "max_diff_px": 0.0},
+            {"option": "channels_last", "device": "cpu", "threads": 1, "fps": 54.9, "max_diff_px": 0.0002},
+            {"option": "torch.compile", "device": "cpu", "threads": 1, "fps": 57.4, "max_diff_px": 0.004},
+            {"option": "onnxruntime", "device": "cpu", "threads": 1, "fps": 70.8, "max_diff_px": 0.507},
+            {"option": "tta=none", "device": "cpu", "threads": 1, "fps": 80.0, "changes_results": True}]
+    pred.card = {"bench": {"threads": 1, "options": rows,
+                           "best_option": {"option": "torch.compile", "device": "cpu", "fps": 57.4}}}
+    assert pred.apply_measured_speed_option() == "channels_last"
+    assert pred.options["channels_last"] and not pred.options["compile"]
+    rows[3]["max_diff_px"] = 0.001          # exact ONNX Runtime: the fastest that qualifies
+    fresh = Predictor.untrained("dmsl-tiny", seed=0)
+    fresh.card = pred.card
+    fresh.optimise = lambda **kw: Predictor.optimise(fresh, **kw)
+    import importlib.util
+    want = "onnxruntime" if importlib.util.find_spec("onnxruntime") else "torch (default)"
+    assert fresh.apply_measured_speed_option() == want

@@ -46,9 +46,31 @@ def test_card_reports_accuracy_baselines_and_speed():
         assert 0 < h["baselines"]["dlib"]["nme"][s] < 1 and h["baselines"]["dlib"]["misses"][s] >= 0
     assert len(h["per_variation"]) >= 20
     b = c["bench"]
-    assert b["schema"] == "dmsl-bench/2" and b["pipeline"] and b["pipeline"][0]["model"] == c["name"]
+    assert b["schema"] in ("dmsl-bench/2", "dmsl-bench/3") and b["pipeline"] and b["pipeline"][0]["model"] == c["name"]
     assert b["pipeline"][0]["fps"]["1"] > 0 and b["dlib"]["available"] in (True, False)
     assert "realtime_fps" in b["targets"]
+
+
+def test_card_lists_its_training_sources_and_real_face_test():
+    """Every training source named with repository@commit, folder, count and licence; the test set
+    marked test-only; LFPW's reserved test split in no role; the real-face figures with their data."""
+    import re
+    c = card()
+    src = c["training_sources"]
+    assert len(src) >= 4
+    for e in src:
+        assert e["repository"] and e["folder"] and e["faces"] > 0 and e["licence"] and e["role"], e
+        assert e["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", e["commit"]), e
+        assert "lfpw/testset" not in e["folder"].lower(), e
+    train = [e for e in src if e["role"].startswith("train")]
+    test = [e for e in src if e["role"].startswith("TEST ONLY")]
+    assert train and test and all(e["commit"] for e in train if "300-W" in e["set"])
+    assert {e["folder"] for e in train}.isdisjoint(e["folder"] for e in test)
+    real = c["real_eval"]["helen-test"]
+    assert real["n_images"] == 2 * test[0]["faces"]          # each test face in both spectra
+    for s in ("th", "vis"):
+        assert 0 < real["nme"][s] < 1 and 0 < real["baselines"]["dlib"]["nme"][s] < 1
+    assert real["tta"] == c["inference"]["tta"] and real["refine"] == c["inference"]["refine"]
 
 
 def test_assets_stay_under_40_mb():

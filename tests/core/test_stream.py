@@ -15,7 +15,7 @@ from dmsl_core.registration import map_points
 from dmsl_core.smoothing import OneEuroFilter
 from dmsl_core.sources import FrameSource, open_source
 from dmsl_core.sources.demo import _TEMPLATE
-from dmsl_core.stream import (LatestFrameGrabber, StreamConfig, StreamProcessor, StreamRunner, temperatures_at)
+from dmsl_core.stream import (LatestFrameGrabber, StreamProcessor, StreamRunner, temperatures_at)
 
 
 @pytest.fixture(scope="module")

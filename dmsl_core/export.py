@@ -12,14 +12,19 @@ use ``.avi`` - Motion-JPEG - for a video that survives a crash mostly intact).
 
 CSV columns (one row per processed frame):
 
-``index, t, source, vis_file, th_file, spectrum, switched, reason, dropped, bx, by, bw, bh,
-x0, y0, ..., x67, y67`` (the chosen spectrum's landmarks and boundary in its own pixels), then
+``index, t, source, vis_file, th_file, spectrum, switched, reason, dropped, n_faces, face_id,
+face_score, bx, by, bw, bh, x0, y0, ..., x67, y67`` (the chosen spectrum's landmarks and boundary
+in its own pixels; with the face detector on - ``StreamConfig.detector`` - one row per face of the
+chosen spectrum, the primary face first, ``n_faces`` the count, ``face_id`` the track's identity
+kept across frames, ``face_score`` the detector's score; a frame with no face is one row with
+``n_faces`` 0 and empty points; without the detector the three cells are empty), then
 ``mx0, my0, ..., mx67, my67`` (the same points mapped into the other spectrum, when a
 homography is known or the pair is registered), ``vis_mean, vis_p05, vis_p95, vis_dark, vis_sat,
 vis_region`` (illumination of the visible image), ``th_p05, th_p95, th_contrast, th_units``,
 ``temp_inner_eye_r, temp_inner_eye_l, temp_forehead, temp_nose_tip`` (degrees C when the thermal
 is radiometric), ``nme`` (against ground truth when the source has it), ``ms_total``.
-Missing values are empty cells. The JSONL line is :meth:`FrameResult.to_dict` (both spectra in
+Missing values are empty cells; on the rows of the faces that are not the primary one the mapped
+points, temperatures and NME are empty. The JSONL line is :meth:`FrameResult.to_dict` (both spectra in
 ``both`` mode, the selector's measures and thresholds).
 """
 from __future__ import annotations
@@ -55,7 +60,7 @@ def _fmt(v, nd: int = 2) -> str:
 
 def csv_header() -> list[str]:
     cols = ["index", "t", "source", "vis_file", "th_file", "spectrum", "switched", "reason", "dropped",
-            "bx", "by", "bw", "bh"]
+            "n_faces", "face_id", "face_score", "bx", "by", "bw", "bh"]
     cols += [f"{a}{i}" for i in range(68) for a in ("x", "y")]
     cols += [f"m{a}{i}" for i in range(68) for a in ("x", "y")]
     cols += ["vis_mean", "vis_p05", "vis_p95", "vis_dark", "vis_sat", "vis_region",
@@ -65,13 +70,21 @@ def csv_header() -> list[str]:
     return cols
 
 
-def result_row(r: FrameResult) -> list[str]:
+def result_row(r: FrameResult, face=None) -> list[str]:
+    """One CSV row: the chosen spectrum's (primary) face, or ``face`` (a TrackedFace of the chosen
+    spectrum: its points and box; the mapped points, temperatures and NME are the primary's only)."""
     s = r.chosen
-    pts = r.landmarks.get(s)
-    mp = r.mapped.get(s)
-    b = r.boundary.get(s)
+    primary = face is None or r.primary_ids.get(s) == face.id
+    pts = r.landmarks.get(s) if face is None else face.landmarks
+    mp = r.mapped.get(s) if primary else None
+    b = r.boundary.get(s) if face is None else face.boundary
+    faces = r.faces.get(s) if r.tracked else None
+    if face is None and faces:
+        face = next((f for f in faces if f.id == r.primary_ids.get(s)), None)
     row = [str(r.index), _fmt(r.t, 4), r.source, r.files.get("vis", ""), r.files.get("th", ""), s,
            str(int(r.decision.switched)), r.decision.reason, str(r.dropped)]
+    row += ([str(len(faces or [])), str(face.id) if face is not None else "",
+             _fmt(face.score, 4) if face is not None else ""] if r.tracked else ["", "", ""])
     row += [_fmt(v) for v in b] if b is not None else [""] * 4
     row += [_fmt(v) for v in np.asarray(pts).ravel()] if pts is not None else [""] * 136
     row += [_fmt(v) for v in np.asarray(mp).ravel()] if mp is not None else [""] * 136
@@ -79,9 +92,20 @@ def result_row(r: FrameResult) -> list[str]:
     row += [_fmt(vm.get(k), 4) for k in ("mean", "p05", "p95", "dark_frac", "sat_frac")] + [vm.get("region", "")]
     tm = r.measures.get("th") or {}
     row += [_fmt(tm.get(k), 3) for k in ("p05", "p95", "contrast")] + [tm.get("units", "")]
-    row += [_fmt(r.temperatures.get(k), 3) for k in TEMPERATURE_REGIONS]
-    row += [_fmt(r.nme.get(s), 5), _fmt(r.timings_ms.get("total"), 2)]
+    row += [_fmt(r.temperatures.get(k), 3) if primary else "" for k in TEMPERATURE_REGIONS]
+    row += [_fmt(r.nme.get(s), 5) if primary else "", _fmt(r.timings_ms.get("total"), 2)]
     return row
+
+
+def result_rows(r: FrameResult) -> list[list[str]]:
+    """The CSV rows of one frame: one row, or with the face detector on one row per face of the
+    chosen spectrum (the primary first), and one row with ``n_faces`` 0 when there is none."""
+    faces = r.faces.get(r.chosen) if r.tracked else None
+    if not faces:
+        return [result_row(r)]
+    pid = r.primary_ids.get(r.chosen)
+    ordered = sorted(faces, key=lambda f: (f.id != pid, f.id))
+    return [result_row(r, f) for f in ordered]
 
 
 def _open_part(part: Path, before_suffix: bool = False) -> int:
@@ -187,7 +211,8 @@ class CSVExporter(_AtomicTextWriter):
         self.flush()
 
     def write(self, r: FrameResult) -> None:
-        self._put(self._w.writerow, result_row(r))
+        for row in result_rows(r):
+            self._put(self._w.writerow, row)
 
 
 class JSONLExporter(_AtomicTextWriter):
@@ -247,6 +272,7 @@ def draw_landmarks(img: np.ndarray, pts: Optional[np.ndarray], color: tuple[int,
 CHOSEN = (40, 230, 60)
 OTHER = (80, 170, 255)
 MAPPED = (250, 220, 40)
+OTHER_FACE = (230, 120, 230)    # every face but the primary (face detector on)
 
 
 def overlay_caption(r: FrameResult) -> str:
@@ -283,6 +309,22 @@ def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndar
                         0.5, (200, 200, 200), 1, cv2.LINE_AA)
         else:
             other = "th" if s == "vis" else "vis"
+            for f in (r.faces.get(s) or []) if r.tracked else []:
+                if f.id == r.primary_ids.get(s):
+                    continue
+                draw_landmarks(img, f.landmarks, OTHER_FACE)
+            if r.tracked:
+                for f in r.faces.get(s) or []:
+                    x, y = int(round(float(f.boundary[0]))), int(round(float(f.boundary[1]))) - 4
+                    label = f"#{f.id} {f.score:.2f}"
+                    cv2.putText(img, label, (x, max(10, y)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 3, cv2.LINE_AA)
+                    cv2.putText(img, label, (x, max(10, y)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                                cv2.LINE_AA)
+                if r.no_face(s):
+                    hh = img.shape[0]
+                    cv2.putText(img, "no face", (10, hh - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+                    cv2.putText(img, "no face", (10, hh - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 200, 0), 1,
+                                cv2.LINE_AA)
             if s in r.landmarks:
                 draw_landmarks(img, r.landmarks[s], CHOSEN if s == r.chosen else OTHER)
             if other in r.mapped and (other == r.chosen or s not in r.landmarks):

@@ -24,6 +24,7 @@ overlaps the box used with IoU >= ``reuse_min_iou``; a full detection runs at le
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -136,6 +137,9 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     box_reused: dict[str, bool] = field(default_factory=dict)
     nme: dict[str, float] = field(default_factory=dict)              # against meta ground truth when present
+    faces: dict[str, list] = field(default_factory=dict)             # spectrum -> [TrackedFace] (detector on)
+    primary_ids: dict[str, int] = field(default_factory=dict)        # spectrum -> the id landmarks/boundary are
+    tracked: bool = False                                            # a face detector + tracker found the faces
     files: dict[str, str] = field(default_factory=dict)
     dropped: int = 0                                                 # frames dropped so far (live)
     pair: Optional[FramePair] = field(default=None, repr=False)
@@ -163,7 +167,19 @@ class FrameResult:
             "measures": self.measures, "temperatures": {k: _r(v, 3) for k, v in self.temperatures.items()},
             "box_reused": self.box_reused, "nme": {k: _r(v, 5) for k, v in self.nme.items()},
             "timings_ms": {k: _r(v, 2) for k, v in self.timings_ms.items()}, "dropped": self.dropped,
+            **({"faces": {k: [f.to_dict() for f in v] for k, v in self.faces.items()},
+                "primary_face": dict(self.primary_ids)} if self.tracked else {}),
         }
+
+    @property
+    def primary(self) -> dict:
+        """spectrum -> the TrackedFace the single-face fields (landmarks, boundary) are."""
+        return {s: f for s, fs in self.faces.items() for f in fs if self.primary_ids.get(s) == f.id}
+
+    def no_face(self, spectrum: Optional[str] = None) -> bool:
+        """True when the detector ran on ``spectrum`` (default: the chosen one) and found no face."""
+        s = spectrum or self.chosen
+        return self.tracked and s in self.faces and not self.faces[s]
 
 
 @dataclass
@@ -178,6 +194,14 @@ class StreamConfig:
     reuse_min_iou: float = 0.5
     redetect_every: int = 30
     temperatures: bool = True
+    # every face: a face detector finds the faces, tracking keeps them (dmsl_core.tracking); None =
+    # M_b's one face per frame. A registered detector name ("auto", "dlib-hog", ...) or a callable
+    # (image, spectrum) -> [Detection].
+    detector: Any = None
+    detect_every: int = 10                   # frames between detections while every track holds
+    min_face: float = 0.05                   # the smallest face the detector looks for (of the longer side)
+    tracker: Optional[Any] = None            # a TrackerConfig (detect_every above wins)
+    still_images: bool = False               # independent stills (a folder): detect on each, carry nothing
 
 
 class StreamProcessor:
@@ -205,6 +229,11 @@ class StreamProcessor:
         self._last_index: Optional[int] = None
         self._last_vis_box: Optional[np.ndarray] = None
         self._ran_last: set[str] = set()
+        self._trackers: dict = {}                              # spectrum -> FaceTracker (detector on)
+        self._tracker_state: dict = {}                         # handed over by set_state, applied on first use
+        self._primary: dict[str, int] = {}                     # spectrum -> the id the readouts follow
+        self._face_filters: dict = {}                          # (spectrum, id) -> OneEuroFilter
+        self.n_detections = 0
         self.n_frames = 0
         self.n_reused = 0
 
@@ -217,10 +246,15 @@ class StreamProcessor:
         """A copy of everything that carries from one frame to the next (selector, filters, tracks);
         counters (frames, switches, reuses) are left out. Picklable."""
         import copy
+        trackers = dict(self._tracker_state)
+        trackers.update({s: t.get_state() for s, t in self._trackers.items()})
         return copy.deepcopy({"proc": {k: getattr(self, k) for k in self._STATE_KEYS},
                               "selector": {k: getattr(self.selector, k) for k in self._SELECTOR_KEYS},
                               "filters": {s: {k: getattr(f, k) for k in self._FILTER_KEYS}
-                                          for s, f in self._filters.items()}})
+                                          for s, f in self._filters.items()},
+                              "faces": {"trackers": trackers, "primary": self._primary,
+                                        "filters": {key: {k: getattr(f, k) for k in self._FILTER_KEYS}
+                                                    for key, f in self._face_filters.items()}}})
 
     def set_state(self, state: dict) -> None:
         """Continue from a :meth:`get_state` copy (as if the frames before had been processed here)."""
@@ -233,6 +267,14 @@ class StreamProcessor:
         for s, d in st["filters"].items():
             for k, v in d.items():
                 setattr(self._filters[s], k, v)
+        faces = st.get("faces") or {}
+        self._trackers, self._tracker_state = {}, dict(faces.get("trackers") or {})
+        self._primary = dict(faces.get("primary") or {})
+        self._face_filters = {}
+        for key, d in (faces.get("filters") or {}).items():
+            f = self._face_filters[key] = OneEuroFilter(self.config.smoothing_config)
+            for k, v in d.items():
+                setattr(f, k, v)
 
     def state_fingerprint(self) -> str:
         """A hash of :meth:`get_state`: equal hashes mean the next frames give bit-identical results."""
@@ -277,13 +319,9 @@ class StreamProcessor:
     def image_for(pair: FramePair, spectrum: str) -> Optional[np.ndarray]:
         return pair.vis if spectrum == "vis" else pair.th
 
-    def process(self, pair: FramePair, dropped: int = 0) -> FrameResult:
-        t_start = time.perf_counter()
+    def _one_face(self, pair: FramePair, run: list[str]):
+        """M_b's one face per spectrum (with face-box reuse when configured)."""
         cfg = self.config
-        H = homography_for_pair(pair)
-        decision = self.selector.update(pair.vis, pair.th is not None, pair.t, self._last_vis_box)
-        t_sel = time.perf_counter()
-        run = [s for s in decision.run if self.image_for(pair, s) is not None]
         # face-box reuse
         boxes: list[Optional[np.ndarray]] = []
         reused: dict[str, bool] = {}
@@ -329,6 +367,76 @@ class StreamProcessor:
                 pts = self._filters[s](raw, pair.t)
             landmarks[s] = pts
             boundary[s] = np.asarray(p.boundary, dtype=np.float64)
+        return landmarks, boundary, reused, t_pred
+
+    def _detector(self):
+        det = self.config.detector
+        if callable(det):
+            return det
+        if getattr(self, "_det_obj", None) is None or self._det_key != (det, self.config.min_face):
+            from .detection import get_detector
+            self._det_obj = get_detector(det, min_face=self.config.min_face)
+            self._det_key = (det, self.config.min_face)
+        return self._det_obj
+
+    def _every_face(self, pair: FramePair, run: list[str]):
+        """Every face per spectrum: the face detector and tracker (dmsl_core.tracking)."""
+        from .tracking import FaceTracker, TrackerConfig, primary_face
+        cfg = self.config
+        landmarks: dict[str, np.ndarray] = {}
+        boundary: dict[str, np.ndarray] = {}
+        reused: dict[str, bool] = {}
+        faces_by: dict[str, list] = {}
+        for s in run:
+            tr = self._trackers.get(s)
+            if tr is None:
+                tcfg = dataclasses.replace(cfg.tracker) if cfg.tracker is not None else TrackerConfig()
+                tcfg.detect_every = int(cfg.detect_every)
+                tr = self._trackers[s] = FaceTracker(self.predictor, self._detector(), s, tcfg)
+                if s in self._tracker_state:
+                    tr.set_state(self._tracker_state.pop(s))
+            else:
+                tr.detector = self._detector()
+                tr.config.detect_every = int(cfg.detect_every)
+            if cfg.still_images:
+                tr.reset()                     # a still is not the next frame of the one before
+                self._primary.pop(s, None)
+            faces = tr.step(self.image_for(pair, s), pair.index)
+            live = {f.id for f in faces}
+            for key in [k for k in self._face_filters if k[0] == s and k[1] not in live]:
+                del self._face_filters[key]
+            if cfg.smoothing:
+                for f in faces:
+                    flt = self._face_filters.get((s, f.id))
+                    if flt is None:
+                        flt = self._face_filters[(s, f.id)] = OneEuroFilter(cfg.smoothing_config)
+                    f.landmarks = flt(f.landmarks, pair.t)
+            faces_by[s] = faces
+            main = primary_face(faces, self._primary.get(s))
+            if main is None:
+                self._primary.pop(s, None)
+                continue
+            self._primary[s] = main.id
+            landmarks[s] = main.landmarks
+            boundary[s] = np.asarray(main.boundary, dtype=np.float64)
+            reused[s] = not main.detected
+        for s in SPECTRA:
+            if s not in run:
+                self._primary.pop(s, None)
+        return landmarks, boundary, reused, faces_by, time.perf_counter()
+
+    def process(self, pair: FramePair, dropped: int = 0) -> FrameResult:
+        t_start = time.perf_counter()
+        cfg = self.config
+        H = homography_for_pair(pair)
+        decision = self.selector.update(pair.vis, pair.th is not None, pair.t, self._last_vis_box)
+        t_sel = time.perf_counter()
+        run = [s for s in decision.run if self.image_for(pair, s) is not None]
+        faces_by: dict[str, list] = {}
+        if cfg.detector is not None:
+            landmarks, boundary, reused, faces_by, t_pred = self._every_face(pair, run)
+        else:
+            landmarks, boundary, reused, t_pred = self._one_face(pair, run)
         for s in SPECTRA:
             if s not in run:
                 self._filters[s].reset()
@@ -378,12 +486,16 @@ class StreamProcessor:
         t_end = time.perf_counter()
         self.n_frames += 1
         self.n_reused += int(any(reused.values()))
+        if cfg.detector is not None:
+            self.n_detections = sum(t.n_detections for t in self._trackers.values())
         return FrameResult(
             index=pair.index, t=pair.t, source=pair.source, chosen=decision.chosen, decision=decision,
             landmarks=landmarks, boundary=boundary, mapped=mapped, measures=measures, temperatures=temps,
             timings_ms={"select": 1000 * (t_sel - t_start), "predict": 1000 * (t_pred - t_sel),
                         "total": 1000 * (t_end - t_start)},
-            box_reused=reused, nme=nme, files=dict(pair.meta.get("files", {})), dropped=dropped, pair=pair)
+            box_reused=reused, nme=nme, files=dict(pair.meta.get("files", {})), dropped=dropped, pair=pair,
+            faces=faces_by, primary_ids={k: v for k, v in self._primary.items() if k in faces_by},
+            tracked=cfg.detector is not None)
 
 
 

@@ -41,8 +41,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-smooth", dest="smooth", action="store_false")
     p.add_argument("--reuse-box", action="store_true",
                    help="place the face box from the previous frame's landmarks (skips M_b while tracking)")
+    p.add_argument("--faces", default=None, choices=("every", "one"),
+                   help="every: a face detector finds every face and tracking keeps their ids (CSV: one row per "
+                        "face, JSONL: 'faces'; a frame with none says so); one: M_b's single face per frame, "
+                        "the DMSL paper's pipeline (default every; one when --reuse-box is given)")
+    p.add_argument("--detector", default="auto",
+                   help="--faces every: the face detector (dmsl_core.detection; default auto)")
+    p.add_argument("--detect-every", type=int, default=10, metavar="N",
+                   help="--faces every: frames between detections while every track holds (default 10; "
+                        "folders of stills detect on every image)")
+    p.add_argument("--min-face", type=float, default=0.05,
+                   help="--faces every: the smallest face to look for, a fraction of the frame's longer side "
+                        "(default 0.05: 32 px in 640)")
     p.add_argument("--calib", default=None, help="rig calibration JSON (thermal->visible homography)")
-    p.add_argument("--csv", default=None, help="write one row per frame here")
+    p.add_argument("--csv", default=None, help="write one row per frame (per face with --faces every) here")
     p.add_argument("--json", default=None, help="write one JSON object per frame here (JSON Lines)")
     p.add_argument("--video", default=None, help="write a side-by-side video with landmarks (.mp4 or .avi)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N processed frames")
@@ -150,7 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         processor = StreamProcessor(predictor, cfg)
         print(f"dmsl run: {info.get('kind')} source {args.source}: {info.get('pairing')}", file=sys.stderr)
         print(f"dmsl run: model {getattr(predictor, 'name', '?')} on {getattr(predictor, 'device', '?')}, mode "
-              f"{args.mode}, smoothing {'on' if smooth else 'off'}, box reuse {'on' if args.reuse_box else 'off'}",
+              f"{args.mode}, smoothing {'on' if smooth else 'off'}, box reuse {'on' if args.reuse_box else 'off'}, "
+              f"faces: {_faces_text(cfg)}",
               file=sys.stderr)
         if args.csv:
             writers.append(CSVExporter(args.csv))
@@ -252,6 +265,13 @@ class _Interrupts:
         self._old = {}
 
 
+def _faces_text(cfg) -> str:
+    if cfg.detector is None:
+        return "one per frame (M_b)"
+    return (f"every face (detector {cfg.detector if isinstance(cfg.detector, str) else 'custom'}, "
+            + ("on every image)" if cfg.still_images else f"every {cfg.detect_every} frames + tracking)"))
+
+
 def _stream_config(args: argparse.Namespace, info: dict):
     """The StreamConfig ``dmsl run`` uses for a source with ``info``."""
     from ..spectrum import SelectorConfig
@@ -267,7 +287,22 @@ def _stream_config(args: argparse.Namespace, info: dict):
     sel.__post_init__()
     still = info.get("kind") in ("dataset", "folders") or (info.get("frames") == 1)
     smooth = (not still) if args.smooth is None else bool(args.smooth)
-    return StreamConfig(mode=args.mode, selector=sel, smoothing=smooth, reuse_box=args.reuse_box)
+    faces = getattr(args, "faces", None) or ("one" if args.reuse_box else "every")
+    if faces == "every" and args.reuse_box:
+        raise ValueError("--reuse-box is M_b's one-face box reuse; with --faces every tracking already "
+                         "reuses each face's box (leave --reuse-box out, or use --faces one)")
+    if getattr(args, "detect_every", 10) < 1:
+        raise ValueError(f"--detect-every must be 1 or more frames, got {args.detect_every}")
+    if not 0.0 < getattr(args, "min_face", 0.05) <= 1.0:
+        raise ValueError(f"--min-face must be a fraction of the frame's longer side in (0, 1], got {args.min_face}")
+    if faces == "every":
+        from ..detection import list_detectors
+        if args.detector not in list_detectors():
+            raise ValueError(f"unknown face detector {args.detector!r} (known: {', '.join(list_detectors())})")
+    return StreamConfig(mode=args.mode, selector=sel, smoothing=smooth, reuse_box=args.reuse_box,
+                        detector=args.detector if faces == "every" else None,
+                        detect_every=getattr(args, "detect_every", 10), min_face=getattr(args, "min_face", 0.05),
+                        still_images=bool(still))
 
 
 def _run_sharded(args: argparse.Namespace) -> int:
@@ -291,7 +326,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
 
     from ..atomic import atomic_path
     from ..distributed import init_from_env, shard_range, shutdown
-    from ..export import _json_default, csv_header, result_row
+    from ..export import _json_default, csv_header, result_rows
     from ..registration import Calibration
     from ..sources import open_source
     from ..stream import StreamProcessor
@@ -342,7 +377,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
             if args.no_timings:
                 res.timings_ms = {}
             buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerow(result_row(res))
+            csv.writer(buf, lineterminator="\n").writerows(result_rows(res))
             line = json.dumps(res.to_dict(), default=_json_default, allow_nan=False)
             return json.dumps([buf.getvalue(), line])
 

@@ -1,0 +1,267 @@
+"""Every face in a video: detect, then track, with identities kept across frames.
+
+:class:`FaceTracker` runs on the frames of one spectrum, in order. Per frame:
+
+1. **Detection** (the face detector of :mod:`dmsl_core.detection`) runs on the first frame, every
+   ``detect_every`` frames after it, on the frame after a track was lost, and whenever there is
+   no track. Between detections no detector runs at all.
+2. **Association**: each detection is matched to the track whose current box it overlaps most
+   (IoU >= ``match_iou``, greedy, best pairs first). A matched track *keeps its own box* (the
+   bounding box of its previous landmarks, the box M_l was trained on): a detection never replaces
+   a good track, it only confirms it (its score becomes the track's). A track that no detection
+   confirms for ``max_unconfirmed`` detection rounds in a row is dropped (a track that drifted onto
+   the background, or whose face left, is ended this way: with the defaults it lasts up to ~30
+   frames, which also carries a face through an occlusion the detector cannot see through - a
+   hand over the mouth - as long as its landmarks hold; :attr:`TrackedFace.confirmed` says which
+   faces the last detection round saw). A detection no track claims starts a new track with a new
+   id (M_b's refining pass turns the detector's box into B).
+3. **Landmarks** for every face in one batch per kind (tracked: M_l on the previous landmarks' box;
+   new: M_b's second pass, then M_l, as :meth:`Predictor.predict` refines).
+4. **Keep or lose**: a tracked face whose new landmarks are not finite, are smaller than
+   ``min_size_px``, or whose box overlaps the box it was given by less than ``keep_iou`` is lost
+   (dropped; the next frame detects). Two tracks that converged on one face (IoU > ``merge_iou``)
+   become the older one.
+
+Ids are integers from 1, never reused within a tracker (until :meth:`reset`). The result is a list
+of :class:`TrackedFace`, largest first; empty when there is no face: "no face" is a result.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from .landmarks import boundary_from_points
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ax0, ay0, aw, ah = (float(v) for v in a)
+    bx0, by0, bw, bh = (float(v) for v in b)
+    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+@dataclass
+class TrackerConfig:
+    detect_every: int = 10        # frames between detections while every track holds
+    match_iou: float = 0.3        # a detection confirms the track it overlaps by at least this
+    keep_iou: float = 0.4         # a track's new landmarks' box must overlap the box it was given by this
+    merge_iou: float = 0.6        # two tracks overlapping more than this are one face
+    max_unconfirmed: int = 3      # detection rounds in a row without a confirming detection -> dropped
+    max_faces: int = 16
+    min_size_px: float = 6.0
+
+    def __post_init__(self) -> None:
+        if int(self.detect_every) < 1:
+            raise ValueError(f"detect_every must be 1 or more frames, got {self.detect_every}")
+        for k in ("match_iou", "keep_iou", "merge_iou"):
+            v = float(getattr(self, k))
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{k} must be in [0, 1], got {v}")
+        if int(self.max_unconfirmed) < 0:
+            raise ValueError(f"max_unconfirmed must be 0 or more, got {self.max_unconfirmed}")
+        if int(self.max_faces) < 1:
+            raise ValueError(f"max_faces must be 1 or more, got {self.max_faces}")
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray                      # the box the next frame's M_l pass uses
+    landmarks: np.ndarray
+    boundary: np.ndarray
+    score: float                         # the score of the last detection that confirmed it
+    first_index: int
+    age: int = 1                         # frames it has been tracked
+    unconfirmed: int = 0                 # detection rounds since a detection confirmed it
+
+
+@dataclass
+class TrackedFace:
+    """One face on one frame."""
+    id: int                              # the track's identity (1, 2, ...), kept across frames
+    box: np.ndarray                      # [x, y, w, h]: the box this frame's landmarks were found in
+    score: float                         # the detector's score at the last detection that confirmed it
+    boundary: np.ndarray                 # [x, y, w, h]: the box B the final M_l pass used
+    landmarks: np.ndarray                # (68, 2) in the image's pixels
+    spectrum: str = ""
+    detected: bool = False               # True: this frame's box came from a new detection
+    age: int = 1                         # frames the track has lasted, this one included
+    confirmed: bool = True               # the last detection round saw this face
+
+    def to_dict(self) -> dict:
+        def r(v, nd=2):
+            return [None if not math.isfinite(float(x)) else round(float(x), nd) for x in np.ravel(v)]
+        pts = np.asarray(self.landmarks, dtype=np.float64)
+        return {"id": self.id, "box": r(self.box), "score": None if not math.isfinite(self.score) else round(self.score, 4),
+                "boundary": r(self.boundary), "landmarks": np.round(pts, 2).tolist(), "spectrum": self.spectrum,
+                "detected": self.detected, "age": self.age, "confirmed": self.confirmed}
+
+
+def _box_ok(box: Optional[np.ndarray], min_size: float) -> bool:
+    return box is not None and bool(np.isfinite(box).all()) and box[2] >= min_size and box[3] >= min_size
+
+
+class FaceTracker:
+    """Detect-and-track on one spectrum's frames (see the module docstring).
+
+    ``predictor``: anything with ``predict(images, boxes, refine) -> [Prediction]``;
+    ``detector``: a callable ``(image, spectrum) -> [Detection]`` (best first)."""
+
+    def __init__(self, predictor: Any, detector: Callable, spectrum: str = "",
+                 config: Optional[TrackerConfig] = None) -> None:
+        self.predictor = predictor
+        self.detector = detector
+        self.spectrum = spectrum
+        self.config = config or TrackerConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracks: list[Track] = []
+        self.next_id = 1
+        self.since_detect: Optional[int] = None      # frames since the last detection (None: never)
+        self.force_detect = True
+        self.last_index: Optional[int] = None
+        self.n_detections = 0                        # detector runs
+
+    # ---- state: what carries from one frame to the next (sharded runs hand it over) ----------
+    _STATE = ("tracks", "next_id", "since_detect", "force_detect", "last_index")
+
+    def get_state(self) -> dict:
+        st = {k: getattr(self, k) for k in self._STATE}
+        st["tracks"] = [dataclasses.asdict(t) for t in self.tracks]
+        return copy.deepcopy(st)
+
+    def set_state(self, state: dict) -> None:
+        st = copy.deepcopy(state)
+        for k, v in st.items():
+            setattr(self, k, v)
+        self.tracks = [Track(**t) for t in st.get("tracks", [])]
+
+    # ---- one frame ------------------------------------------------------------------------------
+    def needs_detection(self, index: Optional[int] = None) -> bool:
+        cfg = self.config
+        if index is not None and self.last_index is not None and index != self.last_index + 1:
+            return True                                  # a gap: the tracks are stale
+        return (self.force_detect or not self.tracks or self.since_detect is None
+                or self.since_detect + 1 >= cfg.detect_every)
+
+    def step(self, image: np.ndarray, index: Optional[int] = None) -> list[TrackedFace]:
+        cfg = self.config
+        if index is not None and self.last_index is not None and index != self.last_index + 1:
+            self.tracks = []                             # not the next frame: start again (ids go on)
+        detect = self.needs_detection(index)
+        self.last_index = index
+        new_boxes: list[tuple[np.ndarray, float]] = []
+        if detect:
+            dets = list(self.detector(image, self.spectrum or None) or [])
+            self.n_detections += 1
+            self.since_detect = 0
+            self.force_detect = False
+            claimed: set[int] = set()
+            pairs = sorted(((box_iou(t.box, d.box), ti, di) for ti, t in enumerate(self.tracks)
+                            for di, d in enumerate(dets)), reverse=True)
+            matched_tracks: set[int] = set()
+            for iou, ti, di in pairs:
+                if iou < cfg.match_iou:
+                    break
+                if ti in matched_tracks or di in claimed:
+                    continue
+                matched_tracks.add(ti)
+                claimed.add(di)
+                t = self.tracks[ti]
+                t.score = float(dets[di].score)          # confirmed; its own box stays
+                t.unconfirmed = 0
+            keep = []
+            for ti, t in enumerate(self.tracks):
+                if ti not in matched_tracks:
+                    t.unconfirmed += 1
+                    if t.unconfirmed > cfg.max_unconfirmed:
+                        continue
+                keep.append(t)
+            self.tracks = keep
+            # a detection inside an existing track's box (the same face at another scale) is no new face
+            for di, d in enumerate(dets):
+                if di in claimed:
+                    continue
+                b = np.asarray(d.box, dtype=np.float64)
+                if any(box_iou(b, t.box) >= cfg.match_iou for t in self.tracks):
+                    continue
+                new_boxes.append((b, float(d.score)))
+            room = max(0, cfg.max_faces - len(self.tracks))
+            new_boxes = new_boxes[:room]
+        else:
+            self.since_detect = (self.since_detect or 0) + 1
+
+        faces: list[TrackedFace] = []
+        # tracked faces: one M_l pass on the previous landmarks' box
+        if self.tracks:
+            preds = self.predictor.predict([image] * len(self.tracks), [t.box for t in self.tracks], refine=False)
+            alive = []
+            for t, p in zip(self.tracks, preds):
+                pts = np.asarray(p.landmarks, dtype=np.float64)
+                try:
+                    nb = boundary_from_points(pts) if np.isfinite(pts).all() else None
+                except ValueError:
+                    nb = None
+                if not _box_ok(nb, cfg.min_size_px) or box_iou(nb, t.box) < cfg.keep_iou:
+                    self.force_detect = True             # lost: the next frame detects
+                    continue
+                used = t.box
+                t.box, t.landmarks, t.boundary = nb, pts, np.asarray(p.boundary, dtype=np.float64)
+                t.age += 1
+                alive.append(t)
+                faces.append(TrackedFace(id=t.id, box=np.asarray(used, float), score=t.score, boundary=t.boundary,
+                                         landmarks=pts, spectrum=self.spectrum, detected=False, age=t.age,
+                                         confirmed=t.unconfirmed == 0))
+            self.tracks = alive
+        # new faces: M_b's refining pass on the detector's box, then M_l
+        if new_boxes:
+            preds = self.predictor.predict([image] * len(new_boxes), [b for b, _ in new_boxes], refine=True)
+            for (b, score), p in zip(new_boxes, preds):
+                pts = np.asarray(p.landmarks, dtype=np.float64)
+                try:
+                    nb = boundary_from_points(pts) if np.isfinite(pts).all() else None
+                except ValueError:
+                    nb = None
+                if not _box_ok(nb, cfg.min_size_px) or box_iou(nb, b) < cfg.match_iou * 0.5:
+                    continue                             # the points left the detection: not a face we can track
+                if any(box_iou(nb, t.box) > cfg.merge_iou for t in self.tracks):
+                    continue                             # it is a face already tracked
+                t = Track(id=self.next_id, box=nb, landmarks=pts, boundary=np.asarray(p.boundary, float),
+                          score=score, first_index=-1 if index is None else int(index))
+                self.next_id += 1
+                self.tracks.append(t)
+                faces.append(TrackedFace(id=t.id, box=b, score=score, boundary=t.boundary, landmarks=pts,
+                                         spectrum=self.spectrum, detected=True, age=1))
+        # two tracks on one face: the older one stays
+        self.tracks.sort(key=lambda t: t.id)
+        kept: list[Track] = []
+        for t in self.tracks:
+            if any(box_iou(t.box, k.box) > cfg.merge_iou for k in kept):
+                continue
+            kept.append(t)
+        ids = {t.id for t in kept}
+        self.tracks = kept
+        faces = [f for f in faces if f.id in ids]
+        faces.sort(key=lambda f: -(float(f.boundary[2]) * float(f.boundary[3])))
+        return faces
+
+
+def primary_face(faces: Sequence[TrackedFace], previous_id: Optional[int] = None) -> Optional[TrackedFace]:
+    """The face the single-face readouts follow (spectrum choice, temperatures, the CSV's first
+    row): the previous frame's primary while it lasts, else the largest."""
+    if not faces:
+        return None
+    if previous_id is not None:
+        for f in faces:
+            if f.id == previous_id:
+                return f
+    return max(faces, key=lambda f: float(f.boundary[2]) * float(f.boundary[3]))

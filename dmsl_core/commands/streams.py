@@ -369,7 +369,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
             print(f"dmsl run: {info.get('kind')} source {args.source}: {n} frames over {ctx.world_size} "
                   f"processes, warm-up {warmup} frames; model {getattr(predictor, 'name', '?')}, "
                   f"mode {args.mode}, smoothing {'on' if cfg.smoothing else 'off'}, "
-                  f"box reuse {'on' if cfg.reuse_box else 'off'}", file=sys.stderr)
+                  f"box reuse {'on' if cfg.reuse_box else 'off'}, faces: {_faces_text(cfg)}", file=sys.stderr)
         first = args.csv or args.json
         part = f"{first}.rank{ctx.rank}.part" if first else None
 

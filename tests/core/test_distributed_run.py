@@ -155,3 +155,15 @@ def test_live_source_is_refused_under_torchrun(tmp_path):
     assert p.returncode != 0
     assert "fake:cam?frames=5&fps=200&size=64x48: a live camera source cannot be sharded under torchrun" in p.stderr
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_video_sharded_with_every_face_tracking_equals_one_process(sbs_video, tmp_path):
+    """The face detector + tracker's state (tracks, ids, the next id, frames since detection) hands
+    over like the rest: two processes write the same rows as one."""
+    err = _compare(tmp_path, f"sbs:{sbs_video}", ["--max-frames", "13", "--mode", "both", "--faces", "every",
+                                                  "--detect-every", "3"], ["--shard-warmup", "4"])
+    assert "13 frames on 2 processes" in err and "shard at frame 7" in err, err[-2000:]
+    assert "faces: every face" in err
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "two" / "o.csv")))
+    assert rows and all(r["n_faces"] != "" for r in rows)      # the tracker's columns are filled

@@ -19,7 +19,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from .palettes import LevelTracker, lut
-from .views import SpectrumView
+from .views import SpectrumView, faces_phrase
 from .workers import FunctionWorker, Worker, WorkerHandle, start_worker
 
 THUMB_H = 56
@@ -38,6 +38,9 @@ class BrowserEntry:
     gt: dict = field(default_factory=dict)             # spectrum -> (68, 2) ground truth
     nme: dict = field(default_factory=dict)            # spectrum -> float
     chosen: str = "vis"
+    faces: dict = field(default_factory=dict)          # spectrum -> [TrackedFace] (face detector on)
+    primary_ids: dict = field(default_factory=dict)    # spectrum -> the id of the face in ``landmarks``
+    tracked: bool = False                              # the face detector ran ("every face")
     thumb: Optional[np.ndarray] = None                 # HxWx3 uint8 (vis | th)
     error: str = ""
     dark: bool = False    # a black "lights off" visible image: its NME is left out, as in Evaluate
@@ -53,6 +56,29 @@ class BrowserEntry:
     def worst(self) -> float:
         vals = [v for v in (self.counted("vis"), self.counted("th")) if v is not None]
         return max(vals) if vals else float("nan")
+
+    def n_faces(self, spectrum: str) -> Optional[int]:
+        """Faces the detector found in ``spectrum`` (None: it did not run there)."""
+        return len(self.faces[spectrum]) if self.tracked and spectrum in self.faces else None
+
+    def no_face(self, spectrum: Optional[str] = None) -> bool:
+        """The detector ran on ``spectrum`` (default: any of them) and found no face there."""
+        if spectrum is None:
+            return any(self.no_face(s) for s in self.faces)
+        return self.n_faces(spectrum) == 0
+
+    def faces_text(self) -> str:
+        """The table's faces column: "3", "no face", "2 / 1" (visible / thermal)."""
+        counts = [n for n in (self.n_faces("vis"), self.n_faces("th")) if n is not None]
+        if not counts:
+            return "—"
+        if not any(counts):
+            return "no face"
+        return str(counts[0]) if len(set(counts)) == 1 else " / ".join(str(n) for n in counts)
+
+
+def _faces_phrase(n: Optional[int]) -> str:
+    return "" if n is None else faces_phrase(n)
 
 
 def _thermal8(th: np.ndarray, celsius: Optional[np.ndarray]) -> np.ndarray:
@@ -110,25 +136,29 @@ def pair_name(path: str) -> str:
 class FolderWorker(Worker):
     """Predicts every pair of a folder; ``progress`` carries ``(done, total, BrowserEntry)``."""
 
-    def __init__(self, folder: str, model_spec, palette: str = "iron") -> None:
+    def __init__(self, folder: str, model_spec, palette: str = "iron", faces: str = "every") -> None:
         super().__init__()
-        self.folder, self.model_spec, self.palette = folder, model_spec, palette
+        self.folder, self.model_spec, self.palette, self.faces = folder, model_spec, palette, faces
 
     def work(self):
         from dmsl_core.data.folder import is_dark
         from dmsl_core.sources import open_source
         from dmsl_core.stream import StreamConfig, StreamProcessor
 
-        from .live import load_model
+        from .live import face_detector_available, load_model
 
         model = load_model(self.model_spec)
         self.progress.emit(("model", model))
+        # every face: the face detector on each image (a still: nothing carries from the one before)
+        detector = "auto" if self.faces == "every" and face_detector_available(
+            lambda text: self.progress.emit(("notice", text))) else None
         uri = self.folder if self.folder.startswith("folder:") else f"folder:{self.folder}"
         root = Path(uri[len("folder:"):].split("?")[0])
         with open_source(uri, realtime=False) as src:
             total = src.info.get("frames") or 0
             self.progress.emit(("info", dict(src.info)))
-            proc = StreamProcessor(model.predictor, StreamConfig(mode="both", smoothing=False, reuse_box=False))
+            proc = StreamProcessor(model.predictor, StreamConfig(mode="both", smoothing=False, reuse_box=False,
+                                                                 detector=detector, still_images=True))
             done = 0
             for pair in src:
                 self.check_stop()
@@ -151,6 +181,8 @@ class FolderWorker(Worker):
                                  landmarks={k: np.asarray(v) for k, v in res.landmarks.items()},
                                  boundary={k: np.asarray(v) for k, v in res.boundary.items()},
                                  gt=gt, nme=dict(res.nme), chosen=res.chosen,
+                                 faces={k: list(v) for k, v in res.faces.items()}, primary_ids=dict(res.primary_ids),
+                                 tracked=bool(res.tracked),
                                  thumb=make_thumb(pair.vis, pair.th, pair.th_celsius, self.palette),
                                  dark=pair.vis is not None and is_dark(pair.vis))
                 done += 1
@@ -226,8 +258,8 @@ class _Item(QtWidgets.QTableWidgetItem):
         return str(a) < str(b)
 
 
-COLUMNS = ["", "pair", "subject · var.", "NME vis", "NME th", "worst"]
-NAME_COL, WORST_COL = 1, 5
+COLUMNS = ["", "pair", "subject · var.", "NME vis", "NME th", "worst", "faces"]
+NAME_COL, WORST_COL, FACES_COL = 1, 5, 6
 
 
 class FolderBrowser(QtWidgets.QWidget):
@@ -243,6 +275,7 @@ class FolderBrowser(QtWidgets.QWidget):
         self.folder: str = ""
         self.handle: Optional[WorkerHandle] = None
         self.palette = "iron"
+        self.faces = "every"             # AppSettings.faces: "every" (face detector) or "one" (M_b)
         self.model_spec = None
         self.done = False
         self.n_dark = 0
@@ -294,7 +327,7 @@ class FolderBrowser(QtWidgets.QWidget):
         hh.setSectionResizeMode(0, QtWidgets.QHeaderView.Fixed)
         self.table.setColumnWidth(0, int(THUMB_H * 2.5) + 12)
         hh.setSectionResizeMode(NAME_COL, QtWidgets.QHeaderView.Stretch)
-        for c, w in ((2, 112), (3, 66), (4, 66), (5, 66)):
+        for c, w in ((2, 112), (3, 66), (4, 66), (5, 66), (6, 62)):
             hh.setSectionResizeMode(c, QtWidgets.QHeaderView.Interactive)
             self.table.setColumnWidth(c, w)
         self.table.itemSelectionChanged.connect(self._selected)
@@ -361,7 +394,7 @@ class FolderBrowser(QtWidgets.QWidget):
         self.stop_btn.setEnabled(True)
         self.export_btn.setEnabled(False)
         self._model = None
-        w = FolderWorker(self.folder, model_spec, self.palette)
+        w = FolderWorker(self.folder, model_spec, self.palette, self.faces)
         self.handle = start_worker(w, "folder-browser", collect=True, on_progress=self._progress, on_error=self._error,
                                    on_finished=self._finished, parent=self)
 
@@ -425,6 +458,8 @@ class FolderBrowser(QtWidgets.QWidget):
             self._model = msg[1]
             if msg[1].note:
                 self.message.emit(msg[1].note, False)
+        elif kind == "notice":
+            self.message.emit(msg[1], False)
         elif kind == "info":
             total = msg[1].get("frames") or 0
             self.progress.setRange(0, max(1, total))
@@ -469,6 +504,14 @@ class FolderBrowser(QtWidgets.QWidget):
         if math.isfinite(w) and w > 0.10:
             it.setForeground(QtGui.QBrush(QtGui.QColor("#ff6b6b")))
         self.table.setItem(r, WORST_COL, it)
+        counts = [n for n in (e.n_faces("vis"), e.n_faces("th")) if n is not None]
+        it = _Item(e.faces_text(), float(max(counts)) if counts else float("nan"))
+        it.setToolTip(", ".join(f"{label}: {_faces_phrase(e.n_faces(s))}" for s, label in
+                                (("vis", "visible"), ("th", "thermal")) if e.n_faces(s) is not None)
+                      or "one face per image (M_b): Settings > Faces for the face detector")
+        if e.no_face():
+            it.setForeground(QtGui.QBrush(QtGui.QColor("#ffb74d")))
+        self.table.setItem(r, FACES_COL, it)
 
     def _error(self, text: str) -> None:
         self.message.emit(f"Folder browser: {text}", True)
@@ -489,6 +532,9 @@ class FolderBrowser(QtWidgets.QWidget):
             vals = [v for v in (e.counted(s) for e in self.entries) if v is not None]
             if vals:
                 parts.append(f"mean NME {label} {np.mean(vals):.4f} ({len(vals)})")
+        n_none = sum(1 for e in self.entries if e.no_face())
+        if n_none:
+            parts.append(f"no face in {n_none} pair{'s' if n_none != 1 else ''}")
         n_dark = sum(1 for e in self.entries if e.dark)
         if n_dark:
             parts.append(f"{n_dark} black visible image{'s' if n_dark != 1 else ''} left out (as in Evaluate)")
@@ -559,14 +605,21 @@ class FolderBrowser(QtWidgets.QWidget):
                 view.value_at = (lambda x, y, cc=c: f"{cc[y, x]:.2f} °C") if c is not None else (
                     lambda x, y, im=img: f"value {im[y, x]}")
             view.set_landmarks(e.landmarks.get(s), e.boundary.get(s))
+            view.set_faces(e.faces.get(s, []) if e.tracked else None, e.primary_ids.get(s))
+            view.set_note("no face" if e.no_face(s) else "")
             view.set_ground_truth(e.gt.get(s))
             v = e.nme.get(s)
             view.set_trusted(s == e.chosen, "selector's choice" if s == e.chosen else "")
-            view.set_info(f"NME {v:.4f}" if v is not None and math.isfinite(v) else
-                          ("no annotation" if s not in e.gt else ""))
+            info = (f"NME {v:.4f}" if v is not None and math.isfinite(v) else
+                    ("no annotation" if s not in e.gt else ""))
+            n = e.n_faces(s)
+            view.set_info(" · ".join(x for x in (_faces_phrase(n) if n is not None else "", info) if x))
         bits = [f"<b>{e.name}</b>"]
         if e.subject or e.variation:
             bits.append(f"subject {e.subject or '?'}, variation {e.variation or '?'}")
+        if e.tracked:
+            bits.append(", ".join(f"{_faces_phrase(e.n_faces(s))} in the {'visible' if s == 'vis' else 'thermal'} image"
+                                  for s in ("vis", "th") if e.n_faces(s) is not None))
         nmes = [f"{'visible' if s == 'vis' else 'thermal'} NME {v:.4f}" for s, v in e.nme.items() if math.isfinite(v)]
         bits.append(", ".join(nmes) if nmes else ("no ground truth" if not e.gt else "no face found"))
         if e.dark:

@@ -109,6 +109,19 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         return lm
 
 
+def face_detector_available(notify=None) -> bool:
+    """Whether the "auto" face detector can run here (it needs dlib); ``notify(text)`` says why not."""
+    try:
+        from dmsl_core.detection import detector_available
+        ok = detector_available("auto")
+    except Exception as exc:  # noqa: BLE001 - a broken detector install falls back to one face
+        log.warning("face detector unavailable: %s", exc)
+        ok = False
+    if not ok and notify is not None:
+        notify("no face detector here (install dlib): one face per frame (M_b) - Settings > Faces")
+    return ok
+
+
 def cached_model() -> Optional[LoadedModel]:
     with _MODEL_LOCK:
         return next(iter(_MODEL_CACHE.values()), None)
@@ -148,6 +161,8 @@ class LiveOptions:
     smoothing: bool = True
     selector: dict = field(default_factory=dict)
     reuse_box: bool = False
+    faces: str = "every"                 # "every": face detector + tracking; "one": M_b's single face
+    detect_every: int = 10               # with faces="every": frames between face detections
     realtime: Optional[bool] = None      # None: the source decides (the demo is paced)
     max_frames: Optional[int] = None
     start_paused: bool = False
@@ -270,8 +285,17 @@ class LiveWorker(Worker):
         o = self.options
         still = self.info.get("kind") in ("dataset", "folders") or self.info.get("frames") == 1
         cfg = StreamConfig(mode=MODE_TO_CORE.get(o.mode, "auto"), selector=self._selector_config(o.selector),
-                           smoothing=bool(o.smoothing and not still), reuse_box=bool(o.reuse_box and not still))
+                           smoothing=bool(o.smoothing and not still), reuse_box=bool(o.reuse_box and not still),
+                           detector=self._detector_for(o.faces), detect_every=max(1, int(o.detect_every)),
+                           still_images=still)
         return StreamProcessor(self.model.predictor, cfg)
+
+    def _detector_for(self, faces: str) -> Optional[str]:
+        """The StreamConfig detector for the Faces setting: "auto" for every face, None for M_b's one face
+        (also when no face detector is installed here, with a notice)."""
+        if faces != "every":
+            return None
+        return "auto" if face_detector_available(self.notice.emit) else None
 
     @staticmethod
     def _selector_config(values: dict):
@@ -320,6 +344,14 @@ class LiveWorker(Worker):
             processor.config.smoothing = bool(cmd[1])
         elif kind == "reuse_box":
             processor.config.reuse_box = bool(cmd[1])
+        elif kind == "faces":
+            # the processor builds its trackers when the detector is first used: setting it is enough (a
+            # tracker left from before starts again: the frame it saw last is not the previous one)
+            processor.config.detector = self._detector_for(cmd[1])
+            self.options.faces = cmd[1]
+        elif kind == "detect_every":
+            processor.config.detect_every = max(1, int(cmd[1]))
+            self.options.detect_every = processor.config.detect_every
         elif kind == "record":
             if cmd[1] is None:
                 self._close_recording()

@@ -34,7 +34,7 @@ from .palettes import PALETTES, LevelTracker, lut
 from .panel_common import MessageStrip
 from .settings import AppSettings, SettingsDialog, SettingsStore
 from .spectrum_panel import SelectorChart, SpectrumPanel
-from .views import SpectrumView
+from .views import SpectrumView, faces_phrase
 from .workers import FunctionWorker, WorkerHandle, collect_garbage_here, start_worker
 
 TEMP_LABELS = {"inner_eye_r": "inner eye (right)", "inner_eye_l": "inner eye (left)", "forehead": "forehead",
@@ -475,11 +475,12 @@ class MainWindow(QtWidgets.QMainWindow):
         sb = self.statusBar()
         self.st_source = QtWidgets.QLabel("no source")
         self.st_frame = QtWidgets.QLabel("")
+        self.st_faces = QtWidgets.QLabel("")     # "3 faces in the visible image"; both run: "visible: 3 faces · thermal: no face"
         self.st_fps = QtWidgets.QLabel("")
         self.st_device = QtWidgets.QLabel("")
         self.st_model = QtWidgets.QLabel("")
         self.st_source.setMaximumWidth(360)
-        for w in (self.st_source, self.st_frame, self.st_fps, self.st_device, self.st_model):
+        for w in (self.st_source, self.st_frame, self.st_faces, self.st_fps, self.st_device, self.st_model):
             sb.addPermanentWidget(w)
 
     # ---- settings ------------------------------------------------------------------------------------
@@ -490,7 +491,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def apply_settings(self, s: AppSettings, restart: bool = True) -> None:
         old_spec = self.model_spec()
+        old_faces = getattr(self, "settings", s).faces
         self.settings = s
+        self.browser.faces = s.faces
         for v in (self.vis_view, self.th_view, self.browser.vis_view, self.browser.th_view):
             o = v.options
             o.points, o.contours, o.box, o.projected = s.points, s.contours, s.box, s.projected
@@ -505,10 +508,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.live.command("selector", dict(s.selector))
             self.live.command("smoothing", s.smoothing)
             self.live.command("reuse_box", s.reuse_box)
+            self.live.command("faces", s.faces)
+            self.live.command("detect_every", s.detect_every)
         if self.last_result is not None:
             self.draw_result(self.last_result, count=False)
         if restart and old_spec is not None and old_spec != self.model_spec() and self.uri:
             self.open_source(self.uri)
+        elif restart and old_faces != s.faces and self.browser.folder and not self.browser.running:
+            self.open_folder(self.browser.folder, show=False)   # the folder's faces found the new way
         self.store.save(s)
 
     def settings_dialog(self) -> None:
@@ -574,11 +581,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if d:
             self.open_folder(d)
 
-    def open_folder(self, folder: str) -> None:
+    def open_folder(self, folder: str, show: bool = True) -> None:
         """Show a folder's pairs in the folder browser (predictions, ground truth, NME)."""
-        self.tabs.setCurrentWidget(self.browser)
+        if show:
+            self.tabs.setCurrentWidget(self.browser)
         path = folder[len("folder:"):] if folder.startswith("folder:") else folder
         self.browser.palette = self.settings.palette
+        self.browser.faces = self.settings.faces
         self.browser.open_folder(path, self.model_spec())
         self.store.add_recent(f"folder:{path}")
         self._refresh_recent()
@@ -622,6 +631,8 @@ class MainWindow(QtWidgets.QMainWindow):
             lab.setText("—")
         self.pos_label.setText("")
         self.st_frame.setText("")
+        self.st_faces.setText("")
+        self.st_faces.setToolTip("")
         self.st_fps.setText("")
         self.temp_note.setText("")
         for v in (self.vis_view, self.th_view):
@@ -634,6 +645,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _start_live(self, uri: str, options: Optional[LiveOptions]) -> None:
         o = dataclasses.replace(options or self.live_defaults, mode=self.settings.mode,
                                 smoothing=self.settings.smoothing, reuse_box=self.settings.reuse_box,
+                                faces=self.settings.faces, detect_every=self.settings.detect_every,
                                 selector=dict(self.settings.selector))
         w = LiveWorker(uri, self.model_spec(), o)
         w.frame_ready.connect(self._on_frame_ready)
@@ -862,6 +874,8 @@ class MainWindow(QtWidgets.QMainWindow):
             levels = self._th_levels.update(disp) if count or self._th_levels.levels is None else self._th_levels.levels
             self.th_view.set_image(disp, levels=levels, lut=lut(s.palette))
             unit = "°C" if pair.th_celsius is not None else ""
+            if pair.th_celsius is not None and self.temp_note.text():
+                self.temp_note.setText("")   # a source that knows it is radiometric only once it read a frame
             self.th_view.set_info(f"{levels[0]:.1f} – {levels[1]:.1f}{unit} · {s.palette}")
         elif pair is not None:
             self.th_view.show_message("no thermal image in this source")
@@ -870,6 +884,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 continue
             other = "th" if spec == "vis" else "vis"
             view.set_landmarks(r.landmarks.get(spec), r.boundary.get(spec))
+            # every face the detector + tracker found (the primary one is drawn by set_landmarks)
+            tracked = getattr(r, "tracked", False)
+            view.set_faces(r.faces.get(spec, []) if tracked else None,
+                           r.primary_ids.get(spec) if tracked else None)
+            no_face = tracked and r.no_face(spec)
+            view.set_note("no face" if no_face else "")
             # the other spectrum's landmarks mapped here (registered pair or known homography)
             view.set_projected(r.mapped.get(other) if other in r.landmarks else None)
             trusted = spec == r.chosen
@@ -878,16 +898,24 @@ class MainWindow(QtWidgets.QMainWindow):
             else:
                 badge = ""
             view.set_trusted(trusted, badge)
+            faces_text = faces_phrase(len(r.faces[spec])) if tracked and spec in r.faces else ""
             if spec == "vis":
                 m = r.measures.get("vis") or {}
                 info = f"luminance {m['mean']:.2f}" if "mean" in m else ""
+                if faces_text:
+                    info = (info + " · " if info else "") + faces_text
                 if spec not in r.landmarks:
                     info = (info + " · " if info else "") + (
-                        "landmarks from thermal" if other in r.mapped else "not run")
-                view.set_info(info)
-            elif spec not in r.landmarks:
+                        "landmarks from thermal" if other in r.mapped else ("" if no_face else "not run"))
+                view.set_info(info.rstrip(" ·"))
+            else:
                 cur = view.info_label.text()
-                view.set_info(cur + (" · landmarks from visible" if other in r.mapped else " · not run"))
+                if faces_text:
+                    cur += " · " + faces_text
+                if spec not in r.landmarks:
+                    cur += (" · landmarks from visible" if other in r.mapped else ("" if no_face else " · not run"))
+                view.set_info(cur)
+        self._show_faces_status(r)
         # temperatures
         temps, covered = [], {}
         th_pts = r.points_in("th") if (pair is not None and pair.th is not None) else None
@@ -923,6 +951,34 @@ class MainWindow(QtWidgets.QMainWindow):
             self.drawn += 1
             self._draw_times.append(time.perf_counter())
             self.resultDrawn.emit(self.drawn)
+
+    def _show_faces_status(self, r) -> None:
+        """The status bar's faces field: "3 faces in the visible image" (one spectrum run), "visible: 3 faces ·
+        thermal: no face" (both); empty when the face detector is off."""
+        warn = False
+        if not getattr(r, "tracked", False) or not r.faces:
+            self.st_faces.setText("")
+            self.st_faces.setToolTip("")
+        else:
+            names = {"vis": "visible", "th": "thermal"}
+            run = [s for s in ("vis", "th") if s in r.faces]
+            if len(run) == 1:
+                self.st_faces.setText(f"{faces_phrase(len(r.faces[run[0]]))} in the {names[run[0]]} image")
+            else:   # short: the status bar is shared
+                self.st_faces.setText(" · ".join(f"{names[s]}: {faces_phrase(len(r.faces[s]))}" for s in run))
+            tips = []
+            for s in ("vis", "th"):
+                for f in r.faces.get(s, []):
+                    tips.append(f"{names[s]} #{f.id}: score {f.score:.2f}, box {int(f.boundary[2])}x"
+                                f"{int(f.boundary[3])} px" + (" - the readouts follow it"
+                                                               if r.primary_ids.get(s) == f.id else ""))
+            self.st_faces.setToolTip("\n".join(tips) or "the face detector found no face")
+            warn = any(r.no_face(s) for s in r.faces)
+        name = "StatusWarn" if warn else ""
+        if self.st_faces.objectName() != name:          # restyled only when it changes (not every frame)
+            self.st_faces.setObjectName(name)
+            self.st_faces.style().unpolish(self.st_faces)
+            self.st_faces.style().polish(self.st_faces)
 
     def displayed_fps(self) -> float:
         t = self._draw_times

@@ -23,6 +23,9 @@ TTA_CHOICES = (("as the model card says", ""), ("off (fastest)", "none"),
 REFINE_CHOICES = (("as the model card says", ""), ("M_b twice", "mb"),
                   ("M_l again on its own landmarks' box (close-up faces)", "landmarks"),
                   ("both (most accurate, one forward more)", "both"))
+FACES_CHOICES = (("every face (face detector + tracking)", "every"),
+                 ("one face (M_b on the whole frame, faster)", "one"))
+DETECT_EVERY_RANGE = (1, 120)
 MAX_RECENT = 10
 
 
@@ -44,6 +47,8 @@ class AppSettings:
     refine: str = ""                  # box refinement: "" = the model card's, "mb", "landmarks", "both"
     smoothing: bool = True
     reuse_box: bool = False           # face box from the previous frame's landmarks (skips M_b while tracking)
+    faces: str = "every"              # "every": face detector + tracking; "one": M_b's single face per frame
+    detect_every: int = 10            # with faces="every": frames between face detections
     mode: str = "auto"                # spectrum mode
     palette: str = "iron"
     points: bool = True
@@ -98,6 +103,9 @@ class AppSettings:
             s.tta = ""
         if s.refine not in (v for _, v in REFINE_CHOICES):
             s.refine = ""
+        if s.faces not in (v for _, v in FACES_CHOICES):
+            s.faces = "every"
+        s.detect_every = min(DETECT_EVERY_RANGE[1], max(DETECT_EVERY_RANGE[0], int(s.detect_every)))
         return s
 
 
@@ -229,9 +237,26 @@ class SettingsDialog(QtWidgets.QDialog):
         self.smoothing = QtWidgets.QCheckBox("Smooth landmarks over time (live sources)")
         self.smoothing.setChecked(s.smoothing)
         form.addRow("", self.smoothing)
+        self.faces = self._choice_combo(
+            FACES_CHOICES, s.faces,
+            "Every face: a face detector finds the faces (none is a result: the view says \"no face\"), "
+            "tracking keeps each one's id from frame to frame and M_l places its 68 points; the readouts "
+            "(temperatures, spectrum choice) follow the first face found. One face: M_b finds exactly one face "
+            "in the whole frame, as before (faster; on a frame without a face it still places one).")
+        form.addRow("Faces", self.faces)
+        self.detect_every = QtWidgets.QSpinBox()
+        self.detect_every.setRange(*DETECT_EVERY_RANGE)
+        self.detect_every.setValue(s.detect_every)
+        self.detect_every.setSuffix(" frames")
+        self.detect_every.setToolTip("Between detections the faces are tracked (no detector runs); a lost face "
+                                     "makes the next frame detect again. Fewer frames: new faces appear sooner, "
+                                     "more time per frame.")
+        form.addRow("Detect faces every", self.detect_every)
         self.reuse_box = QtWidgets.QCheckBox("Track the face box between frames (faster: skips M_b while tracking)")
         self.reuse_box.setChecked(s.reuse_box)
         form.addRow("", self.reuse_box)
+        self.faces.currentIndexChanged.connect(self._faces_changed)
+        self._faces_changed()
         tabs.addTab(w, "Model")
 
         # --- drawing
@@ -308,6 +333,13 @@ class SettingsDialog(QtWidgets.QDialog):
         lay.addWidget(tabs)
         lay.addWidget(buttons)
 
+    def _faces_changed(self, *_: object) -> None:
+        every = self.faces.currentData() == "every"
+        self.detect_every.setEnabled(every)
+        # every face: the tracker places each face's box itself; the one-face box reuse does not apply
+        self.reuse_box.setEnabled(not every)
+        self.reuse_box.setToolTip("Only with one face (every face is tracked anyway)" if every else "")
+
     @staticmethod
     def _devices() -> list[str]:
         out = ["auto", "cpu"]
@@ -363,6 +395,8 @@ class SettingsDialog(QtWidgets.QDialog):
         s.refine = self.refine.currentData() or ""
         s.smoothing = self.smoothing.isChecked()
         s.reuse_box = self.reuse_box.isChecked()
+        s.faces = self.faces.currentData() or "every"
+        s.detect_every = self.detect_every.value()
         s.points, s.contours, s.box = self.points.isChecked(), self.contours.isChecked(), self.box.isChecked()
         s.projected, s.temperatures = self.projected.isChecked(), self.temperatures.isChecked()
         s.colour_groups = self.colour_groups.isChecked()

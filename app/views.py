@@ -21,6 +21,8 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="#151
 ACCENT = "#f5a623"        # the trusted spectrum
 GT_COLOUR = "#4cd964"
 PROJ_COLOUR = "#e8e8e8"
+FACE_BOX_COLOUR = "#7fb3d5"   # the boxes of the faces beside the primary one
+NOTE_COLOUR = "#ffb74d"       # "no face" over the image
 GROUP_COLOURS = {"jaw": "#4fc3f7", "brows": "#ffd54f", "nose": "#ff8a65", "eyes": "#81c784", "mouth": "#f06292"}
 
 
@@ -53,6 +55,11 @@ def _group_brushes() -> list[QtGui.QBrush]:
         for i in rng:
             colours[i] = GROUP_COLOURS[name]
     return [pg.mkBrush(c) for c in colours]
+
+
+def faces_phrase(n: int) -> str:
+    """"no face", "1 face", "3 faces"."""
+    return "no face" if n == 0 else f"{n} face{'s' if n != 1 else ''}"
 
 
 @dataclass
@@ -132,13 +139,32 @@ class SpectrumView(QtWidgets.QFrame):
         self.gt_item = pg.ScatterPlotItem(size=7, symbol="x", pen=pg.mkPen(GT_COLOUR, width=1.5), brush=None)
         self.proj_item = pg.ScatterPlotItem(size=6, symbol="o", pen=pg.mkPen(PROJ_COLOUR, width=1.0), brush=None)
         self.points_item = pg.ScatterPlotItem(size=5, pen=pg.mkPen((0, 0, 0, 160), width=0.6))
-        for it in (self.contour_item, *self.group_items.values(), self.proj_contour_item, self.box_item,
-                   self.gt_item, self.proj_item, self.points_item):
+        # every face but the primary (set_faces): one item of each kind for all of them
+        self.faces_contour_item = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255, 170), width=1.2))
+        self.faces_group_items = {g: pg.PlotCurveItem(pen=pg.mkPen(pg.mkColor(c), width=1.4))
+                                  for g, c in GROUP_COLOURS.items()}
+        self.faces_box_item = pg.PlotCurveItem(pen=pg.mkPen(FACE_BOX_COLOUR, width=1.2))
+        self.faces_points_item = pg.ScatterPlotItem(size=5, pen=pg.mkPen((0, 0, 0, 160), width=0.6))
+        for it in (self.contour_item, *self.group_items.values(), self.faces_contour_item,
+                   *self.faces_group_items.values(), self.proj_contour_item, self.box_item, self.faces_box_item,
+                   self.gt_item, self.proj_item, self.faces_points_item, self.points_item):
             self.vb.addItem(it)
+        self.face_labels: list[pg.TextItem] = []
+        self.face_ids: list[int] = []          # the faces set_faces drew (primary first)
+        self.primary_id: Optional[int] = None
+        self._labelled: list[tuple[int, int]] = []   # (face id, label index) of the labels shown
+        self._primary_label: Optional[int] = None
         self.temp_items: list[pg.TextItem] = []
         self.message_item = pg.TextItem("", color="#8a9099", anchor=(0.5, 0.5))
         self.message_item.setFont(QtGui.QFont("Sans", 11))
         self.vb.addItem(self.message_item)
+        # a short note over the picture ("no face"): the image stays
+        self.note_item = pg.TextItem("", color=NOTE_COLOUR, fill=pg.mkBrush(0, 0, 0, 170), anchor=(0.5, 0.0))
+        f = QtGui.QFont("Sans", 11)
+        f.setBold(True)
+        self.note_item.setFont(f)
+        self.note_item.setZValue(20)
+        self.vb.addItem(self.note_item)
         lay.addWidget(self.graphics, 1)
 
         self.readout = QtWidgets.QLabel(" ")
@@ -169,6 +195,7 @@ class SpectrumView(QtWidgets.QFrame):
             self.vb.setRange(xRange=(0, shape[1]), yRange=(0, shape[0]), padding=0.0)
             self.vb.setLimits(xMin=-shape[1], xMax=2 * shape[1], yMin=-shape[0], yMax=2 * shape[0])
             self.message_item.setPos(shape[1] / 2, shape[0] / 2)
+            self.note_item.setPos(shape[1] / 2, 0.03 * shape[0])
 
     def show_message(self, text: str) -> None:
         """A grey line in the middle of an empty view (no frame, spectrum absent)."""
@@ -193,6 +220,103 @@ class SpectrumView(QtWidgets.QFrame):
         for it in (self.points_item, self.proj_item, self.gt_item):
             it.setData([])
         self.set_temperatures(None)
+        self.set_faces(None)
+        self.set_note("")
+
+    def set_note(self, text: str) -> None:
+        """A short note over the top of the picture (e.g. "no face"); the image stays. "" hides it."""
+        self.note_item.setText(f" {text} " if text else "")
+        self.note_item.setVisible(bool(text))
+
+    @property
+    def note(self) -> str:
+        return self.note_item.toPlainText().strip() if self.note_item.isVisible() else ""
+
+    def set_faces(self, faces, primary_id: Optional[int] = None) -> None:
+        """Every face of a frame (``TrackedFace``-like: ``id``, ``score``, ``boundary``, ``landmarks``):
+        the faces other than ``primary_id`` get their points, contours and box drawn here (the primary is
+        drawn by :meth:`set_landmarks`, in the trusted style), and every face a label "#id score" at its
+        box. ``None`` or ``[]`` clears them."""
+        faces = list(faces or [])
+        o = self.options
+        others = [f for f in faces if f.id != primary_id]
+        self.primary_id = primary_id if any(f.id == primary_id for f in faces) else None
+        self.face_ids = [f.id for f in faces if f.id == primary_id] + [f.id for f in others]
+        pts_all, boxes = [], []
+        for f in others:
+            p = np.asarray(f.landmarks, dtype=np.float64)
+            if p.shape == (N_POINTS, 2) and np.isfinite(p).all():
+                pts_all.append(p)
+            b = np.asarray(f.boundary, dtype=np.float64)
+            if b.shape == (4,) and np.isfinite(b).all():
+                boxes.append(b)
+        # points
+        if pts_all and o.points:
+            brush = (self._brushes * len(pts_all)) if o.colour_groups else self._plain_brush
+            self.faces_points_item.setData(pos=np.concatenate(pts_all), size=o.point_size, brush=brush)
+        else:
+            self.faces_points_item.setData([])
+        # contours (one curve per colour group, the faces joined with breaks)
+        self.faces_contour_item.setData([], [])
+        for it in self.faces_group_items.values():
+            it.setData([], [])
+        if pts_all and o.contours:
+            groups = GROUP_CONTOURS.items() if o.colour_groups else [(None, (CONTOUR_IDX, CONTOUR_CONNECT))]
+            for g, (idx, conn) in groups:
+                c = np.concatenate([p[idx] for p in pts_all])
+                cn = np.concatenate([conn] * len(pts_all))
+                (self.faces_group_items[g] if g else self.faces_contour_item).setData(c[:, 0], c[:, 1], connect=cn)
+        # boxes
+        if boxes and o.box:
+            xs, ys, conn = [], [], []
+            for x, y, w, h in boxes:
+                xs += [x, x + w, x + w, x, x]
+                ys += [y, y, y + h, y + h, y]
+                conn += [1, 1, 1, 1, 0]
+            self.faces_box_item.setData(np.array(xs), np.array(ys), connect=np.array(conn, dtype=bool))
+        else:
+            self.faces_box_item.setData([], [])
+        self._set_face_labels(faces, primary_id)
+
+    def _set_face_labels(self, faces, primary_id: Optional[int]) -> None:
+        labelled = [f for f in faces if np.asarray(f.boundary, float).shape == (4,)
+                    and np.isfinite(np.asarray(f.boundary, float)).all()]
+        while len(self.face_labels) < len(labelled):
+            it = pg.TextItem("", color="#ffffff", fill=pg.mkBrush(0, 0, 0, 160), anchor=(0.0, 1.0))
+            it.setFont(QtGui.QFont("Sans", 8))
+            it.setZValue(15)
+            self.vb.addItem(it)
+            self.face_labels.append(it)
+        for k, it in enumerate(self.face_labels):
+            if k >= len(labelled):
+                it.setVisible(False)
+                continue
+            f = labelled[k]
+            x, y, w, h = (float(v) for v in f.boundary)
+            score = float(getattr(f, "score", float("nan")))
+            it.setText(f"#{f.id} {score:.2f}" if np.isfinite(score) else f"#{f.id}")
+            it.setToolTip(f"face #{f.id}" + (" (the readouts follow this one)" if f.id == primary_id else "")
+                          + (f", detector score {score:.3f}" if np.isfinite(score) else ""))
+            # under the box's bottom-left corner (above it, the thermal view writes the forehead's
+            # temperature); over the box's top when the box reaches the bottom of the image
+            H = self._shape[0] if self._shape else 256
+            low = y + h > 0.95 * H
+            it.setAnchor((0.0, 1.0) if low else (0.0, 0.0))
+            it.setPos(x, y if low else y + h)
+            it.setVisible(True)
+        self._labelled = [(f.id, k) for k, f in enumerate(labelled)]
+        self._primary_label = primary_id
+        self._colour_face_labels()
+
+    def _colour_face_labels(self) -> None:
+        for fid, k in self._labelled:
+            primary = fid == self._primary_label
+            self.face_labels[k].setColor(pg.mkColor(ACCENT if (primary and self.trusted) else
+                                                    ("#ffffff" if primary else "#cfe3f1")))
+
+    def face_labels_text(self) -> list[str]:
+        """The "#id score" labels shown, in the faces' order (tests, screenshots)."""
+        return [it.toPlainText() for it in self.face_labels if it.isVisible()]
 
     def set_landmarks(self, pts: Optional[np.ndarray], box: Optional[np.ndarray] = None) -> None:
         o = self.options
@@ -275,6 +399,7 @@ class SpectrumView(QtWidgets.QFrame):
         self.style().unpolish(self)
         self.style().polish(self)
         self.box_item.setPen(pg.mkPen(ACCENT if trusted else "#9aa0a6", width=1.6 if trusted else 1.0))
+        self._colour_face_labels()
 
     def set_info(self, text: str) -> None:
         self.info_label.setText(text)

@@ -37,8 +37,10 @@ def store(tmp_path) -> SettingsStore:
 
 @pytest.fixture
 def settings(tmp_path, tiny_weights) -> AppSettings:
+    # faces="one": the untrained tiny model's points mean nothing to a face tracker; these tests are
+    # about the window, and tests/app/test_faces.py runs every face with the shipped model
     return AppSettings(weights=tiny_weights, fallback_config="dmsl-tiny", device="cpu",
-                       record_dir=str(tmp_path / "rec"))
+                       record_dir=str(tmp_path / "rec"), faces="one")
 
 
 def _grabbers_alive() -> list[str]:

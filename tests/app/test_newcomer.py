@@ -58,6 +58,7 @@ def _open_browser(qtbot, folder, tiny_weights):
     qtbot.addWidget(b)
     b.resize(1100, 600)
     b.show()
+    b.faces = "one"    # M_b on each image, as Evaluate does (every face: tests/app/test_faces.py)
     b.open_folder(str(folder), ModelSpec(weights=tiny_weights, device="cpu", fallback_config="dmsl-tiny"))
     qtbot.waitUntil(lambda: b.done, timeout=30000)
     return b

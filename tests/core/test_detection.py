@@ -220,7 +220,7 @@ def thermal_astronauts(seed=0):
     head = skimage_data.astronaut()[HEAD]
     pts = DlibBaseline(upsample=1).predict([head])[0].landmarks
     assert pts is not None and np.isfinite(pts).all()
-    canvas = np.full((512, 640), 29315 + 2000, np.uint16)        # 20 C background
+    canvas = np.full((512, 640), 27315 + 2000, np.uint16)        # 20 C background (centi-kelvin)
     x, centres = 10, []
     for i, s in enumerate(SCALES):
         th = to_u16_ck(thermalize_face(head, pts, seed=seed + i).celsius)

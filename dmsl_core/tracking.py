@@ -57,6 +57,7 @@ class TrackerConfig:
     max_unconfirmed: int = 3      # detection rounds in a row without a confirming detection -> dropped
     max_faces: int = 16
     min_size_px: float = 6.0
+    max_gap: int = 15             # frames a live source may skip (dropped frames) before the tracks are stale
 
     def __post_init__(self) -> None:
         if int(self.detect_every) < 1:
@@ -146,17 +147,24 @@ class FaceTracker:
         self.tracks = [Track(**t) for t in st.get("tracks", [])]
 
     # ---- one frame ------------------------------------------------------------------------------
+    def _stale(self, index: Optional[int]) -> bool:
+        """A frame before the last one (a seek back) or more than ``max_gap`` frames after it; a live
+        source's dropped frames (a gap of a few) keep the tracks."""
+        if index is None or self.last_index is None:
+            return False
+        return not 0 < index - self.last_index <= self.config.max_gap + 1
+
     def needs_detection(self, index: Optional[int] = None) -> bool:
         cfg = self.config
-        if index is not None and self.last_index is not None and index != self.last_index + 1:
-            return True                                  # a gap: the tracks are stale
+        if self._stale(index):
+            return True                                  # a seek or a long gap: the tracks are stale
         return (self.force_detect or not self.tracks or self.since_detect is None
                 or self.since_detect + 1 >= cfg.detect_every)
 
     def step(self, image: np.ndarray, index: Optional[int] = None) -> list[TrackedFace]:
         cfg = self.config
-        if index is not None and self.last_index is not None and index != self.last_index + 1:
-            self.tracks = []                             # not the next frame: start again (ids go on)
+        if self._stale(index):
+            self.tracks = []                             # not a frame shortly after: start again (ids go on)
         detect = self.needs_detection(index)
         self.last_index = index
         new_boxes: list[tuple[np.ndarray, float]] = []

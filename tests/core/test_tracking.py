@@ -207,3 +207,18 @@ def test_dmsl_run_faces_every_on_a_video_writes_ids_and_refuses_bad_options(tmp_
     assert bad.returncode != 0 and "--detect-every must be 1 or more frames, got 0" in bad.stderr
     bad = subprocess.run(cmd + ["--detector", "nope"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown face detector 'nope'" in bad.stderr
+
+
+def test_dropped_frames_keep_the_tracks_and_a_seek_back_starts_again(predictor):
+    """A live source drops frames (the indices jump by a few): the faces keep their ids and no
+    extra detection runs; a frame before the last one (a seek) starts again with new ids."""
+    from dmsl_core.detection import get_detector
+    det = CountingDetector(get_detector("auto"))
+    tr = FaceTracker(predictor, det, "vis", TrackerConfig(detect_every=10))
+    frames = list(walk(13))
+    for k in (0, 3, 6, 9, 12):                      # every third frame reaches the pipeline
+        faces = tr.step(frames[k][0], k)
+        assert {f.id for f in faces} == {1, 2, 3}, k
+    assert det.calls == 1
+    faces = tr.step(frames[2][0], 2)                # back in time
+    assert det.calls == 2 and {f.id for f in faces} == {4, 5, 6}

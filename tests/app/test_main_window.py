@@ -240,7 +240,9 @@ def test_out_of_memory_while_streaming_and_absent_device(qtbot, make_window, set
     with qtbot.waitSignal(win.liveFinished, timeout=15000):
         win.open_source(FAST_DEMO)
     assert "GPU ran out of memory" in win.banner.text() and "Settings" in win.banner.text()
-    assert win.drawn == 2                             # the frames before the error stay on screen
+    # the frames before the error stay on screen (two were processed; on a busy machine the window may
+    # skip the first result for the newer one - it draws the newest, never queues)
+    assert 1 <= win.drawn <= 2
     monkeypatch.setattr(Predictor, "predict", real)
     # a device that is not there: a message, and the CPU takes over
     s2 = settings.__class__(**{**settings.__dict__, "device": "cuda:7" if not torch.cuda.is_available() else "mps"})

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 
+from .detection import iou as _iou
 from .frames import FramePair
 from .landmarks import INNER_EYE_CORNERS, NOSE_TIP, boundary_from_points
 from .registration import homography_for_pair, map_points
@@ -102,16 +103,6 @@ def temperatures_at(celsius: np.ndarray, pts: np.ndarray) -> dict[str, float]:
 
 
 # ---- results -----------------------------------------------------------------------------------
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def _r(v: Any, nd: int = 3) -> Any:
     if isinstance(v, np.ndarray):
         return np.round(v.astype(np.float64), nd).tolist()

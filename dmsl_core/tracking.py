@@ -35,17 +35,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from .detection import iou
 from .landmarks import boundary_from_points
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    ax0, ay0, aw, ah = (float(v) for v in a)
-    bx0, by0, bw, bh = (float(v) for v in b)
-    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return float(inter / union) if union > 0 else 0.0
+box_iou = iou   # [x, y, w, h] boxes; the detector's NMS uses the same
 
 
 @dataclass

@@ -885,7 +885,7 @@ class MainWindow(QtWidgets.QMainWindow):
             other = "th" if spec == "vis" else "vis"
             view.set_landmarks(r.landmarks.get(spec), r.boundary.get(spec))
             # every face the detector + tracker found (the primary one is drawn by set_landmarks)
-            tracked = getattr(r, "tracked", False)
+            tracked = r.tracked
             view.set_faces(r.faces.get(spec, []) if tracked else None,
                            r.primary_ids.get(spec) if tracked else None)
             no_face = tracked and r.no_face(spec)
@@ -956,7 +956,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """The status bar's faces field: "3 faces in the visible image" (one spectrum run), "visible: 3 faces ·
         thermal: no face" (both); empty when the face detector is off."""
         warn = False
-        if not getattr(r, "tracked", False) or not r.faces:
+        if not r.tracked or not r.faces:
             self.st_faces.setText("")
             self.st_faces.setToolTip("")
         else:

@@ -275,6 +275,12 @@ MAPPED = (250, 220, 40)
 OTHER_FACE = (230, 120, 230)    # every face but the primary (face detector on)
 
 
+def _outlined_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color) -> None:
+    """``text`` in ``color`` with a black outline, readable on any background."""
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+
+
 def overlay_caption(r: FrameResult) -> str:
     """The caption of an exported frame: index, time, chosen spectrum, the visible luminance and the
     canthus temperature - each only when the frame has it (never ``nan``)."""
@@ -310,21 +316,12 @@ def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndar
         else:
             other = "th" if s == "vis" else "vis"
             for f in (r.faces.get(s) or []) if r.tracked else []:
-                if f.id == r.primary_ids.get(s):
-                    continue
-                draw_landmarks(img, f.landmarks, OTHER_FACE)
-            if r.tracked:
-                for f in r.faces.get(s) or []:
-                    x, y = int(round(float(f.boundary[0]))), int(round(float(f.boundary[1]))) - 4
-                    label = f"#{f.id} {f.score:.2f}"
-                    cv2.putText(img, label, (x, max(10, y)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 3, cv2.LINE_AA)
-                    cv2.putText(img, label, (x, max(10, y)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
-                                cv2.LINE_AA)
-                if r.no_face(s):
-                    hh = img.shape[0]
-                    cv2.putText(img, "no face", (10, hh - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-                    cv2.putText(img, "no face", (10, hh - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 200, 0), 1,
-                                cv2.LINE_AA)
+                if f.id != r.primary_ids.get(s):
+                    draw_landmarks(img, f.landmarks, OTHER_FACE)
+                x, y = int(round(float(f.boundary[0]))), int(round(float(f.boundary[1]))) - 4
+                _outlined_text(img, f"#{f.id} {f.score:.2f}", (x, max(10, y)), 0.35, (255, 255, 255))
+            if r.no_face(s):
+                _outlined_text(img, "no face", (10, img.shape[0] - 10), 0.5, (255, 200, 0))
             if s in r.landmarks:
                 draw_landmarks(img, r.landmarks[s], CHOSEN if s == r.chosen else OTHER)
             if other in r.mapped and (other == r.chosen or s not in r.landmarks):
@@ -336,9 +333,7 @@ def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndar
     panels = [p if p.shape[0] == h else cv2.resize(p, (max(1, round(p.shape[1] * h / p.shape[0])), h))
               for p in panels]
     out = np.hstack(panels)
-    cap = overlay_caption(r)
-    cv2.putText(out, cap, (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, cap, (5, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    _outlined_text(out, overlay_caption(r), (5, 14), 0.4, (255, 255, 255))
     return out
 
 

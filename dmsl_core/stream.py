@@ -224,7 +224,6 @@ class StreamProcessor:
         self._tracker_state: dict = {}                         # handed over by set_state, applied on first use
         self._primary: dict[str, int] = {}                     # spectrum -> the id the readouts follow
         self._face_filters: dict = {}                          # (spectrum, id) -> OneEuroFilter
-        self.n_detections = 0
         self.n_frames = 0
         self.n_reused = 0
 
@@ -382,13 +381,11 @@ class StreamProcessor:
             tr = self._trackers.get(s)
             if tr is None:
                 tcfg = dataclasses.replace(cfg.tracker) if cfg.tracker is not None else TrackerConfig()
-                tcfg.detect_every = int(cfg.detect_every)
                 tr = self._trackers[s] = FaceTracker(self.predictor, self._detector(), s, tcfg)
                 if s in self._tracker_state:
                     tr.set_state(self._tracker_state.pop(s))
-            else:
-                tr.detector = self._detector()
-                tr.config.detect_every = int(cfg.detect_every)
+            tr.detector = self._detector()                  # the settings may change while live
+            tr.config.detect_every = int(cfg.detect_every)
             if cfg.still_images:
                 tr.reset()                     # a still is not the next frame of the one before
                 self._primary.pop(s, None)
@@ -477,8 +474,6 @@ class StreamProcessor:
         t_end = time.perf_counter()
         self.n_frames += 1
         self.n_reused += int(any(reused.values()))
-        if cfg.detector is not None:
-            self.n_detections = sum(t.n_detections for t in self._trackers.values())
         return FrameResult(
             index=pair.index, t=pair.t, source=pair.source, chosen=decision.chosen, decision=decision,
             landmarks=landmarks, boundary=boundary, mapped=mapped, measures=measures, temperatures=temps,

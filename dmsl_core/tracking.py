@@ -100,8 +100,15 @@ class TrackedFace:
                 "detected": self.detected, "age": self.age, "confirmed": self.confirmed}
 
 
-def _box_ok(box: Optional[np.ndarray], min_size: float) -> bool:
-    return box is not None and bool(np.isfinite(box).all()) and box[2] >= min_size and box[3] >= min_size
+def _points_box(pts: np.ndarray, min_size: float) -> Optional[np.ndarray]:
+    """The box of 68 finite points when both its sides are at least ``min_size``; else None."""
+    if not np.isfinite(pts).all():
+        return None
+    try:
+        box = boundary_from_points(pts)
+    except ValueError:
+        return None
+    return box if box[2] >= min_size and box[3] >= min_size else None
 
 
 class FaceTracker:
@@ -209,11 +216,8 @@ class FaceTracker:
             alive = []
             for t, p in zip(self.tracks, preds):
                 pts = np.asarray(p.landmarks, dtype=np.float64)
-                try:
-                    nb = boundary_from_points(pts) if np.isfinite(pts).all() else None
-                except ValueError:
-                    nb = None
-                if not _box_ok(nb, cfg.min_size_px) or box_iou(nb, t.box) < cfg.keep_iou:
+                nb = _points_box(pts, cfg.min_size_px)
+                if nb is None or box_iou(nb, t.box) < cfg.keep_iou:
                     self.force_detect = True             # lost: the next frame detects
                     continue
                 used = t.box
@@ -229,11 +233,8 @@ class FaceTracker:
             preds = self.predictor.predict([image] * len(new_boxes), [b for b, _ in new_boxes], refine=True)
             for (b, score), p in zip(new_boxes, preds):
                 pts = np.asarray(p.landmarks, dtype=np.float64)
-                try:
-                    nb = boundary_from_points(pts) if np.isfinite(pts).all() else None
-                except ValueError:
-                    nb = None
-                if not _box_ok(nb, cfg.min_size_px) or box_iou(nb, b) < cfg.match_iou * 0.5:
+                nb = _points_box(pts, cfg.min_size_px)
+                if nb is None or box_iou(nb, b) < cfg.match_iou * 0.5:
                     continue                             # the points left the detection: not a face we can track
                 if any(box_iou(nb, t.box) > cfg.merge_iou for t in self.tracks):
                     continue                             # it is a face already tracked

@@ -969,7 +969,10 @@ class MainWindow(QtWidgets.QMainWindow):
             tips = []
             for s in ("vis", "th"):
                 for f in r.faces.get(s, []):
-                    tips.append(f"{names[s]} #{f.id}: score {f.score:.2f}, box {int(f.boundary[2])}x"
+                    conf = getattr(f, "confidence", None)
+                    tips.append(f"{names[s]} #{f.id}: score {f.score:.2f}"
+                                + (f", landmark confidence {100 * conf:.0f} %" if conf is not None else "")
+                                + f", box {int(f.boundary[2])}x"
                                 f"{int(f.boundary[3])} px" + (" - the readouts follow it"
                                                                if r.primary_ids.get(s) == f.id else ""))
             self.st_faces.setToolTip("\n".join(tips) or "the face detector found no face")

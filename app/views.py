@@ -235,7 +235,7 @@ class SpectrumView(QtWidgets.QFrame):
     def set_faces(self, faces, primary_id: Optional[int] = None) -> None:
         """Every face of a frame (``TrackedFace``-like: ``id``, ``score``, ``boundary``, ``landmarks``):
         the faces other than ``primary_id`` get their points, contours and box drawn here (the primary is
-        drawn by :meth:`set_landmarks`, in the trusted style), and every face a label "#id score" at its
+        drawn by :meth:`set_landmarks`, in the trusted style), and every face a label "#id score | conf%" at its
         box. ``None`` or ``[]`` clears them."""
         faces = list(faces or [])
         o = self.options
@@ -294,9 +294,15 @@ class SpectrumView(QtWidgets.QFrame):
             f = labelled[k]
             x, y, w, h = (float(v) for v in f.boundary)
             score = float(getattr(f, "score", float("nan")))
-            it.setText(f"#{f.id} {score:.2f}" if np.isfinite(score) else f"#{f.id}")
+            conf = getattr(f, "confidence", None)
+            text = f"#{f.id} {score:.2f}" if np.isfinite(score) else f"#{f.id}"
+            if conf is not None:
+                text += f" | {100 * float(conf):.0f}%"
+            it.setText(text)
             it.setToolTip(f"face #{f.id}" + (" (the readouts follow this one)" if f.id == primary_id else "")
-                          + (f", detector score {score:.3f}" if np.isfinite(score) else ""))
+                          + (f", detector score {score:.3f}" if np.isfinite(score) else "")
+                          + (f", landmark confidence {100 * float(conf):.0f} % (the landmark stage's own "
+                             "estimate that its points sit on a face)" if conf is not None else ""))
             # under the box's bottom-left corner (above it, the thermal view writes the forehead's
             # temperature); over the box's top when the box reaches the bottom of the image
             H = self._shape[0] if self._shape else 256

@@ -29,6 +29,8 @@ JSON (``--json``), schema ``dmsl-bench/3`` (``/2`` plus ``spread``, ``fps_spread
      "contention": [{"model", "option", "device", "threads", "frames", "rounds", "quiet_ms": SPREAD,
                      "busy_ms": SPREAD, "ratio", "ratio_spread": SPREAD,
                      "blocks": {"quiet_ms": [...], "busy_ms": [...]} (each block's median), "beside"}],
+     "detection": [{"what", "ms_per_frame", "ms_spread": SPREAD, "fps", "faces"}] (the face detector
+                   stage: detectors alone, detection + landmarks + confidence, a video through the tracker),
      "best_option": {"model", "option", "fps"},
      "targets": {"realtime_fps": {...}, "faster_than_dlib": {...}, "busy_core": {"target_ratio": 2.0, ...}}}
 
@@ -188,6 +190,60 @@ def bench_frames(n: int = 8, size: tuple[int, int] = (640, 512), seed: int = 0) 
     # the first 30% of the cycle has the lights fully on (sources/demo.py: light_level)
     idx = np.linspace(0, int(0.28 * scene.cycle * scene.fps), n).astype(int)
     return [scene.pair(int(i)).vis for i in idx]
+
+
+def detection_entries(pred, frames_vis: Sequence[np.ndarray], frames_th: Sequence[np.ndarray],
+                      video_vis: Sequence[np.ndarray], repeat: int, printer: Callable[[str], None] = print) -> list[dict]:
+    """The face detector stage's figures on the benchmark's frames (issue "Find every face"): each
+    detector alone (``auto``'s visible and thermal backends), detection + M_b's refinement + M_l +
+    the landmark confidence per frame (:meth:`Predictor.faces`), the quality network alone for one
+    face, and a video through the tracker (``StreamProcessor`` with the detector, detection every
+    10 frames) - the path ``dmsl run`` and the app take. One row each: ``what``, ``ms_per_frame``
+    (median and spread), ``fps``, ``faces`` (found per frame, the median)."""
+    from .detection import get_detector
+    from .frames import FramePair
+    from .stream import StreamConfig, StreamProcessor
+    rows: list[dict] = []
+    fns: dict = {}
+    found: dict = {}
+
+    def per_frame(label, fn, frames):
+        found[label] = [len(fn(f)) for f in frames]
+        fns[label] = lambda: [fn(f) for f in frames]
+    vis_det, th_det = get_detector("dlib-hog"), get_detector("dlib-hog-thermal")
+    per_frame("detector dlib-hog alone (visible)", lambda f: vis_det(f, "vis"), frames_vis)
+    per_frame("detector dlib-hog-thermal alone (thermal)", lambda f: th_det(f, "th"), frames_th)
+    per_frame("faces: detector + M_b + M_l + confidence (visible)",
+              lambda f: pred.faces(f, detector="auto", spectrum="vis"), frames_vis)
+    per_frame("faces: detector + M_b + M_l + confidence (thermal)",
+              lambda f: pred.faces(f, detector="auto", spectrum="th"), frames_th)
+    if pred.quality is not None:
+        from .models.quality import N_VEC, Q
+        one = (np.zeros((1, 2, Q, Q), np.float32), np.zeros((1, N_VEC), np.float32))
+        found["landmark confidence network alone (one face)"] = [1]
+        fns["landmark confidence network alone (one face)"] = lambda: [pred.quality(*one) for _ in frames_vis]
+    times = interleaved(fns, repeat, warmup=1)
+    for label, ts in times.items():
+        n = len(frames_vis) if "visible" in label or "network" in label else len(frames_th)
+        ms = [t / n * 1000 for t in ts]
+        sp = spread(ms, 3)
+        rows.append({"what": label, "ms_per_frame": sp["median"], "ms_spread": sp,
+                     "fps": round(1000 / sp["median"], 2) if sp["median"] > 0 else None,
+                     "faces": float(np.median(found[label]))})
+
+    def video() -> list:
+        proc = StreamProcessor(pred, StreamConfig(mode="visible", detector="auto", detect_every=10))
+        return [proc.process(FramePair(vis=f, th=None, t=k / 25.0, index=k)) for k, f in enumerate(video_vis)]
+    res = video()
+    ts = interleaved({"v": video}, max(2, repeat // 3), warmup=0)["v"]
+    ms = [t / len(video_vis) * 1000 for t in ts]
+    sp = spread(ms, 3)
+    rows.append({"what": f"video through the tracker, detection every 10 frames (visible, {len(video_vis)} frames)",
+                 "ms_per_frame": sp["median"], "ms_spread": sp, "fps": round(1000 / sp["median"], 2),
+                 "faces": float(np.median([len(r.faces.get("vis") or []) for r in res]))})
+    for r in rows:
+        printer(f"  {r['what']:<78} {r['ms_per_frame']:8.2f} ms/frame {r['fps']:8.2f} fps  faces {r['faces']:.0f}")
+    return rows
 
 
 def available_devices() -> list[str]:
@@ -366,7 +422,7 @@ def run_bench(configs: Optional[Sequence[str]] = None, batches: Sequence[int] = 
               printer: Callable[[str], None] = print, shipped: Optional[Sequence[str]] = None,
               frames: int = 8, dlib: bool = True, options: Optional[Sequence[str]] = None,
               threads_options: Sequence[int] = (1, 2, 4), contention: bool = True,
-              contention_rounds: Optional[int] = None) -> dict:
+              contention_rounds: Optional[int] = None, detection: bool = True) -> dict:
     """Measure everything (see the module docstring); returns the JSON-able report.
 
     ``configs``: configuration names (default: all registered); ``shipped``: shipped model names
@@ -405,7 +461,7 @@ def run_bench(configs: Optional[Sequence[str]] = None, batches: Sequence[int] = 
         "note": "fps: whole pipeline per frame (M_b on the frame, M_b on the crop, blackout, M_l, pre-processing "
                 "included) for one spectrum; batch b = b frames per call. ms_per_image: M_l forward alone. "
                 "ratio_vs_dlib: DMSL fps / Dlib fps on the same frames (>1: DMSL faster).",
-        "pipeline": [], "dlib": None, "options": [], "contention": [], "targets": {},
+        "pipeline": [], "dlib": None, "options": [], "contention": [], "detection": [], "targets": {},
     }
     try:
         report["dlib"] = _dlib_entry(imgs, repeat) if dlib else {"available": False, "reason": "not measured (--no-dlib)"}
@@ -439,6 +495,19 @@ def run_bench(configs: Optional[Sequence[str]] = None, batches: Sequence[int] = 
                 report["options"] += _options_entries(lambda dev=dev: Predictor.from_weights(shipped[0], device=dev),
                                                       shipped[0], imgs, repeat,
                                                       threads_options if dev.type == "cpu" else (), dev, opts, printer)
+        if detection and shipped:
+            try:
+                from .sources.demo import DemoScene
+                scene = DemoScene(size=(w, h), seed=0)
+                idx = np.linspace(0, int(0.28 * scene.cycle * scene.fps), frames).astype(int)
+                th = [scene.pair(int(i)).th for i in idx]
+                video = [scene.pair(i).vis for i in range(30)]
+                printer(f"face detector stage, {shipped[0]} on {devices[0]} (one frame per call):")
+                report["detection"] = detection_entries(Predictor.from_weights(shipped[0], device=devices[0]),
+                                                        imgs, th, video, max(3, repeat // 2), printer)
+            except Exception as exc:  # e.g. Dlib missing: reported, not fatal
+                report["detection"] = [{"what": "face detector stage", "error": f"{type(exc).__name__}: {exc}"[:300]}]
+                printer(f"face detector stage: {report['detection'][0]['error']}")
         if contention and (shipped or configs):
             name = shipped[0] if shipped else configs[0]
             dev = torch.device(devices[0])

@@ -13,11 +13,12 @@ use ``.avi`` - Motion-JPEG - for a video that survives a crash mostly intact).
 CSV columns (one row per processed frame):
 
 ``index, t, source, vis_file, th_file, spectrum, switched, reason, dropped, n_faces, face_id,
-face_score, bx, by, bw, bh, x0, y0, ..., x67, y67`` (the chosen spectrum's landmarks and boundary
+face_score, face_conf, bx, by, bw, bh, x0, y0, ..., x67, y67`` (the chosen spectrum's landmarks and boundary
 in its own pixels; with the face detector on - ``StreamConfig.detector`` - one row per face of the
 chosen spectrum, the primary face first, ``n_faces`` the count, ``face_id`` the track's identity
-kept across frames, ``face_score`` the detector's score; a frame with no face is one row with
-``n_faces`` 0 and empty points; without the detector the three cells are empty), then
+kept across frames, ``face_score`` the detector's score, ``face_conf`` the landmark stage's own
+confidence (empty for a model without a quality network); a frame with no face is one row with
+``n_faces`` 0 and empty points; without the detector the four cells are empty), then
 ``mx0, my0, ..., mx67, my67`` (the same points mapped into the other spectrum, when a
 homography is known or the pair is registered), ``vis_mean, vis_p05, vis_p95, vis_dark, vis_sat,
 vis_region`` (illumination of the visible image), ``th_p05, th_p95, th_contrast, th_units``,
@@ -60,7 +61,7 @@ def _fmt(v, nd: int = 2) -> str:
 
 def csv_header() -> list[str]:
     cols = ["index", "t", "source", "vis_file", "th_file", "spectrum", "switched", "reason", "dropped",
-            "n_faces", "face_id", "face_score", "bx", "by", "bw", "bh"]
+            "n_faces", "face_id", "face_score", "face_conf", "bx", "by", "bw", "bh"]
     cols += [f"{a}{i}" for i in range(68) for a in ("x", "y")]
     cols += [f"m{a}{i}" for i in range(68) for a in ("x", "y")]
     cols += ["vis_mean", "vis_p05", "vis_p95", "vis_dark", "vis_sat", "vis_region",
@@ -84,7 +85,8 @@ def result_row(r: FrameResult, face=None) -> list[str]:
     row = [str(r.index), _fmt(r.t, 4), r.source, r.files.get("vis", ""), r.files.get("th", ""), s,
            str(int(r.decision.switched)), r.decision.reason, str(r.dropped)]
     row += ([str(len(faces or [])), str(face.id) if face is not None else "",
-             _fmt(face.score, 4) if face is not None else ""] if r.tracked else ["", "", ""])
+             _fmt(face.score, 4) if face is not None else "",
+             _fmt(getattr(face, "confidence", None), 4) if face is not None else ""] if r.tracked else [""] * 4)
     row += [_fmt(v) for v in b] if b is not None else [""] * 4
     row += [_fmt(v) for v in np.asarray(pts).ravel()] if pts is not None else [""] * 136
     row += [_fmt(v) for v in np.asarray(mp).ravel()] if mp is not None else [""] * 136

@@ -44,6 +44,7 @@ from .data.imageio import pixel_problem
 from .device import resolve_device
 from .landmarks import MIRROR_PERM, OUTER_EYE_CORNERS, boundary_from_points
 from .models import BoundaryModel, LandmarkModel, ModelConfig, create_models, get_config
+from .models.quality import QUALITY_NAME, load_quality, quality_inputs
 from .models.weights import load_weights
 
 log = logging.getLogger("dmsl.pipeline")
@@ -59,12 +60,21 @@ OPTION_SETS: dict[str, dict] = {
 }
 
 
+#: the name faces found by :meth:`Predictor.fallback_prediction` carry as their detector
+FALLBACK_DETECTOR = "mb-fallback"
+
+
 @dataclass
 class Prediction:
     landmarks: np.ndarray          # (68, 2) pixel coordinates of the input image
     boundary: np.ndarray           # [x, y, w, h] in pixels: the box the final M_l pass used
     coarse_boundary: Optional[np.ndarray] = None  # step-1 box (None when a box was given)
     timings_ms: dict = field(default_factory=dict)
+    #: the landmark stage's own confidence that the points sit on a face (P(NME < 0.08), from the
+    #: model's quality network, :mod:`dmsl_core.models.quality`); None when the model has none
+    confidence: Optional[float] = None
+    predicted_nme: Optional[float] = None
+    quality_inputs: Optional[tuple] = field(default=None, repr=False)   # only with keep_quality_inputs
 
 
 @dataclass
@@ -77,12 +87,14 @@ class Face:
     landmarks: np.ndarray          # (68, 2) pixel coordinates of the image
     spectrum: str = ""             # "vis" / "th" / "" as given
     detector: str = ""             # the detector's registered name
+    confidence: Optional[float] = None   # the landmark stage's own confidence (Prediction.confidence)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "box": [round(float(v), 2) for v in self.box],
-                "score": round(float(self.score), 4), "boundary": [round(float(v), 3) for v in self.boundary],
+                "score": round(float(self.score), 4) if np.isfinite(self.score) else None, "boundary": [round(float(v), 3) for v in self.boundary],
                 "landmarks": np.round(self.landmarks, 3).tolist(), "spectrum": self.spectrum,
-                "detector": self.detector}
+                "detector": self.detector,
+                "confidence": None if self.confidence is None else round(float(self.confidence), 4)}
 
 
 class Predictor:
@@ -108,6 +120,9 @@ class Predictor:
         self.tta = card_tta if card_tta in self.TTA_MODES else "none"
         card_refine = inference.get("refine", "mb")
         self.refine = card_refine if card_refine in self.REFINE_MODES else "mb"
+        #: the landmark stage's confidence network (None: faces carry no confidence); from_weights
+        #: loads ``quality.safetensors`` beside the weights when there is one
+        self.quality = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -118,6 +133,9 @@ class Predictor:
         ``inference.refine``), else one of :data:`TTA_MODES` / :data:`REFINE_MODES`."""
         config, mb, ml, card, path = load_weights(spec)
         pred = cls(mb, ml, config, device=device, half=half, card=card, source=str(path))
+        qpath = path.with_name(QUALITY_NAME)
+        if qpath.exists():
+            pred.quality = load_quality(qpath)
         if tta is not None:
             pred.set_tta(tta)
         return pred if refine is None else pred.set_refine(refine)
@@ -240,8 +258,10 @@ class Predictor:
         return y.float().cpu().numpy().astype(np.float64)
 
     def predict(self, images: Sequence[np.ndarray], boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
-                refine: bool = True) -> list[Prediction]:
-        """Landmarks for each image (one forward per model and step for the whole list)."""
+                refine: bool = True, keep_quality_inputs: bool = False) -> list[Prediction]:
+        """Landmarks for each image (one forward per model and step for the whole list); with a
+        quality network (:attr:`quality`) each prediction carries its ``confidence``.
+        ``keep_quality_inputs`` also returns that network's inputs (for training it)."""
         if len(images) == 0:
             return []
         if boxes is not None and len(boxes) != len(images):
@@ -271,12 +291,35 @@ class Predictor:
         # Step 3: crop around B, black out, M_l (with flip TTA also on the mirrored crop, same batch);
         # with landmark refinement, once more around the box of the first pass's landmarks.
         again = refine and self.refine in ("landmarks", "both")
-        pts = self._landmark_pass(grays, flips if again else final, boxes=cur)
+        want_q = keep_quality_inputs or self.quality is not None
+        keep: Optional[list] = [] if want_q else None
+        pts = self._landmark_pass(grays, flips if again else final, boxes=cur, keep=None if again else keep)
         if again:
             cur = [boundary_from_points(p) for p in pts]
-            pts = self._landmark_pass(grays, final, guides=pts)
-        return [Prediction(landmarks=p, boundary=np.asarray(b, float), coarse_boundary=c)
-                for p, b, c in zip(pts, cur, coarse)]
+            pts = self._landmark_pass(grays, final, guides=pts, keep=keep)
+        out = [Prediction(landmarks=p, boundary=np.asarray(b, float), coarse_boundary=c)
+               for p, b, c in zip(pts, cur, coarse)]
+        if keep:
+            self._add_quality(out, keep, keep_quality_inputs)
+        return out
+
+    def _add_quality(self, preds: list[Prediction], keep: list, keep_inputs: bool) -> None:
+        """The quality network's inputs per face (the final pass's crop and its points in it) and,
+        with a network, each prediction's confidence (0 for points that are not all finite)."""
+        S = self.config.input_size
+        crops, views, devs = keep
+        feats = [quality_inputs(c, v.to_view(p.landmarks), S, d)
+                 for c, v, d, p in zip(crops, views, devs, preds)]
+        if keep_inputs:
+            for p, f in zip(preds, feats):
+                p.quality_inputs = f
+        if self.quality is None:
+            return
+        conf, nme = self.quality(np.stack([f[0] for f in feats]), np.stack([f[1] for f in feats]))
+        for p, c, e in zip(preds, conf, nme):
+            finite = bool(np.isfinite(p.landmarks).all())
+            p.confidence = float(c) if finite else 0.0
+            p.predicted_nme = float(e) if finite else float("inf")
 
     #: the largest roll (degrees) a second landmark pass turns its crop by
     MAX_DEROLL_DEG = 45.0
@@ -303,7 +346,7 @@ class Predictor:
         return (False, True) if self.tta in ("flip", "flip-final") else (False,)
 
     def _landmark_pass(self, grays: list[np.ndarray], flips: tuple, boxes: Optional[list[np.ndarray]] = None,
-                       guides: Optional[list[np.ndarray]] = None) -> list[np.ndarray]:
+                       guides: Optional[list[np.ndarray]] = None, keep: Optional[list] = None) -> list[np.ndarray]:
         """One M_l forward for all faces: crop around each of ``boxes``, black out, points in source
         pixels; or, given ``guides`` instead (landmarks of an earlier pass, one set per face), the
         crop turned upright and blacked out around the guides' box in it (see :meth:`landmarks_from`)."""
@@ -313,43 +356,80 @@ class Predictor:
             views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in boxes]
         else:
             views = [_upright_view(g, S, cs, self.MAX_DEROLL_DEG, f) for f in flips for g in guides]
-        inputs = []
+        inputs, crops = [], []
         for k, (g, v) in enumerate(zip(grays * len(flips), views)):
             img = pp.normalise(pp.warp_view(g, v))
+            if keep is not None and k < n:
+                crops.append(img)
             vbox = (v.box_to_view(boxes[k % n]) if guides is None
                     else boundary_from_points(v.to_view(guides[k % n])))
             inputs.append(pp.blackout(img, vbox, self.config.blackout_margin))
         out = self._forward(self.landmark, inputs)
         pts = [v.to_source(pp.from_normalised(o.reshape(68, 2), S)) for v, o in zip(views, out)]
+        devs: list[Optional[float]] = [None] * n
         if len(flips) == 2:
             # the mirrored view's point i is the face's point MIRROR_PERM[i]
+            if keep is not None:   # their disagreement, in the (unmirrored) view's pixels
+                devs = [float(np.nanmean(np.linalg.norm(views[i].to_view(a) - views[i].to_view(b[MIRROR_PERM]), axis=1)))
+                        for i, (a, b) in enumerate(zip(pts[:n], pts[n:]))]
             pts = [(a + b[MIRROR_PERM]) / 2.0 for a, b in zip(pts[:n], pts[n:])]
+        if keep is not None:
+            keep[:] = [crops, views[:n], devs]
         return pts
 
     def predict_one(self, image: np.ndarray, box: Optional[np.ndarray] = None) -> Prediction:
         return self.predict([image], None if box is None else [box])[0]
 
     def faces(self, image: np.ndarray, *, detector="auto", spectrum: Optional[str] = None,
-              refine: bool = True) -> list["Face"]:
+              refine: bool = True, fallback: bool = True) -> list["Face"]:
         """Every face in ``image``, each with its 68 landmarks; ``[]`` when the detector finds none.
 
         ``detector``: a registered name (:func:`dmsl_core.detection.list_detectors`; built once and
         kept), or any callable ``(image, spectrum) -> list[Detection]``. Each detection's box goes
         through :meth:`predict` (all faces in one batch): ``refine=True`` refines it the way
         :attr:`refine` says (M_b's second pass re-centres the detector's box on the box M_l was
-        trained on), ``False`` trusts the detector's box (one M_l pass)."""
+        trained on), ``False`` trusts the detector's box (one M_l pass). A detection whose
+        landmarks the quality network rejects (:meth:`is_face`) is not a face and is left out.
+        ``fallback``: where the detector finds nothing, M_b's own whole-frame pass is tried and kept
+        when the quality network accepts it (:meth:`fallback_prediction`; detector name
+        :data:`FALLBACK_DETECTOR`, score NaN) - the detector's misses (turned, tilted, partly hidden
+        faces) are often M_b's easy cases, and the confidence keeps its guesses off coffee cups."""
         why = pixel_problem(image)
         if why is not None:   # not "no face": nothing can be seen at all
             raise ValueError(why)
         det = self._detector(detector)
         dets = det(image, spectrum)
         if not dets:
-            return []
+            if not fallback:
+                return []
+            p = self.fallback_prediction(image)
+            if p is None:
+                return []
+            return [Face(index=0, box=boundary_from_points(p.landmarks), score=float("nan"), boundary=p.boundary,
+                         landmarks=p.landmarks, spectrum=spectrum or "", detector=FALLBACK_DETECTOR,
+                         confidence=p.confidence)]
         preds = self.predict([image] * len(dets), boxes=[np.asarray(d.box, float) for d in dets], refine=refine)
+        kept = [(d, p) for d, p in zip(dets, preds) if self.is_face(p)]
         return [Face(index=i, box=np.asarray(d.box, float), score=float(d.score), boundary=p.boundary,
                      landmarks=p.landmarks, spectrum=spectrum or d.spectrum or "",
-                     detector=getattr(d, "detector", "") or "")
-                for i, (d, p) in enumerate(zip(dets, preds))]
+                     detector=getattr(d, "detector", "") or "", confidence=p.confidence)
+                for i, (d, p) in enumerate(kept)]
+
+    def fallback_prediction(self, image: np.ndarray) -> Optional[Prediction]:
+        """M_b's whole-frame pass (steps 1-3) when its result is a face by :meth:`is_face`; None
+        otherwise, and always None without a quality network (M_b alone cannot say "no face")."""
+        if self.quality is None:
+            return None
+        p = self.predict([image])[0]
+        return p if self.is_face(p) else None
+
+    def is_face(self, pred: Prediction) -> bool:
+        """Whether the landmark stage believes its points sit on a face: its confidence is at least
+        the quality network's threshold (always True without a quality network, as long as the
+        points are finite)."""
+        if not np.isfinite(pred.landmarks).all():
+            return False
+        return self.quality is None or pred.confidence is None or pred.confidence >= self.quality.threshold
 
     def _detector(self, detector):
         if callable(detector):

@@ -4,10 +4,13 @@ app's folder browser (*Export…*).
 Each image gives one entry ``{"image": path, "faces": [...]}`` (``"error"`` instead when the file
 cannot be read), each face ``Face.to_dict()``: detector box and score, the box B of the final M_l
 pass, the 68 landmarks in the image's pixels, spectrum and detector. With ``detector=None`` there is
-no detector: M_b's one face per image (even where there is none), with ``score`` None.
+no detector: M_b's one face per image, with ``score`` None; with a quality network (the model's
+``quality.safetensors``) every face carries the landmark stage's own ``confidence`` and one below its
+threshold is no face (the detector path drops it; without a detector the entry keeps M_b's points
+at the top level but lists no face).
 
 Written (every file atomically, :mod:`dmsl_core.atomic`): the entries as JSON (one image per line),
-a CSV of one row per face (image, face, score, box, B, x0 y0 .. x67 y67), an iBUG ``.pts`` per face
+a CSV of one row per face (image, face, score, confidence, box, B, x0 y0 .. x67 y67), an iBUG ``.pts`` per face
 (``IMAGE_face<i>.pts``) and an overlay PNG per image (boxes, points, scores).
 """
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-CSV_HEAD = (["image", "face", "score", "box_x", "box_y", "box_w", "box_h", "b_x", "b_y", "b_w", "b_h"]
+CSV_HEAD = (["image", "face", "score", "confidence", "box_x", "box_y", "box_w", "box_h", "b_x", "b_y", "b_w", "b_h"]
             + [f"{c}{i}" for i in range(68) for c in ("x", "y")])
 
 
@@ -36,11 +39,14 @@ def predict_image(pred, img: np.ndarray, path: str | os.PathLike, spectrum: str 
     spectrum = guess_spectrum(img) if spectrum in ("", "auto", None) else spectrum
     if detector is None:
         p = pred.predict_one(img)
-        faces = [{"index": 0, "box": np.round(p.boundary, 3).tolist(), "score": None,
-                  "boundary": np.round(p.boundary, 3).tolist(),
-                  "landmarks": np.round(p.landmarks, 3).tolist(), "spectrum": spectrum, "detector": "none"}]
-        return {"image": str(path), "faces": faces, "landmarks": faces[0]["landmarks"],
-                "boundary": faces[0]["boundary"]}
+        conf = None if p.confidence is None else round(float(p.confidence), 4)
+        face = {"index": 0, "box": np.round(p.boundary, 3).tolist(), "score": None,
+                "boundary": np.round(p.boundary, 3).tolist(), "landmarks": np.round(p.landmarks, 3).tolist(),
+                "spectrum": spectrum, "detector": "none", "confidence": conf}
+        judge = getattr(pred, "is_face", None)
+        faces = [face] if judge is None or judge(p) else []
+        return {"image": str(path), "faces": faces, "landmarks": face["landmarks"], "boundary": face["boundary"],
+                "confidence": conf}
     faces = [f.to_dict() for f in pred.faces(img, detector=detector, spectrum=spectrum or None)]
     return {"image": str(path), "faces": faces}
 
@@ -53,10 +59,18 @@ def summary_line(entry: dict) -> str:
         return msg if str(path) in msg else f"{path}: {msg}"
     faces = entry["faces"]
     if not faces:
+        if entry.get("confidence") is not None:   # M_b's points, which the landmark stage rejects
+            return f"{path.name}: no face (M_b without a detector; landmark confidence {entry['confidence']:.2f})"
         return f"{path.name}: no face"
-    if faces[0].get("score") is None:
-        return f"{path.name}: 1 face (M_b, no detector)"
-    scores = ", ".join(f"{f['score']:.2f}" for f in faces)
+    if faces[0].get("score") is None and faces[0].get("detector") == "none":
+        c = faces[0].get("confidence")
+        return f"{path.name}: 1 face (M_b, no detector" + (f"; confidence {c:.2f})" if c is not None else ")")
+
+    def one(f: dict) -> str:
+        c = f.get("confidence")
+        s = "M_b (no detection)" if f.get("score") is None else f"{f['score']:.2f}"
+        return s if c is None else f"{s}, confidence {c:.2f}"
+    scores = "; ".join(one(f) for f in faces)
     return f"{path.name}: {len(faces)} face{'s' if len(faces) != 1 else ''} ({scores})"
 
 
@@ -74,7 +88,9 @@ def draw_faces(img: np.ndarray, faces: list[dict]) -> np.ndarray:
         for px, py in f["landmarks"]:
             if np.isfinite(px) and np.isfinite(py):
                 cv2.circle(vis, (int(round(px)), int(round(py))), thick, (255, 0, 0), -1)
-        label = "face" if f["score"] is None else f"{f['score']:.2f}"
+        label = ("face" if f.get("detector") == "none" else "M_b") if f["score"] is None else f"{f['score']:.2f}"
+        if f.get("confidence") is not None:
+            label += f" c{f['confidence']:.2f}"
         cv2.putText(vis, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 0), thick)
     if not faces:
         cv2.putText(vis, "no face", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 80, 80), thick)
@@ -108,7 +124,8 @@ def predictions_csv(results: list[dict]) -> str:
     rows = [",".join(CSV_HEAD)]
     for r in results:
         for f in r["faces"]:
-            vals = [r["image"].replace(",", "_"), str(f["index"]), "" if f["score"] is None else str(f["score"])]
+            vals = [r["image"].replace(",", "_"), str(f["index"]), "" if f["score"] is None else str(f["score"]),
+                    "" if f.get("confidence") is None else str(f["confidence"])]
             vals += [str(v) for v in f["box"]] + [str(v) for v in f["boundary"]]
             vals += [str(v) for xy in f["landmarks"] for v in xy]
             rows.append(",".join(vals))

@@ -14,11 +14,17 @@
    frames, which also carries a face through an occlusion the detector cannot see through - a
    hand over the mouth - as long as its landmarks hold; :attr:`TrackedFace.confirmed` says which
    faces the last detection round saw). A detection no track claims starts a new track with a new
-   id (M_b's refining pass turns the detector's box into B).
+   id (M_b's refining pass turns the detector's box into B). When there is no track and the
+   detector finds nothing, M_b's own whole-frame pass may start one - only if the landmark stage's
+   confidence accepts it (``fallback``; :meth:`Predictor.fallback_prediction`).
 3. **Landmarks** for every face in one batch per kind (tracked: M_l on the previous landmarks' box;
    new: M_b's second pass, then M_l, as :meth:`Predictor.predict` refines).
-4. **Keep or lose**: a tracked face whose new landmarks are not finite, are smaller than
-   ``min_size_px``, or whose box overlaps the box it was given by less than ``keep_iou`` is lost
+4. **Keep or lose**: a tracked face that fails the checks below first gets one refining pass
+   (M_b's, from the same box: ``rescue``) and keeps its id when that passes them; a tracked face
+   whose new landmarks are not finite, are smaller than
+   ``min_size_px``, whose box overlaps the box it was given by less than ``keep_iou``, or that the
+   landmark stage's own confidence rejects (:meth:`Predictor.is_face`; a new detection it rejects
+   starts no track either) is lost
    (dropped; the next frame detects). Two tracks that converged on one face (IoU > ``merge_iou``)
    become the older one.
 
@@ -52,6 +58,8 @@ class TrackerConfig:
     max_faces: int = 16
     min_size_px: float = 6.0
     max_gap: int = 15             # frames a live source may skip (dropped frames) before the tracks are stale
+    fallback: bool = True         # no track and no detection: try M_b's whole-frame pass (Predictor.fallback_prediction)
+    rescue: bool = True           # a tracked face that fails its checks gets one refining pass before it is lost
 
     def __post_init__(self) -> None:
         if int(self.detect_every) < 1:
@@ -90,6 +98,7 @@ class TrackedFace:
     detected: bool = False               # True: this frame's box came from a new detection
     age: int = 1                         # frames the track has lasted, this one included
     confirmed: bool = True               # the last detection round saw this face
+    confidence: Optional[float] = None   # the landmark stage's own confidence (Prediction.confidence)
 
     def to_dict(self) -> dict:
         def r(v, nd=2):
@@ -97,7 +106,15 @@ class TrackedFace:
         pts = np.asarray(self.landmarks, dtype=np.float64)
         return {"id": self.id, "box": r(self.box), "score": None if not math.isfinite(self.score) else round(self.score, 4),
                 "boundary": r(self.boundary), "landmarks": np.round(pts, 2).tolist(), "spectrum": self.spectrum,
-                "detected": self.detected, "age": self.age, "confirmed": self.confirmed}
+                "detected": self.detected, "age": self.age, "confirmed": self.confirmed,
+                "confidence": None if self.confidence is None else round(float(self.confidence), 4)}
+
+
+def _is_face(predictor: Any, pred: Any) -> bool:
+    """The predictor's verdict on its own points (:meth:`Predictor.is_face`: its quality network's
+    confidence); a predictor without one accepts every finite result."""
+    judge = getattr(predictor, "is_face", None)
+    return True if judge is None else bool(judge(pred))
 
 
 def _points_box(pts: np.ndarray, min_size: float) -> Optional[np.ndarray]:
@@ -169,8 +186,11 @@ class FaceTracker:
         detect = self.needs_detection(index)
         self.last_index = index
         new_boxes: list[tuple[np.ndarray, float]] = []
+        fallback = None
         if detect:
             dets = list(self.detector(image, self.spectrum or None) or [])
+            if not dets and not self.tracks and cfg.fallback and hasattr(self.predictor, "fallback_prediction"):
+                fallback = self.predictor.fallback_prediction(image)   # None unless its confidence says face
             self.n_detections += 1
             self.since_detect = 0
             self.force_detect = False
@@ -213,12 +233,24 @@ class FaceTracker:
         # tracked faces: one M_l pass on the previous landmarks' box
         if self.tracks:
             preds = self.predictor.predict([image] * len(self.tracks), [t.box for t in self.tracks], refine=False)
+
+            def holds(t, p):
+                nb = _points_box(np.asarray(p.landmarks, dtype=np.float64), cfg.min_size_px)
+                return nb is not None and box_iou(nb, t.box) >= cfg.keep_iou and _is_face(self.predictor, p)
+            # a face that slipped (it moved more than one M_l pass follows, or the pass drifted): one
+            # refining pass (M_b's, as for a new detection) from the same box before it is given up
+            slipped = [i for i, (t, p) in enumerate(zip(self.tracks, preds)) if not holds(t, p)]
+            if slipped and cfg.rescue:
+                again = self.predictor.predict([image] * len(slipped), [self.tracks[i].box for i in slipped],
+                                               refine=True)
+                for i, p in zip(slipped, again):
+                    preds[i] = p
             alive = []
             for t, p in zip(self.tracks, preds):
                 pts = np.asarray(p.landmarks, dtype=np.float64)
                 nb = _points_box(pts, cfg.min_size_px)
-                if nb is None or box_iou(nb, t.box) < cfg.keep_iou:
-                    self.force_detect = True             # lost: the next frame detects
+                if not holds(t, p):
+                    self.force_detect = True             # lost (or no longer on a face): the next frame detects
                     continue
                 used = t.box
                 t.box, t.landmarks, t.boundary = nb, pts, np.asarray(p.boundary, dtype=np.float64)
@@ -226,7 +258,7 @@ class FaceTracker:
                 alive.append(t)
                 faces.append(TrackedFace(id=t.id, box=np.asarray(used, float), score=t.score, boundary=t.boundary,
                                          landmarks=pts, spectrum=self.spectrum, detected=False, age=t.age,
-                                         confirmed=t.unconfirmed == 0))
+                                         confirmed=t.unconfirmed == 0, confidence=getattr(p, "confidence", None)))
             self.tracks = alive
         # new faces: M_b's refining pass on the detector's box, then M_l
         if new_boxes:
@@ -236,6 +268,8 @@ class FaceTracker:
                 nb = _points_box(pts, cfg.min_size_px)
                 if nb is None or box_iou(nb, b) < cfg.match_iou * 0.5:
                     continue                             # the points left the detection: not a face we can track
+                if not _is_face(self.predictor, p):
+                    continue                             # the landmark stage says its points are on no face
                 if any(box_iou(nb, t.box) > cfg.merge_iou for t in self.tracks):
                     continue                             # it is a face already tracked
                 t = Track(id=self.next_id, box=nb, landmarks=pts, boundary=np.asarray(p.boundary, float),
@@ -243,7 +277,19 @@ class FaceTracker:
                 self.next_id += 1
                 self.tracks.append(t)
                 faces.append(TrackedFace(id=t.id, box=b, score=score, boundary=t.boundary, landmarks=pts,
-                                         spectrum=self.spectrum, detected=True, age=1))
+                                         spectrum=self.spectrum, detected=True, age=1,
+                                         confidence=getattr(p, "confidence", None)))
+        if fallback is not None:          # M_b's own face, accepted by the confidence: a new track
+            pts = np.asarray(fallback.landmarks, dtype=np.float64)
+            nb = _points_box(pts, cfg.min_size_px)
+            if nb is not None:
+                t = Track(id=self.next_id, box=nb, landmarks=pts, boundary=np.asarray(fallback.boundary, float),
+                          score=float("nan"), first_index=-1 if index is None else int(index))
+                self.next_id += 1
+                self.tracks.append(t)
+                faces.append(TrackedFace(id=t.id, box=nb, score=t.score, boundary=t.boundary, landmarks=pts,
+                                         spectrum=self.spectrum, detected=True, age=1,
+                                         confidence=fallback.confidence))
         # two tracks on one face: the older one stays
         self.tracks.sort(key=lambda t: t.id)
         kept: list[Track] = []

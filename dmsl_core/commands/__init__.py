@@ -6,4 +6,5 @@ COMMAND_MODULES = [
     "dmsl_core.commands.core",     # models, train, eval, predict, bench
     "dmsl_core.commands.data",     # synth, import, split, annotate
     "dmsl_core.commands.streams",  # run, calibrate, sources
+    "dmsl_core.commands.quality",  # quality
 ]

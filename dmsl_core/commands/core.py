@@ -562,7 +562,8 @@ def cmd_bench(args) -> int:
                        repeat=args.repeat, device=args.device, image_size=args.image_size, frames=args.frames,
                        dlib=not args.no_dlib, options=opts,
                        threads_options=[int(t) for t in args.threads_options.split(",") if t],
-                       contention=not args.no_contention, printer=lambda s: print(s, file=sys.stderr))
+                       contention=not args.no_contention, detection=not args.no_detection,
+                       printer=lambda s: print(s, file=sys.stderr))
     for name, t in report["targets"].items():
         print(f"target {name}: " + ", ".join(f"{k}={v}" for k, v in t.items()), file=sys.stderr)
     if args.json:
@@ -697,5 +698,7 @@ def register(sub) -> None:
     p.add_argument("--threads-options", default="1,2,4", help="thread counts to compare for the shipped model")
     p.add_argument("--no-contention", action="store_true",
                    help="skip the rows with one busy core beside the pipeline (a busy process bench starts and kills)")
+    p.add_argument("--no-detection", action="store_true",
+                   help="skip the face detector stage's rows (detectors alone, detection + landmarks, the tracker)")
     p.add_argument("--json", default=None, help="write the report (schema dmsl-bench/3) here")
     p.set_defaults(func=cmd_bench)

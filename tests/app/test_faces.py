@@ -70,7 +70,8 @@ def test_every_face_drawn_with_ids_and_scores_and_counted_in_the_status(qtbot, m
         bx, _ = view.faces_box_item.getData()
         assert len(bx) == 2 * 5
         labels = view.face_labels_text()
-        assert sorted(labels) == sorted(f"#{f.id} {f.score:.2f}" for f in faces)
+        assert sorted(labels) == sorted(f"#{f.id} {f.score:.2f}" + ("" if f.confidence is None else
+                                                                     f" | {100 * f.confidence:.0f}%") for f in faces)
         assert "3 faces" in view.info_label.text() and view.note == ""
         # each face's points lie on one of the three heads
         for f in faces:
@@ -168,16 +169,17 @@ def test_view_set_faces_labels_boxes_and_clearing(qtbot):
     v.set_image(np.zeros((200, 300, 3), np.uint8))
     rng = np.random.default_rng(0)
 
-    def face(i, x, score):
+    def face(i, x, score, conf=None):
         pts = rng.uniform(0, 40, (68, 2)) + [x, 60]
-        return SimpleNamespace(id=i, score=score, boundary=np.array([x, 60.0, 40, 40]), landmarks=pts)
+        return SimpleNamespace(id=i, score=score, boundary=np.array([x, 60.0, 40, 40]), landmarks=pts,
+                               confidence=conf)
 
-    faces = [face(4, 10, 1.234), face(7, 120, 0.5), face(9, 220, float("nan"))]
+    faces = [face(4, 10, 1.234), face(7, 120, 0.5, 0.934), face(9, 220, float("nan"))]
     v.set_landmarks(faces[1].landmarks, faces[1].boundary)
     v.set_faces(faces, primary_id=7)
     assert v.face_ids == [7, 4, 9] and v.primary_id == 7
     assert _extra_points(v) == 2 * 68 and len(v.faces_box_item.getData()[0]) == 10
-    assert v.face_labels_text() == ["#4 1.23", "#7 0.50", "#9"]
+    assert v.face_labels_text() == ["#4 1.23", "#7 0.50 | 93%", "#9"]
     v.set_faces(faces[:1], primary_id=None)                  # fewer faces: the spare labels hide
     assert v.face_labels_text() == ["#4 1.23"] and _extra_points(v) == 68
     v.set_faces([])

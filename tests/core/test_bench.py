@@ -141,6 +141,16 @@ def test_bench_report_schema(tmp_path):
     assert t["ratios"] == {base: c["ratio"]} and t["met"] == (c["ratio"] <= t["target_ratio"] == 2.0)
     new = bench_mod.BUSY_STARTED[started:]
     assert len(new) == 2 and not any(_alive(p) for p in new)   # one per busy block, each gone
+    # the face detector stage: the detectors alone, detection + landmarks + confidence, the tracker
+    if ok:
+        det = {r["what"]: r for r in rep["detection"]}
+        assert "detector dlib-hog alone (visible)" in det and "detector dlib-hog-thermal alone (thermal)" in det
+        assert any(w.startswith("faces: detector + M_b + M_l") for w in det)
+        assert any(w.startswith("video through the tracker") for w in det)
+        for r in det.values():
+            assert "error" not in r, r
+            assert _is_spread(r["ms_spread"]) and r["ms_spread"]["median"] == r["ms_per_frame"] > 0
+            assert r["fps"] == pytest.approx(1000 / r["ms_per_frame"], rel=0.01) and r["faces"] >= 0
 
 
 def test_bench_rejects_unknown_names():

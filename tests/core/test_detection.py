@@ -190,7 +190,10 @@ def test_cli_predict_folder_with_a_corrupt_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / "pts").iterdir()) == [f"three_face{i}.pts" for i in range(3)]
     assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["coffee.png", "three.png"]
     rows = (tmp_path / "faces.csv").read_text().strip().splitlines()
-    assert len(rows) == 4 and len(rows[1].split(",")) == 11 + 136
+    assert len(rows) == 4 and len(rows[1].split(",")) == 12 + 136
+    head = rows[0].split(",")
+    k = head.index("confidence")                        # the landmark stage's own, per face
+    assert all(0.0 <= float(r.split(",")[k]) <= 1.0 for r in rows[1:])
 
 
 def test_cli_parser_stays_import_light():

@@ -131,13 +131,23 @@ def test_a_track_no_detection_confirms_is_ended(predictor):
         calls["n"] += 1
         return [Detection(box=np.array([200.0, 150.0, 120.0, 120.0]), score=0.5)] if calls["n"] == 1 else []
 
+    # the landmark stage's confidence rejects the points M_l puts on the noise: no track at all
+    assert predictor.quality is not None
     tr = FaceTracker(predictor, once, "vis", TrackerConfig(detect_every=3, max_unconfirmed=2))
-    counts = [len(tr.step(img, k)) for k in range(12)]
+    assert [len(tr.step(img, k)) for k in range(4)] == [0, 0, 0, 0] and calls["n"] == 4
+    # without it (a model with no quality network) the unconfirmed rounds are what ends the track
+    calls["n"] = 0
+    quality, predictor.quality = predictor.quality, None
+    try:
+        tr = FaceTracker(predictor, once, "vis", TrackerConfig(detect_every=3, max_unconfirmed=2))
+        counts = [len(tr.step(img, k)) for k in range(12)]
+        faces_seen = tr.step(img, 12)
+    finally:
+        predictor.quality = quality
     assert counts[0] == 1
     assert counts[-1] == 0
     # rounds at frames 3 and 6 miss it (unconfirmed 1, 2), the round at 9 ends it
     assert counts[:9] == [1] * 9 and counts[9:] == [0, 0, 0], counts
-    faces_seen = tr.step(img, 12)
     assert faces_seen == []
 
 

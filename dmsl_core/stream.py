@@ -193,6 +193,9 @@ class StreamConfig:
     min_face: float = 0.05                   # the smallest face the detector looks for (of the longer side)
     tracker: Optional[Any] = None            # a TrackerConfig (detect_every above wins)
     still_images: bool = False               # independent stills (a folder): detect on each, carry nothing
+    # auto mode with the detector: where the chosen spectrum has no face, the other spectrum is run
+    # on that frame and its face shown (the reason says so; the selector's own state is unchanged)
+    no_face_fallback: bool = True
 
 
 class StreamProcessor:
@@ -423,6 +426,23 @@ class StreamProcessor:
         faces_by: dict[str, list] = {}
         if cfg.detector is not None:
             landmarks, boundary, reused, faces_by, t_pred = self._every_face(pair, run)
+            other = "th" if decision.chosen == "vis" else "vis"
+            if (decision.mode == "auto" and cfg.no_face_fallback and decision.chosen in run
+                    and not faces_by.get(decision.chosen) and other not in run
+                    and self.image_for(pair, other) is not None):
+                # no face where the selector looks: the other spectrum's face, on this frame
+                lm2, b2, r2, f2, t_pred = self._every_face(pair, [other])
+                if f2.get(other):
+                    run = run + [other]
+                    landmarks.update(lm2)
+                    boundary.update(b2)
+                    reused.update(r2)
+                    faces_by.update(f2)
+                    names = {"vis": "visible", "th": "thermal"}
+                    decision = dataclasses.replace(
+                        decision, chosen=other, run=tuple(run),
+                        reason=f"no face in the {names[decision.chosen]} image: the {names[other]} face shown "
+                               f"({decision.reason})")
         else:
             landmarks, boundary, reused, t_pred = self._one_face(pair, run)
         for s in SPECTRA:

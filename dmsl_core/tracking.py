@@ -28,7 +28,9 @@
    (dropped; the next frame detects). Two tracks that converged on one face (IoU > ``merge_iou``)
    become the older one.
 
-Ids are integers from 1, never reused within a tracker (until :meth:`reset`). The result is a list
+Ids are integers from 1, never given to another face within a tracker (until :meth:`reset`): a
+face whose track was lost comes back under its old id when a new track starts on its last box
+within ``max_gap`` frames (a face the checks lost for a frame keeps its identity). The result is a list
 of :class:`TrackedFace`, largest first; empty when there is no face: "no face" is a result.
 """
 from __future__ import annotations
@@ -149,9 +151,10 @@ class FaceTracker:
         self.force_detect = True
         self.last_index: Optional[int] = None
         self.n_detections = 0                        # detector runs
+        self.recent: list[dict] = []                 # tracks lost lately: {"id", "box", "index"} (ids come back)
 
     # ---- state: what carries from one frame to the next (sharded runs hand it over) ----------
-    _STATE = ("tracks", "next_id", "since_detect", "force_detect", "last_index")
+    _STATE = ("tracks", "next_id", "since_detect", "force_detect", "last_index", "recent")
 
     def get_state(self) -> dict:
         st = {k: getattr(self, k) for k in self._STATE}
@@ -163,6 +166,24 @@ class FaceTracker:
         for k, v in st.items():
             setattr(self, k, v)
         self.tracks = [Track(**t) for t in st.get("tracks", [])]
+
+    def _new_id(self, box: np.ndarray, index: Optional[int]) -> int:
+        """The id of a face that starts a track: a track lost at most ``max_gap`` frames ago whose last
+        box it overlaps (IoU >= ``match_iou``) gets its id back (a face the checks lost for a frame or
+        two stays the same face); else a new one."""
+        cfg = self.config
+        now = -1 if index is None else int(index)
+        self.recent = [r for r in self.recent if 0 <= now - r["index"] <= cfg.max_gap + 1]
+        best, best_iou = None, cfg.match_iou
+        for r in self.recent:
+            v = box_iou(box, np.asarray(r["box"], float))
+            if v >= best_iou and all(t.id != r["id"] for t in self.tracks):
+                best, best_iou = r, v
+        if best is not None:
+            self.recent.remove(best)
+            return int(best["id"])
+        self.next_id += 1
+        return self.next_id - 1
 
     # ---- one frame ------------------------------------------------------------------------------
     def _stale(self, index: Optional[int]) -> bool:
@@ -183,6 +204,7 @@ class FaceTracker:
         cfg = self.config
         if self._stale(index):
             self.tracks = []                             # not a frame shortly after: start again (ids go on)
+            self.recent = []
         detect = self.needs_detection(index)
         self.last_index = index
         new_boxes: list[tuple[np.ndarray, float]] = []
@@ -251,6 +273,8 @@ class FaceTracker:
                 nb = _points_box(pts, cfg.min_size_px)
                 if not holds(t, p):
                     self.force_detect = True             # lost (or no longer on a face): the next frame detects
+                    self.recent.append({"id": t.id, "box": np.asarray(t.box, float).tolist(),
+                                        "index": -1 if index is None else int(index)})
                     continue
                 used = t.box
                 t.box, t.landmarks, t.boundary = nb, pts, np.asarray(p.boundary, dtype=np.float64)
@@ -272,9 +296,8 @@ class FaceTracker:
                     continue                             # the landmark stage says its points are on no face
                 if any(box_iou(nb, t.box) > cfg.merge_iou for t in self.tracks):
                     continue                             # it is a face already tracked
-                t = Track(id=self.next_id, box=nb, landmarks=pts, boundary=np.asarray(p.boundary, float),
+                t = Track(id=self._new_id(nb, index), box=nb, landmarks=pts, boundary=np.asarray(p.boundary, float),
                           score=score, first_index=-1 if index is None else int(index))
-                self.next_id += 1
                 self.tracks.append(t)
                 faces.append(TrackedFace(id=t.id, box=b, score=score, boundary=t.boundary, landmarks=pts,
                                          spectrum=self.spectrum, detected=True, age=1,
@@ -283,9 +306,9 @@ class FaceTracker:
             pts = np.asarray(fallback.landmarks, dtype=np.float64)
             nb = _points_box(pts, cfg.min_size_px)
             if nb is not None:
-                t = Track(id=self.next_id, box=nb, landmarks=pts, boundary=np.asarray(fallback.boundary, float),
+                t = Track(id=self._new_id(nb, index), box=nb, landmarks=pts,
+                          boundary=np.asarray(fallback.boundary, float),
                           score=float("nan"), first_index=-1 if index is None else int(index))
-                self.next_id += 1
                 self.tracks.append(t)
                 faces.append(TrackedFace(id=t.id, box=nb, score=t.score, boundary=t.boundary, landmarks=pts,
                                          spectrum=self.spectrum, detected=True, age=1,

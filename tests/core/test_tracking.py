@@ -83,14 +83,24 @@ def test_three_walking_faces_keep_their_ids_and_the_detector_runs_every_n_frames
 
 
 def test_no_face_frames_give_an_empty_list_and_faces_that_return_get_new_ids(predictor):
+    """Heads gone for 20 frames (more than max_gap) come back under new ids; gone for 6, a head that
+    returns on (or near) its last box gets its id back, and no id ever goes to another face."""
     from dmsl_core.detection import get_detector
     tr = FaceTracker(predictor, get_detector("auto"), "vis", TrackerConfig(detect_every=2, max_unconfirmed=1))
     seen = []
-    for k, (img, centres) in enumerate(walk(16, gone=range(4, 10))):
+    for k, (img, centres) in enumerate(walk(30, gone=range(4, 24))):
         seen.append({f.id for f in tr.step(img, k)})
     assert seen[0] == {1, 2, 3}
-    assert set() in seen[4:10]                   # the heads left: no face, said as an empty list
-    assert seen[-1] and min(seen[-1]) > 3        # back: new faces, new ids (ids are never reused)
+    assert set() in seen[4:24]                   # the heads left: no face, said as an empty list
+    assert seen[-1] and min(seen[-1]) > 3        # back after long: new faces, new ids
+    tr = FaceTracker(predictor, get_detector("auto"), "vis", TrackerConfig(detect_every=2, max_unconfirmed=1))
+    seen = []
+    for k, (img, centres) in enumerate(walk(16, gone=range(4, 10))):
+        seen.append([f.id for f in tr.step(img, k)])
+    assert sorted(seen[0]) == [1, 2, 3] and [] in seen[4:10]
+    back = seen[-1]
+    assert len(back) == 3 and len(set(back)) == 3    # three faces, three different ids
+    assert set(back) & {1, 2, 3}                     # at least one came back under its own id
 
 
 def test_a_detection_never_replaces_a_good_track(predictor):

@@ -265,10 +265,13 @@ class LiveWorker(Worker):
             self.opened.emit(self.info)
             self.check_stop()
             processor = self._make_processor()
-            if self.source.live:
-                self._run_live(processor)
-            else:
-                self._run_file(processor)
+            try:
+                if self.source.live:
+                    self._run_live(processor)
+                else:
+                    self._run_file(processor)
+            finally:
+                processor.close()
         finally:
             self._close_recording()
             src, self.source = self.source, None
@@ -287,7 +290,7 @@ class LiveWorker(Worker):
         cfg = StreamConfig(mode=MODE_TO_CORE.get(o.mode, "auto"), selector=self._selector_config(o.selector),
                            smoothing=bool(o.smoothing and not still), reuse_box=bool(o.reuse_box and not still),
                            detector=self._detector_for(o.faces), detect_every=max(1, int(o.detect_every)),
-                           still_images=still)
+                           still_images=still, async_detect=bool(getattr(self.source, "live", False)))
         return StreamProcessor(self.model.predictor, cfg)
 
     def _detector_for(self, faces: str) -> Optional[str]:

@@ -196,6 +196,9 @@ class StreamConfig:
     # auto mode with the detector: where the chosen spectrum has no face, the other spectrum is run
     # on that frame and its face shown (the reason says so; the selector's own state is unchanged)
     no_face_fallback: bool = True
+    # a live source: each detection round runs on a thread of its own while the tracks go on (its
+    # faces join the frame on which it is ready); off for files, whose results must not depend on timing
+    async_detect: bool = False
 
 
 class StreamProcessor:
@@ -362,6 +365,12 @@ class StreamProcessor:
             boundary[s] = np.asarray(p.boundary, dtype=np.float64)
         return landmarks, boundary, reused, t_pred
 
+    def close(self) -> None:
+        """Stop the trackers' detector threads (async detection); the processor can go on after it
+        (a new thread starts with the next detection round)."""
+        for tr in self._trackers.values():
+            tr.close()
+
     def _detector(self):
         det = self.config.detector
         if callable(det):
@@ -389,6 +398,7 @@ class StreamProcessor:
                     tr.set_state(self._tracker_state.pop(s))
             tr.detector = self._detector()                  # the settings may change while live
             tr.config.detect_every = int(cfg.detect_every)
+            tr.config.async_detect = bool(cfg.async_detect)
             if cfg.still_images:
                 tr.reset()                     # a still is not the next frame of the one before
                 self._primary.pop(s, None)
@@ -633,6 +643,8 @@ class StreamRunner:
         self.stop_event = stop or threading.Event()
         info = getattr(source, "info", {}) or {}
         self.live = bool(info.get("live")) if live is None else live
+        if self.live:
+            processor.config.async_detect = True     # detection must not hold up a live source's frames
         self.stall_timeout_s = stall_timeout_s
         self.stats = StreamStats()
 
@@ -692,6 +704,7 @@ class StreamRunner:
         except BaseException as exc:  # noqa: BLE001 - a failing source or model ends the stream with its text
             log.warning("stream ended with an error: %s", exc)
             error = str(exc) or type(exc).__name__
+        self.processor.close()
         self.stats.elapsed_s = time.perf_counter() - t0
         self.stats.reused = self.processor.n_reused
         self.stats.switches = self.processor.selector.switches

@@ -62,6 +62,7 @@ class TrackerConfig:
     max_gap: int = 15             # frames a live source may skip (dropped frames) before the tracks are stale
     fallback: bool = True         # no track and no detection: try M_b's whole-frame pass (Predictor.fallback_prediction)
     rescue: bool = True           # a tracked face that fails its checks gets one refining pass before it is lost
+    async_detect: bool = False    # live sources: detection rounds run on a thread of their own while tracking goes on
 
     def __post_init__(self) -> None:
         if int(self.detect_every) < 1:
@@ -142,6 +143,7 @@ class FaceTracker:
         self.detector = detector
         self.spectrum = spectrum
         self.config = config or TrackerConfig()
+        self._pool = None
         self.reset()
 
     def reset(self) -> None:
@@ -152,6 +154,7 @@ class FaceTracker:
         self.last_index: Optional[int] = None
         self.n_detections = 0                        # detector runs
         self.recent: list[dict] = []                 # tracks lost lately: {"id", "box", "index"} (ids come back)
+        self._job = None                             # the detection running on the detector thread (async)
 
     # ---- state: what carries from one frame to the next (sharded runs hand it over) ----------
     _STATE = ("tracks", "next_id", "since_detect", "force_detect", "last_index", "recent")
@@ -185,6 +188,58 @@ class FaceTracker:
         self.next_id += 1
         return self.next_id - 1
 
+    def _associate(self, dets: list) -> list[tuple[np.ndarray, float]]:
+        """Match a detection round to the tracks (confirming them, ending the unconfirmed); returns
+        the detections that start new faces (box, score)."""
+        cfg = self.config
+        new_boxes: list[tuple[np.ndarray, float]] = []
+        claimed: set[int] = set()
+        pairs = sorted(((box_iou(t.box, d.box), ti, di) for ti, t in enumerate(self.tracks)
+                        for di, d in enumerate(dets)), reverse=True)
+        matched_tracks: set[int] = set()
+        for v, ti, di in pairs:
+            if v < cfg.match_iou:
+                break
+            if ti in matched_tracks or di in claimed:
+                continue
+            matched_tracks.add(ti)
+            claimed.add(di)
+            t = self.tracks[ti]
+            t.score = float(dets[di].score)          # confirmed; its own box stays
+            t.unconfirmed = 0
+        keep = []
+        for ti, t in enumerate(self.tracks):
+            if ti not in matched_tracks:
+                t.unconfirmed += 1
+                if t.unconfirmed > cfg.max_unconfirmed:
+                    continue
+            keep.append(t)
+        self.tracks = keep
+        # a detection inside an existing track's box (the same face at another scale) is no new face
+        for di, d in enumerate(dets):
+            if di in claimed:
+                continue
+            b = np.asarray(d.box, dtype=np.float64)
+            if any(box_iou(b, t.box) >= cfg.match_iou for t in self.tracks):
+                continue
+            new_boxes.append((b, float(d.score)))
+        room = max(0, cfg.max_faces - len(self.tracks))
+        new_boxes = new_boxes[:room]
+        return new_boxes
+
+    def _executor(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"dmsl-detect-{self.spectrum or 'any'}")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the detector thread (async detection); a running detection finishes on its own."""
+        self._job = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
     # ---- one frame ------------------------------------------------------------------------------
     def _stale(self, index: Optional[int]) -> bool:
         """A frame before the last one (a seek back) or more than ``max_gap`` frames after it; a live
@@ -209,47 +264,31 @@ class FaceTracker:
         self.last_index = index
         new_boxes: list[tuple[np.ndarray, float]] = []
         fallback = None
-        if detect:
+        dets = None
+        if detect and cfg.async_detect:
+            # a live source: the detector runs on its own thread while the tracks go on; its result
+            # joins the frame on which it is ready (a detection does not hold up the frames; with no
+            # track the frames say "no face" until it is)
+            if self._job is None:
+                self._job = self._executor().submit(self.detector, image, self.spectrum or None)
+            self.since_detect = 0
+            self.force_detect = False
+        elif detect:
             dets = list(self.detector(image, self.spectrum or None) or [])
             if not dets and not self.tracks and cfg.fallback and hasattr(self.predictor, "fallback_prediction"):
                 fallback = self.predictor.fallback_prediction(image)   # None unless its confidence says face
-            self.n_detections += 1
             self.since_detect = 0
             self.force_detect = False
-            claimed: set[int] = set()
-            pairs = sorted(((box_iou(t.box, d.box), ti, di) for ti, t in enumerate(self.tracks)
-                            for di, d in enumerate(dets)), reverse=True)
-            matched_tracks: set[int] = set()
-            for iou, ti, di in pairs:
-                if iou < cfg.match_iou:
-                    break
-                if ti in matched_tracks or di in claimed:
-                    continue
-                matched_tracks.add(ti)
-                claimed.add(di)
-                t = self.tracks[ti]
-                t.score = float(dets[di].score)          # confirmed; its own box stays
-                t.unconfirmed = 0
-            keep = []
-            for ti, t in enumerate(self.tracks):
-                if ti not in matched_tracks:
-                    t.unconfirmed += 1
-                    if t.unconfirmed > cfg.max_unconfirmed:
-                        continue
-                keep.append(t)
-            self.tracks = keep
-            # a detection inside an existing track's box (the same face at another scale) is no new face
-            for di, d in enumerate(dets):
-                if di in claimed:
-                    continue
-                b = np.asarray(d.box, dtype=np.float64)
-                if any(box_iou(b, t.box) >= cfg.match_iou for t in self.tracks):
-                    continue
-                new_boxes.append((b, float(d.score)))
-            room = max(0, cfg.max_faces - len(self.tracks))
-            new_boxes = new_boxes[:room]
         else:
             self.since_detect = (self.since_detect or 0) + 1
+        if dets is None and self._job is not None and self._job.done():
+            job, self._job = self._job, None
+            dets = list(job.result() or [])
+            if not dets and not self.tracks and cfg.fallback and hasattr(self.predictor, "fallback_prediction"):
+                fallback = self.predictor.fallback_prediction(image)
+        if dets is not None:
+            self.n_detections += 1
+            new_boxes = self._associate(dets)
 
         faces: list[TrackedFace] = []
         # tracked faces: one M_l pass on the previous landmarks' box

@@ -18,6 +18,11 @@ detector -> M_b's refining pass -> M_l -> the landmark stage's own confidence):
    them), run through ``StreamProcessor(StreamConfig(mode="visible", detector="auto"))`` - the path
    ``dmsl run`` and the app take. Per frame: the annotated face found (as in 1) and its NME.
 
+4. **Thermal scenes with several small people** (``--thermal-test``: the ``dmsl thermalize`` copy of
+   HELEN test, 2x crops, centi-kelvin): ``--scenes`` 640x512 scenes, each with 4 thermal test faces
+   pasted without overlap at face widths of 28-80 px on a structured ambient background (22 C),
+   searched with ``Predictor.faces(spectrum="th")``: recall, other faces, NME of the found ones.
+
 The test images are only measured here; nothing is chosen on them.
 """
 from __future__ import annotations
@@ -96,7 +101,9 @@ def main(argv=None) -> int:
                                                          "face is wide enough)")
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--no-quality", action="store_true", help="measure without the confidence network")
-    ap.add_argument("--parts", default="photos,noface,zoom")
+    ap.add_argument("--parts", default="photos,noface,zoom,thermal")
+    ap.add_argument("--thermal-test", default="/work/data/helen_test2_th")
+    ap.add_argument("--scenes", type=int, default=30)
     ap.add_argument("--json", default=None)
     ap.add_argument("--overlay-dir", default=None)
     args = ap.parse_args(argv)
@@ -203,6 +210,55 @@ def main(argv=None) -> int:
                            "videos_meeting_95pct_at_0.05": int(sum(v["share_nme_le_0.05"] >= 0.95 for v in allv)),
                            "share_nme_le_0.05_all_frames": round(float(np.mean([v["share_nme_le_0.05"] for v in allv])), 4)
                            if allv else None}
+    if "thermal" in parts:
+        from dmsl_core.data.folder import read_manifest
+        root = args.thermal_test
+        recs = [r for r in read_manifest(root) if r.th]
+        rng = np.random.default_rng(0)
+        found, total, others, nmes = 0, 0, 0, []
+        for k in range(args.scenes):
+            bg = cv2.GaussianBlur(rng.normal(0, 1, (512, 640)), (0, 0), 12)
+            scene = (29515 + 150 * bg / bg.std()).astype(np.float64)
+            placed, truths = [], []
+            for rec in rng.choice(len(recs), 4, replace=False):
+                r = recs[int(rec)]
+                img = read_image(os.path.join(root, r.th)).astype(np.float64)
+                pts = r.landmarks_for("th")
+                box = boundary_from_points(pts)
+                s = rng.uniform(28, 80) / box[2]
+                small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+                h, w = small.shape[:2]
+                if h >= 512 or w >= 640:
+                    continue
+                for _ in range(50):
+                    y, x = int(rng.integers(0, 512 - h)), int(rng.integers(0, 640 - w))
+                    if all(x + w <= a or a + c <= x or y + h <= b or b + d <= y for a, b, c, d in placed):
+                        break
+                else:
+                    continue
+                placed.append((x, y, w, h))
+                scene[y:y + h, x:x + w] = small
+                truths.append(pts * s + [x, y])
+            frame = np.clip(scene, 0, 65535).astype(np.uint16)
+            faces = pred.faces(frame, detector="auto", spectrum="th")
+            used = set()
+            for gt in truths:
+                f, _ = match([f for f in faces if id(f) not in used], gt)
+                total += 1
+                if f is not None:
+                    used.add(id(f))
+                    found += 1
+                    nmes.append(nme_per_image(f.landmarks, gt))
+            others += len(faces) - len(used)
+            if args.overlay_dir and k < 3:
+                from dmsl_core.predictions import draw_faces
+                cv2.imwrite(os.path.join(args.overlay_dir, f"thermal_scene_{k}.png"),
+                            cv2.cvtColor(draw_faces(frame, [f.to_dict() for f in faces]), cv2.COLOR_RGB2BGR))
+        r = summary(nmes, total)
+        r.update({"scenes": args.scenes, "recall": round(found / max(1, total), 4),
+                  "other_faces_per_scene": round(others / max(1, args.scenes), 3)})
+        rep["thermal_scenes"] = r
+        print("thermal scenes:", r, flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rep, fh, indent=2)

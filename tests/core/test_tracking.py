@@ -242,3 +242,53 @@ def test_dropped_frames_keep_the_tracks_and_a_seek_back_starts_again(predictor):
     assert det.calls == 1
     faces = tr.step(frames[2][0], 2)                # back in time
     assert det.calls == 2 and {f.id for f in faces} == {4, 5, 6}
+
+
+def test_async_detection_does_not_hold_up_the_frames(predictor):
+    """Live sources: a detection round runs on the detector's own thread while the tracks go on, and
+    its result joins the frame on which it is ready (the faces keep their ids)."""
+    import threading
+    import time
+    from dmsl_core.detection import get_detector
+    inner = get_detector("auto")
+    gate = threading.Event()
+    calls = {"n": 0, "threads": set()}
+
+    def slow(image, spectrum=None):
+        calls["n"] += 1
+        calls["threads"].add(threading.current_thread().name)
+        if calls["n"] > 1:
+            gate.wait(10)                       # the second round waits until the test lets it go
+        return inner(image, spectrum)
+
+    tr = FaceTracker(predictor, slow, "vis", TrackerConfig(detect_every=3, async_detect=True))
+    frames = list(walk(12))
+    try:
+        assert tr.step(frames[0][0], 0) == []                 # the first round runs on the thread
+        tr._job.result(timeout=60)
+        assert {f.id for f in tr.step(frames[1][0], 1)} == {1, 2, 3}   # its faces join the next frame
+        for k in range(2, 6):                                  # the round due at frame 4 is held back
+            assert {f.id for f in tr.step(frames[k][0], k)} == {1, 2, 3}, k
+        # the frames went on while that round was still waiting at the gate
+        assert calls["n"] == 2 and tr._job is not None and not tr._job.done()
+        assert any(n.startswith("dmsl-detect-vis") for n in calls["threads"])
+        gate.set()
+        for _ in range(200):
+            if tr._job.done():
+                break
+            time.sleep(0.05)
+        assert {f.id for f in tr.step(frames[6][0], 6)} == {1, 2, 3}
+        assert tr._job is None and all(t.unconfirmed == 0 for t in tr.tracks)   # the round confirmed them
+    finally:
+        gate.set()
+        tr.close()
+
+
+def test_a_live_runner_turns_async_detection_on(predictor):
+    from dmsl_core.stream import StreamRunner
+    proc = StreamProcessor(predictor, StreamConfig(mode="visible", detector="auto"))
+    assert proc.config.async_detect is False
+    StreamRunner([], proc, live=False)
+    assert proc.config.async_detect is False
+    StreamRunner([], proc, live=True)
+    assert proc.config.async_detect is True

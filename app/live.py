@@ -377,7 +377,7 @@ class LiveWorker(Worker):
                 elif kind == "jsonl":
                     writers.append(JSONLExporter(p, info=_jsonable(self.info)))
                 else:
-                    writers.append(VideoExporter(p, fps=self.info.get("fps") or 25.0))
+                    writers.append(VideoExporter(p, fps=self.info.get("fps") or 25.0, spectra=self.info.get("spectra")))
         except Exception as exc:  # noqa: BLE001
             for w in writers:
                 try:

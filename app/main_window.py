@@ -25,7 +25,6 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from dmsl_core import __version__
-from dmsl_core.covered import covered_regions
 
 from .about import AboutDialog, ShortcutsDialog
 from .folder_browser import FolderBrowser
@@ -622,6 +621,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_result = None
         self.last_error = ""
         self.banner.hide()
+        self.statusBar().clearMessage()   # the previous source's "opening …" / notices
         self._th_levels.reset()
         self.chart.clear_data()
         self.spectrum_panel.reset()
@@ -749,6 +749,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.st_model.style().polish(self.st_model)
 
     def _on_notice(self, text: str) -> None:
+        if self.sender() is not None and self.sender() is not self.live:
+            return   # a source closed or replaced since: its "opening …" is no longer true
         self.statusBar().showMessage(text, 4000)
 
     def _on_state(self, state: dict) -> None:
@@ -921,8 +923,8 @@ class MainWindow(QtWidgets.QMainWindow):
         th_pts = r.points_in("th") if (pair is not None and pair.th is not None) else None
         if r.temperatures and th_pts is not None and np.isfinite(th_pts).all():
             anchors = temperature_anchors(th_pts)
-            if pair.th_celsius is not None:   # an eye region colder than the face: glasses (dmsl_core/covered.py)
-                covered = covered_regions(pair.th_celsius, th_pts, r.temperatures)
+            # an eye region colder than the face: glasses (dmsl_core/covered.py; the processor judged it)
+            covered = getattr(r, "temperatures_covered", None) or {}
             temps = [(TEMP_LABELS[k], anchors[k][0], anchors[k][1], v, TEMP_ANCHORS[k], " covered" * (k in covered))
                      for k, v in r.temperatures.items() if k in anchors and v is not None and math.isfinite(v)]
         self.th_view.set_temperatures(temps)

@@ -252,9 +252,16 @@ class SettingsDialog(QtWidgets.QDialog):
                                      "makes the next frame detect again. Fewer frames: new faces appear sooner, "
                                      "more time per frame.")
         form.addRow("Detect faces every", self.detect_every)
-        self.reuse_box = QtWidgets.QCheckBox("Track the face box between frames (faster: skips M_b while tracking)")
+        # the explanation wraps in its own label: a checkbox's text never wraps, and a long one is cut off
+        # when the dialog is narrower than its text (a small screen caps a dialog at 2/3 of its width)
+        self.reuse_box = QtWidgets.QCheckBox("Track the face box between frames")
         self.reuse_box.setChecked(s.reuse_box)
         form.addRow("", self.reuse_box)
+        self.reuse_hint = QtWidgets.QLabel("Faster: M_b is skipped while the face is tracked. One face only "
+                                           "(every face is tracked anyway).")
+        self.reuse_hint.setObjectName("Hint")
+        self.reuse_hint.setWordWrap(True)
+        form.addRow("", self.reuse_hint)
         self.faces.currentIndexChanged.connect(self._faces_changed)
         self._faces_changed()
         tabs.addTab(w, "Model")
@@ -338,6 +345,7 @@ class SettingsDialog(QtWidgets.QDialog):
         self.detect_every.setEnabled(every)
         # every face: the tracker places each face's box itself; the one-face box reuse does not apply
         self.reuse_box.setEnabled(not every)
+        self.reuse_hint.setEnabled(not every)
         self.reuse_box.setToolTip("Only with one face (every face is tracked anyway)" if every else "")
 
     @staticmethod

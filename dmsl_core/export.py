@@ -23,10 +23,12 @@ confidence (empty for a model without a quality network); a frame with no face i
 homography is known or the pair is registered), ``vis_mean, vis_p05, vis_p95, vis_dark, vis_sat,
 vis_region`` (illumination of the visible image), ``th_p05, th_p95, th_contrast, th_units``,
 ``temp_inner_eye_r, temp_inner_eye_l, temp_forehead, temp_nose_tip`` (degrees C when the thermal
-is radiometric), ``nme`` (against ground truth when the source has it), ``ms_total``.
+is radiometric), ``temp_covered`` (the regions among them whose temperature says they are covered -
+glasses - not skin, ``;``-separated, see :mod:`dmsl_core.covered`), ``nme`` (against ground truth when the source has it), ``ms_total``.
 Missing values are empty cells; on the rows of the faces that are not the primary one the mapped
 points, temperatures and NME are empty. The JSONL line is :meth:`FrameResult.to_dict` (both spectra in
-``both`` mode, the selector's measures and thresholds).
+``both`` mode, the selector's measures and thresholds, ``temperatures_covered``: the covered
+regions, a list); the video's caption says ``canthus=26.6C covered`` for a covered eye.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ def csv_header() -> list[str]:
     cols += [f"m{a}{i}" for i in range(68) for a in ("x", "y")]
     cols += ["vis_mean", "vis_p05", "vis_p95", "vis_dark", "vis_sat", "vis_region",
              "th_p05", "th_p95", "th_contrast", "th_units"]
-    cols += [f"temp_{r}" for r in TEMPERATURE_REGIONS]
+    cols += [f"temp_{r}" for r in TEMPERATURE_REGIONS] + ["temp_covered"]
     cols += ["nme", "ms_total"]
     return cols
 
@@ -95,8 +97,15 @@ def result_row(r: FrameResult, face=None) -> list[str]:
     tm = r.measures.get("th") or {}
     row += [_fmt(tm.get(k), 3) for k in ("p05", "p95", "contrast")] + [tm.get("units", "")]
     row += [_fmt(r.temperatures.get(k), 3) if primary else "" for k in TEMPERATURE_REGIONS]
+    row += [";".join(covered_temperatures(r)) if primary else ""]
     row += [_fmt(r.nme.get(s), 5) if primary else "", _fmt(r.timings_ms.get("total"), 2)]
     return row
+
+
+def covered_temperatures(r: FrameResult) -> dict[str, str]:
+    """Region -> why, for the temperature regions of ``r`` that are covered (an eye behind glasses;
+    computed once per frame by the stream processor: :attr:`FrameResult.temperatures_covered`)."""
+    return dict(getattr(r, "temperatures_covered", None) or {})
 
 
 def result_rows(r: FrameResult) -> list[list[str]]:
@@ -285,23 +294,33 @@ def _outlined_text(img: np.ndarray, text: str, org: tuple[int, int], scale: floa
 
 def overlay_caption(r: FrameResult) -> str:
     """The caption of an exported frame: index, time, chosen spectrum, the visible luminance and the
-    canthus temperature - each only when the frame has it (never ``nan``)."""
+    canthus temperature ("covered" behind glasses) - each only when the frame has it (never ``nan``)."""
     cap = f"#{r.index} t={r.t:.2f}s {r.chosen.upper()}"
     mean = (r.measures.get("vis") or {}).get("mean")
     if mean is not None and math.isfinite(mean):   # a thermal-only source has no visible luminance
         cap += f" mean={mean:.2f}"
     t = (r.temperatures or {}).get("inner_eye_r")
     if t is not None and math.isfinite(t):
-        cap += f" canthus={t:.1f}C"
+        cap += f" canthus={t:.1f}C" + (" covered" if "inner_eye_r" in covered_temperatures(r) else "")
     return cap
 
 
-def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndarray:
-    """Visible | thermal, landmarks drawn on both (chosen spectrum green, the other run blue,
-    mapped points yellow hollow), a caption with the spectrum and the reason. RGB uint8."""
+def video_spectra(spectra) -> tuple[str, ...]:
+    """The panels of an overlay video for a source of ``spectra`` (its ``info["spectra"]``): only those
+    of them (a thermal-only source: the thermal panel alone, not a black "no visible" half); both when
+    the source does not say."""
+    got = tuple(s for s in ("vis", "th") if s in (spectra or ()))
+    return got or ("vis", "th")
+
+
+def render_side_by_side(r: FrameResult, height: Optional[int] = None,
+                        spectra: Sequence[str] = ("vis", "th")) -> np.ndarray:
+    """Visible | thermal (the panels of ``spectra``, see :func:`video_spectra`), landmarks drawn on
+    each (chosen spectrum green, the other run blue, mapped points yellow hollow), a caption with the
+    spectrum and the reason. RGB uint8."""
     pair = r.pair
     panels = []
-    for s in ("vis", "th"):
+    for s in video_spectra(spectra):
         img = None
         if pair is not None:
             if s == "vis" and pair.vis is not None:
@@ -340,14 +359,17 @@ def render_side_by_side(r: FrameResult, height: Optional[int] = None) -> np.ndar
 
 
 class VideoExporter:
-    """Side-by-side video with landmarks (MP4 ``mp4v``, or Motion-JPEG for ``.avi``).
+    """Side-by-side video with landmarks (MP4 ``mp4v``, or Motion-JPEG for ``.avi``); a panel for
+    each of ``spectra`` (the source's ``info["spectra"]``; both when not given).
 
     :meth:`close` re-opens the finished file with OpenCV and checks it holds every frame written
     before renaming it into place; otherwise (full disk...) it raises an ``OSError`` naming the
     file and leaves the ``.part`` (for recovery, see the README)."""
 
-    def __init__(self, path: str | os.PathLike, fps: float = 25.0, height: Optional[int] = None) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float = 25.0, height: Optional[int] = None,
+                 spectra: Optional[Sequence[str]] = None) -> None:
         self.path = Path(path)
+        self.spectra = video_spectra(spectra)   # the source's spectra: one panel each (both when unknown)
         if self.path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -361,7 +383,7 @@ class VideoExporter:
         self.closed = False
 
     def write(self, r: FrameResult) -> None:
-        frame = render_side_by_side(r, self.height)
+        frame = render_side_by_side(r, self.height, self.spectra)
         if self._writer is None:
             h, w = frame.shape[:2]
             w, h = w + (w % 2), h + (h % 2)

@@ -125,6 +125,9 @@ class FrameResult:
     mapped: dict[str, np.ndarray] = field(default_factory=dict)      # spectrum -> its landmarks in the OTHER image
     measures: dict[str, dict] = field(default_factory=dict)          # "vis": illumination, "th": thermal contrast
     temperatures: dict[str, float] = field(default_factory=dict)     # region -> degrees C (radiometric only)
+    #: region -> why, for the temperature regions that are covered (an eye behind glasses:
+    #: the lens, not the eye; :func:`dmsl_core.covered.covered_regions`)
+    temperatures_covered: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     box_reused: dict[str, bool] = field(default_factory=dict)
     nme: dict[str, float] = field(default_factory=dict)              # against meta ground truth when present
@@ -156,6 +159,7 @@ class FrameResult:
             "boundary": {k: _r(v, 2) for k, v in self.boundary.items()},
             "mapped": {k: _r(v, 2) for k, v in self.mapped.items()},
             "measures": self.measures, "temperatures": {k: _r(v, 3) for k, v in self.temperatures.items()},
+            "temperatures_covered": sorted(self.temperatures_covered),
             "box_reused": self.box_reused, "nme": {k: _r(v, 5) for k, v in self.nme.items()},
             "timings_ms": {k: _r(v, 2) for k, v in self.timings_ms.items()}, "dropped": self.dropped,
             **({"faces": {k: [f.to_dict() for f in v] for k, v in self.faces.items()},
@@ -230,11 +234,14 @@ class StreamProcessor:
         self._tracker_state: dict = {}                         # handed over by set_state, applied on first use
         self._primary: dict[str, int] = {}                     # spectrum -> the id the readouts follow
         self._face_filters: dict = {}                          # (spectrum, id) -> OneEuroFilter
+        self._next_face_id = 1                                 # one id space for both spectra's faces
+        self._last_faces: dict = {}                            # spectrum -> (index, faces) of its last run
         self.n_frames = 0
         self.n_reused = 0
 
     # ---- state (sharded runs: hand the frame-to-frame state over and compare it) ----------------
-    _STATE_KEYS = ("_prev", "_good", "_since_detect", "_last_index", "_last_vis_box", "_ran_last")
+    _STATE_KEYS = ("_prev", "_good", "_since_detect", "_last_index", "_last_vis_box", "_ran_last", "_next_face_id",
+                   "_last_faces")
     _SELECTOR_KEYS = ("state", "_mean", "_sat", "_t_last", "_t_switch")
     _FILTER_KEYS = ("_x", "_dx", "_t")
 
@@ -365,6 +372,58 @@ class StreamProcessor:
             boundary[s] = np.asarray(p.boundary, dtype=np.float64)
         return landmarks, boundary, reused, t_pred
 
+    def _take_face_id(self) -> int:
+        self._next_face_id += 1
+        return self._next_face_id - 1
+
+    def _share_ids(self, pair: FramePair, s: str, tracker, faces: list, other_faces: list) -> None:
+        """One person, one id in both spectra: a face of spectrum ``s`` whose box overlaps a face of
+        the other spectrum (``other_faces``: this frame's, or the previous frame's when the selector
+        just switched; mapped into ``s``'s image: a registered pair as it is, else through the pair's
+        homography; IoU >= 0.3, best pairs first) takes that face's id - its track, this frame's
+        face, its smoothing filter and the primary-face choice are renamed with it. Without a mapping
+        the ids stay apart (they never collide: both trackers draw from one counter)."""
+        from .detection import iou
+        H = homography_for_pair(pair)
+        if not pair.registered and H is None:
+            return
+        to_s = None if pair.registered else (np.linalg.inv(H) if s == "th" else H)
+        vis_boxes = []
+        for f in other_faces:                      # TrackedFace, or (id, landmarks) of the previous frame
+            fid, lm = (f.id, f.landmarks) if hasattr(f, "landmarks") else f
+            pts = lm if to_s is None else map_points(lm, to_s)
+            try:
+                vis_boxes.append((fid, boundary_from_points(pts)))
+            except ValueError:
+                continue
+        pairs = []
+        for tf in faces:
+            try:
+                tb = boundary_from_points(tf.landmarks)
+            except ValueError:
+                continue
+            pairs += [(iou(tb, vb), tf, vid) for vid, vb in vis_boxes]
+        pairs.sort(key=lambda x: -x[0])
+        done_th, done_vis = set(), set()
+        for v, tf, vid in pairs:
+            if v < 0.3:
+                break
+            if id(tf) in done_th or vid in done_vis:
+                continue
+            done_th.add(id(tf))
+            done_vis.add(vid)
+            old = tf.id
+            if old == vid or any(t.id == vid for t in tracker.tracks):
+                continue
+            for t in tracker.tracks:
+                if t.id == old:
+                    t.id = vid
+            tf.id = vid
+            if (s, old) in self._face_filters:
+                self._face_filters[(s, vid)] = self._face_filters.pop((s, old))
+            if self._primary.get(s) == old:
+                self._primary[s] = vid
+
     def close(self) -> None:
         """Stop the trackers' detector threads (async detection); the processor can go on after it
         (a new thread starts with the next detection round)."""
@@ -389,6 +448,8 @@ class StreamProcessor:
         boundary: dict[str, np.ndarray] = {}
         reused: dict[str, bool] = {}
         faces_by: dict[str, list] = {}
+        if cfg.still_images:
+            self._next_face_id = 1             # each still's faces are numbered from 1
         for s in run:
             tr = self._trackers.get(s)
             if tr is None:
@@ -396,6 +457,7 @@ class StreamProcessor:
                 tr = self._trackers[s] = FaceTracker(self.predictor, self._detector(), s, tcfg)
                 if s in self._tracker_state:
                     tr.set_state(self._tracker_state.pop(s))
+                tr.id_source = self._take_face_id
             tr.detector = self._detector()                  # the settings may change while live
             tr.config.detect_every = int(cfg.detect_every)
             tr.config.async_detect = bool(cfg.async_detect)
@@ -403,6 +465,14 @@ class StreamProcessor:
                 tr.reset()                     # a still is not the next frame of the one before
                 self._primary.pop(s, None)
             faces = tr.step(self.image_for(pair, s), pair.index)
+            o = "vis" if s == "th" else "th"
+            if s == "th" and faces_by.get("vis"):
+                self._share_ids(pair, "th", tr, faces, faces_by["vis"])
+            elif o not in run and self._last_faces.get(o) and self._last_faces[o][0] == self._last_index \
+                    and self._last_index is not None and pair.index is not None \
+                    and 0 < pair.index - self._last_index <= 2:
+                # the selector switched spectrum: the same person keeps the id it had a frame ago
+                self._share_ids(pair, s, tr, faces, self._last_faces[o][1])
             live = {f.id for f in faces}
             for key in [k for k in self._face_filters if k[0] == s and k[1] not in live]:
                 del self._face_filters[key]
@@ -424,6 +494,10 @@ class StreamProcessor:
         for s in SPECTRA:
             if s not in run:
                 self._primary.pop(s, None)
+        for s, fs in faces_by.items():        # (a frame without faces keeps the last ones: a same-frame
+            if fs:                             # fallback to the other spectrum still sees them)
+                self._last_faces[s] = (pair.index, [(int(f.id), np.asarray(f.landmarks, np.float64).copy())
+                                                    for f in fs])
         return landmarks, boundary, reused, faces_by, time.perf_counter()
 
     def process(self, pair: FramePair, dropped: int = 0) -> FrameResult:
@@ -486,10 +560,14 @@ class StreamProcessor:
                     th_box = None
             measures["th"] = measure_thermal(pair.th, pair.th_celsius, th_box)
         temps: dict[str, float] = {}
+        covered: dict[str, str] = {}
         if cfg.temperatures and pair.th_celsius is not None:
             th_pts = landmarks.get("th", mapped.get("vis"))
             if th_pts is not None:
                 temps = temperatures_at(pair.th_celsius, th_pts)
+                if temps and np.isfinite(np.asarray(th_pts, float)).all():
+                    from .covered import covered_regions
+                    covered = covered_regions(pair.th_celsius, th_pts, temps)
         nme: dict[str, float] = {}
         for s, key in (("vis", "landmarks_gt"), ("th", "landmarks_gt_th")):
             gt = pair.meta.get(key)
@@ -507,6 +585,7 @@ class StreamProcessor:
         return FrameResult(
             index=pair.index, t=pair.t, source=pair.source, chosen=decision.chosen, decision=decision,
             landmarks=landmarks, boundary=boundary, mapped=mapped, measures=measures, temperatures=temps,
+            temperatures_covered=covered,
             timings_ms={"select": 1000 * (t_sel - t_start), "predict": 1000 * (t_pred - t_sel),
                         "total": 1000 * (t_end - t_start)},
             box_reused=reused, nme=nme, files=dict(pair.meta.get("files", {})), dropped=dropped, pair=pair,

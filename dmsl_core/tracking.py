@@ -144,6 +144,9 @@ class FaceTracker:
         self.spectrum = spectrum
         self.config = config or TrackerConfig()
         self._pool = None
+        #: where new ids come from instead of this tracker's own counter (a callable returning the
+        #: next id): the stream processor gives its two spectra's trackers one id space
+        self.id_source: Optional[Callable[[], int]] = None
         self.reset()
 
     def reset(self) -> None:
@@ -185,6 +188,8 @@ class FaceTracker:
         if best is not None:
             self.recent.remove(best)
             return int(best["id"])
+        if self.id_source is not None:        # ids shared with other trackers (StreamProcessor: both spectra)
+            return int(self.id_source())
         self.next_id += 1
         return self.next_id - 1
 

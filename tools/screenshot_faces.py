@@ -7,7 +7,8 @@ The scene is the three-astronaut canvas of tests/core/test_detection.py (scikit-
 pasted three times, faces of about 100, 60 and 34 px on a 640 x 512 frame) as the visible image, and
 the same canvas made thermal by ``dmsl thermalize``'s converter (16-bit centi-kelvin, so the thermal
 view has degrees; the canvas around the heads set to 20 C) as the thermal one; both are written to a temporary folder and opened as one pair
-(``pair:VIS|TH?th_format=u16_ck``) in spectrum mode "both", so each view shows its own detections.
+(``pair:VIS|TH?th_format=u16_ck&registered=1``: the converter keeps the pixel grid) in spectrum mode
+"both", so each view shows its own detections, under one id per person.
 ``--grey`` adds a second shot with a plain grey visible image instead (the "no face" look).
 
 The window runs with fresh settings (the user's saved settings are neither read nor written) and is
@@ -99,9 +100,9 @@ def main(argv=None) -> int:
         w, h = (int(x) for x in args.size.lower().split("x"))
         win.resize(w, h)
         win.show()
-        ok = shoot(app, win, f"pair:{vis}|{th}?th_format=u16_ck", args.out, args.timeout)
+        ok = shoot(app, win, f"pair:{vis}|{th}?th_format=u16_ck&registered=1", args.out, args.timeout)
         if ok and args.grey:
-            ok = shoot(app, win, f"pair:{grey}|{th}?th_format=u16_ck", args.grey, args.timeout)
+            ok = shoot(app, win, f"pair:{grey}|{th}?th_format=u16_ck&registered=1", args.grey, args.timeout)
         win.close()
     return 0 if ok else 1
 

@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             writers.append(JSONLExporter(args.json, info=_jsonable(info)))
         if args.video:
-            writers.append(VideoExporter(args.video, fps=info.get("fps") or 25.0))
+            writers.append(VideoExporter(args.video, fps=info.get("fps") or 25.0, spectra=info.get("spectra")))
         exports = ExportSet(writers)
         runner = StreamRunner(source, processor, max_frames=args.max_frames)
         progress = _Progress(args.quiet or not sys.stderr.isatty())

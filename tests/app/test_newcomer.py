@@ -553,3 +553,106 @@ def test_dmsl_predict_prints_one_line_per_image_and_the_json_goes_to_the_file(tm
         [f"3 image(s), 3 face(s), 0 failed -> {tmp_path / 'p.json'}"]
     got = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
     assert [len(r["faces"][0]["landmarks"]) for r in got] == [68, 68, 68]
+
+
+@pytest.mark.parametrize("faces", ["every", "one"])
+def test_settings_dialog_cuts_no_text_at_its_narrowest(qtbot, faces):
+    from PySide6 import QtWidgets
+
+    from app.settings import AppSettings, SettingsDialog
+
+    d = SettingsDialog(AppSettings(faces=faces))
+    qtbot.addWidget(d)
+    d.show()
+    d.resize(d.minimumWidth(), d.height())     # a small screen caps a dialog near there (2/3 of an 800 px screen)
+    tabs = d.findChild(QtWidgets.QTabWidget)
+    for i in range(tabs.count()):
+        tabs.setCurrentIndex(i)
+        QtWidgets.QApplication.processEvents()
+        for w in tabs.widget(i).findChildren(QtWidgets.QAbstractButton):
+            if w.isVisible():                  # a checkbox's text never wraps: it must fit whole
+                assert w.width() >= w.sizeHint().width(), (tabs.tabText(i), w.text(), w.width())
+    assert d.reuse_box.text() == "Track the face box between frames"
+    assert d.reuse_hint.wordWrap() and "skipped while the face is tracked" in d.reuse_hint.text()
+    assert d.reuse_hint.isEnabled() == (faces == "one") == d.reuse_box.isEnabled()
+
+
+def test_dmsl_run_video_of_a_thermal_only_folder_is_the_thermal_panel_alone(tmp_path, tiny_weights):
+    import cv2
+
+    from dmsl_core.cli import main
+    from dmsl_core.data.imageio import write_image
+
+    d = tmp_path / "thermal_only"
+    d.mkdir()
+    for i in range(3):
+        write_image(d / f"frame{i:03d}.png", _scene_pair(i).th)     # 160 x 128, 16-bit grey: thermal
+    rc = main(["run", "--source", f"folder:{d}", "--weights", tiny_weights, "--device", "cpu", "--faces", "one",
+               "--video", str(tmp_path / "th.mp4"), "--quiet"])
+    assert rc == 0
+    cap = cv2.VideoCapture(str(tmp_path / "th.mp4"))
+    try:
+        assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (160, 128)  # not 320
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    assert ok and frame[40:, :].mean() > 20      # the thermal picture, no black "no visible" half
+    # a source of both spectra keeps both panels
+    rc = main(["run", "--source", "demo:?realtime=0&size=160x128", "--max-frames", "2", "--weights", tiny_weights,
+               "--device", "cpu", "--faces", "one", "--video", str(tmp_path / "both.mp4"), "--quiet"])
+    assert rc == 0
+    cap = cv2.VideoCapture(str(tmp_path / "both.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
+    cap.release()
+
+
+def test_the_exports_flag_a_covered_eye_as_the_live_view_does(tmp_path):
+    import csv
+    import json
+
+    from dmsl_core.export import CSVExporter, JSONLExporter, overlay_caption
+    from dmsl_core.pipeline import Predictor
+    from dmsl_core.stream import StreamConfig, StreamProcessor
+
+    proc = StreamProcessor(Predictor.from_weights("dmsl-default", device="cpu"),
+                           StreamConfig(mode="both", smoothing=False))
+    glasses, plain = _demo_glasses_frames()
+    results = []
+    for pair in (glasses[0], plain[0]):
+        proc.reset()
+        results.append(proc.process(pair))
+    with CSVExporter(tmp_path / "t.csv") as cw, JSONLExporter(tmp_path / "t.jsonl") as jw:
+        for r in results:
+            cw.write(r)
+            jw.write(r)
+    rows = list(csv.DictReader(open(tmp_path / "t.csv", newline="", encoding="utf-8")))
+    lines = [json.loads(s) for s in (tmp_path / "t.jsonl").read_text(encoding="utf-8").splitlines()]
+    g, p = results
+    assert g.temperatures["inner_eye_r"] < 30 and p.temperatures["inner_eye_r"] > 30   # lens / bare eye
+    assert set(rows[0]["temp_covered"].split(";")) == {"inner_eye_r", "inner_eye_l"} and rows[1]["temp_covered"] == ""
+    assert float(rows[0]["temp_inner_eye_r"]) == pytest.approx(g.temperatures["inner_eye_r"], abs=1e-3)
+    assert lines[0]["temperatures_covered"] == ["inner_eye_l", "inner_eye_r"] and lines[1]["temperatures_covered"] == []
+    assert overlay_caption(g).endswith(f"canthus={g.temperatures['inner_eye_r']:.1f}C covered")
+    assert overlay_caption(p).endswith(f"canthus={p.temperatures['inner_eye_r']:.1f}C")
+
+
+def test_close_source_leaves_nothing_of_it_on_screen_and_the_train_tab_pauses_it(qtbot, make_window):
+    from tests.app.conftest import FAST_DEMO, wait_frames
+
+    win = make_window(FAST_DEMO)
+    wait_frames(qtbot, win, 2)
+    assert win.uri == FAST_DEMO
+    win.show_tab(win.train_panel)                  # the live view out of the way while training
+    qtbot.waitUntil(lambda: not win.playing, timeout=5000)
+    n = win.drawn
+    qtbot.wait(300)
+    assert win.drawn <= n + 1                      # at most the frame already on its way
+    win.tabs.setCurrentIndex(0)
+    wait_frames(qtbot, win, 1)
+    win.close_source()
+    qtbot.wait(200)                                # a notice the closed worker had queued is dropped
+    assert win.live is None and win.st_source.text() == "no source"
+    assert win.statusBar().currentMessage() == "", win.statusBar().currentMessage()   # no stale "opening …"
+    assert all(lab.text() == "—" for lab in win.temp_labels.values()) and win.st_frame.text() == ""
+    assert "no source" in win.vis_view.message_item.toPlainText()
+    assert not win.act_close.isEnabled() and not win.act_play.isEnabled()   # nothing left to close or play

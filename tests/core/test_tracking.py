@@ -292,3 +292,47 @@ def test_a_live_runner_turns_async_detection_on(predictor):
     assert proc.config.async_detect is False
     StreamRunner([], proc, live=True)
     assert proc.config.async_detect is True
+
+
+def test_both_spectra_of_a_registered_pair_share_ids(predictor):
+    """One person, one id: in mode both, the thermal face on the visible face's place takes its id
+    (the demo's pairs are pixel-registered); ids never collide across the spectra."""
+    from dmsl_core.sources.demo import DemoScene
+    scene = DemoScene(size=(320, 256), seed=0)
+    proc = StreamProcessor(predictor, StreamConfig(mode="both", detector="auto", detect_every=5))
+    same = 0
+    for k in range(12):
+        r = proc.process(scene.pair(k))
+        vis, th = r.faces.get("vis") or [], r.faces.get("th") or []
+        if vis and th:
+            same += {f.id for f in vis} == {f.id for f in th}
+            assert r.primary_ids["th"] in {f.id for f in th}
+    assert same >= 10, same
+    # without a mapping between the images the ids stay apart and never collide
+    pairs = [scene.pair(k) for k in range(3)]
+    proc = StreamProcessor(predictor, StreamConfig(mode="both", detector="auto"))
+    for p in pairs:
+        p.registered = False
+        p.homography_th_to_vis = None
+        r = proc.process(p)
+    assert r.faces["vis"] and r.faces["th"]
+    assert not ({f.id for f in r.faces["vis"]} & {f.id for f in r.faces["th"]})
+
+
+def test_the_person_keeps_its_id_when_the_selector_switches_spectrum(predictor):
+    """Mode auto runs one spectrum at a time; when it switches (the demo's light fades), the face in
+    the new spectrum takes the id the same person had in the other one a frame before."""
+    from dmsl_core.sources.demo import DemoScene
+    scene = DemoScene(size=(320, 256), fps=25, cycle=4.0, seed=0)
+    proc = StreamProcessor(predictor, StreamConfig(mode="auto", detector="auto"))
+    seen = []
+    for k in range(100):
+        r = proc.process(scene.pair(k))
+        seen.append((r.chosen, r.primary_ids.get(r.chosen)))
+    switches = [k for k in range(1, len(seen)) if seen[k][0] != seen[k - 1][0]]
+    assert switches, seen                                   # the light went down: thermal was chosen
+    for k in switches:
+        before, after = seen[k - 1][1], seen[k][1]
+        if before is not None and after is not None:
+            assert before == after, (k, seen[k - 3:k + 3])
+    assert any(seen[k - 1][1] is not None and seen[k][1] is not None for k in switches)

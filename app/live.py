@@ -3,8 +3,9 @@
 :class:`LiveWorker` runs on its own QThread. It opens the source, pulls frames (a live source
 through :class:`~dmsl_core.stream.LatestFrameGrabber`, so only the newest pair is processed and
 the rest are counted as dropped; a file frame by frame, paced at its frame rate), runs
-:class:`~dmsl_core.stream.StreamProcessor` and writes the recording (the export writers of
-:mod:`dmsl_core.export`) on this same thread.
+:class:`~dmsl_core.stream.StreamProcessor` and hands each result to the recording
+(:class:`dmsl_core.export.Recorder`: the export writers on a thread of their own, behind a bounded
+queue; a live source's frames are dropped and counted when the disk cannot keep up).
 
 The window never gets a queue of frames: each result goes into a one-slot *mailbox*; the worker
 emits ``frame_ready`` only when the window has taken the previous one (``take_latest``), and a
@@ -179,6 +180,7 @@ class LiveStats:
     position: int = 0
     frames: Optional[int] = None
     recording_rows: int = 0
+    recording_dropped: int = 0      # results the recorder dropped (its queue was full: the disk was slower)
 
 
 class LiveWorker(Worker):
@@ -362,7 +364,7 @@ class LiveWorker(Worker):
                 self._open_recording(cmd[1])
 
     def _open_recording(self, spec: RecordSpec) -> None:
-        from dmsl_core.export import CSVExporter, ExportSet, JSONLExporter, VideoExporter
+        from dmsl_core.export import CSVExporter, ExportSet, JSONLExporter, Recorder, VideoExporter
 
         self._close_recording()
         writers = []
@@ -386,9 +388,12 @@ class LiveWorker(Worker):
                     pass
             self.recording.emit({"active": False, "error": f"cannot start recording: {explain(exc)}"})
             return
-        self._exports = ExportSet(writers)
+        # written on the recorder's own thread (a bounded queue): a live source's frames are dropped and
+        # counted when the disk cannot keep up, a file's all written (dmsl_core.export.Recorder)
+        self._exports = Recorder(ExportSet(writers), drop_when_full=bool(getattr(self.source, "live", False)))
         self._record_paths = list(paths.values())
         self.stats.recording_rows = 0
+        self.stats.recording_dropped = 0
         self.recording.emit({"active": True, "paths": [str(p) for p in self._record_paths], "rows": 0})
 
     def _close_recording(self) -> None:
@@ -396,24 +401,26 @@ class LiveWorker(Worker):
         if ex is None:
             return
         try:
-            paths = ex.close()
-            self.recording.emit({"active": False, "paths": [str(p) for p in paths], "rows": self.stats.recording_rows})
+            paths = ex.close()          # the queued frames are written first
+            self.stats.recording_rows, self.stats.recording_dropped = ex.rows, ex.dropped
+            self.recording.emit({"active": False, "paths": [str(p) for p in paths], "rows": ex.rows,
+                                 "dropped": ex.dropped})
         except Exception as exc:  # noqa: BLE001
             self.recording.emit({"active": False, "error": f"recording could not be finished: {explain(exc)}"})
 
     def _record(self, result) -> None:
-        if self._exports is None:
+        rec = self._exports
+        if rec is None:
             return
-        try:
-            self._exports.write(result)
-            self.stats.recording_rows += 1
-        except Exception as exc:  # noqa: BLE001 - a full disk stops the recording, not the stream
-            ex, self._exports = self._exports, None
+        rec.write(result)
+        self.stats.recording_rows, self.stats.recording_dropped = rec.rows, rec.dropped
+        if rec.error is not None:       # a full disk stops the recording, not the stream
+            self._exports = None
             try:
-                ex.close()
-            except Exception:  # noqa: BLE001
+                rec.close()
+            except Exception:  # noqa: BLE001 - the writer's error, reported below
                 pass
-            self.recording.emit({"active": False, "error": f"recording stopped: {explain(exc)}"})
+            self.recording.emit({"active": False, "error": f"recording stopped: {explain(rec.error)}"})
 
     # processing ---------------------------------------------------------------------------------------
     def _process(self, processor, pair, dropped: int) -> None:

@@ -1009,7 +1009,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if r is not None:
             self.st_frame.setText(f"frame {r.index} · {r.t:.2f} s")
         if self.recording:
-            self.record_label.setText(f"● REC {st.recording_rows} frames\n" + "\n".join(self.record_paths))
+            drop = f" · {st.recording_dropped} dropped (disk too slow)" if getattr(st, "recording_dropped", 0) else ""
+            self.record_label.setText(f"● REC {st.recording_rows} frames{drop}\n" + "\n".join(self.record_paths))
 
     def _vis_value(self, x: int, y: int) -> str:
         r = self.last_result
@@ -1090,8 +1091,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.record_label.setText("● REC 0 frames\n" + "\n".join(self.record_paths))
         else:
             paths = state.get("paths", [])
-            self.record_label.setText(f"Saved {state.get('rows', 0)} frames:\n" + "\n".join(paths) if paths else
-                                      "Not recording · Ctrl+R starts")
+            dropped = state.get("dropped") or 0
+            saved = f"Saved {state.get('rows', 0)} frames" + (f" ({dropped} dropped: the disk was too slow)"
+                                                                if dropped else "")
+            self.record_label.setText(saved + ":\n" + "\n".join(paths) if paths else "Not recording · Ctrl+R starts")
             self.statusBar().showMessage("Recording saved: " + ", ".join(paths), 8000)
             self.last_recording = paths
 

@@ -496,3 +496,89 @@ class ExportSet:
             self.close()
         else:
             self.abort()
+
+
+class Recorder:
+    """An :class:`ExportSet` written on a thread of its own through a bounded queue, so encoding a
+    video or a slow disk never holds up the frame loop (as camera tools like DeepLabCut-live record).
+
+    :meth:`write` hands a result over and returns at once. When the queue is full (``maxsize``
+    results waiting: the disk cannot keep up) the result is **dropped and counted** (``dropped``)
+    for a live source (``drop_when_full=True``), or the call waits for room (a file: every frame is
+    written). A writer's error (a full disk) stops the recording: later writes are refused, and
+    ``error`` holds it; :meth:`close` writes what is queued, closes (publishes) the files and
+    re-raises the writer's error if there was one - the files are then aborted (their ``.part`` kept
+    when they have rows, as :meth:`ExportSet.abort` does)."""
+
+    _END = object()
+
+    def __init__(self, exports: "ExportSet", maxsize: int = 64, drop_when_full: bool = True) -> None:
+        import queue
+        import threading
+        if int(maxsize) < 1:
+            raise ValueError(f"the recorder's queue must hold at least one result, got {maxsize}")
+        self.exports = exports
+        self.drop_when_full = bool(drop_when_full)
+        self.rows = 0                     # results written
+        self.dropped = 0                  # results dropped because the queue was full
+        self.error: Optional[BaseException] = None
+        self._q: "queue.Queue" = queue.Queue(maxsize=int(maxsize))
+        self._full = queue.Full
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="dmsl-recorder", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        return self._q.qsize()
+
+    def _run(self) -> None:
+        while True:
+            r = self._q.get()
+            if r is self._END:
+                return
+            if self.error is not None:
+                continue                  # stopped: the rest is discarded
+            try:
+                self.exports.write(r)
+                self.rows += 1
+            except BaseException as exc:  # noqa: BLE001 - kept, reported by write() / close()
+                self.error = exc
+
+    def write(self, r: FrameResult) -> bool:
+        """Queue one result; False when it was not taken (dropped: queue full; or the recording has
+        stopped on an error - see :attr:`error`)."""
+        if self._closed:
+            raise RuntimeError("the recorder is closed")
+        if self.error is not None:
+            return False
+        if self.drop_when_full:
+            try:
+                self._q.put_nowait(r)
+            except self._full:
+                self.dropped += 1
+                return False
+        else:
+            self._q.put(r)
+        return True
+
+    def close(self) -> list[Path]:
+        """Write what is queued, then close the files (see the class docstring); returns their paths."""
+        if self._closed:
+            return []
+        self._closed = True
+        self._q.put(self._END)
+        self._thread.join()
+        if self.error is not None:
+            self.exports.abort()
+            raise self.error
+        return self.exports.close()
+
+    def abort(self) -> list[Path]:
+        """Stop at once without publishing (queued results are discarded)."""
+        if not self._closed:
+            self._closed = True
+            self.error = self.error or RuntimeError("aborted")
+            self._q.put(self._END)
+            self._thread.join()
+        return self.exports.abort()

@@ -878,3 +878,75 @@ def test_every_command_names_an_output_it_cannot_write(name, where, tmp_path, sm
     assert rc == 2, err
     _one_error_line(err, named)
     assert _tree(data) == before   # nothing written in the dataset by a command that failed on its output
+
+
+# ---- the recorder thread (the app's recording): a bounded queue, drops counted, a full disk ---------
+class _Gated:
+    """The real exports behind a gate: the recorder's thread waits at it (a disk that stalls)."""
+
+    def __init__(self, inner):
+        import threading
+        self.inner, self.gate, self.writes = inner, threading.Event(), 0
+
+    def write(self, r):
+        self.gate.wait(30)
+        self.writes += 1
+        self.inner.write(r)
+
+    def close(self):
+        return self.inner.close()
+
+    def abort(self):
+        return self.inner.abort()
+
+
+def test_recorder_drops_and_counts_what_a_stalled_disk_cannot_take(tmp_path, results):
+    import csv as csv_mod
+    import time
+    from dmsl_core.export import CSVExporter, ExportSet, Recorder
+    gated = _Gated(ExportSet([CSVExporter(tmp_path / "o.csv")]))
+    rec = Recorder(gated, maxsize=2, drop_when_full=True)
+    taken = [rec.write(results[i % len(results)]) for i in range(1)]
+    for _ in range(200):                       # the thread has taken the first one and waits at the gate
+        if rec.queued == 0:
+            break
+        time.sleep(0.01)
+    taken += [rec.write(results[i % len(results)]) for i in range(9)]
+    assert taken == [True, True, True] + [False] * 7 and rec.dropped == 7
+    gated.gate.set()
+    paths = rec.close()                        # what was queued is written, then published
+    assert paths == [tmp_path / "o.csv"] and rec.rows == 3
+    rows = list(csv_mod.reader(open(tmp_path / "o.csv")))
+    assert len(rows) == 1 + 3
+    with pytest.raises(RuntimeError, match="closed"):
+        rec.write(results[0])
+
+
+def test_recorder_for_a_file_waits_for_room_and_writes_every_frame(tmp_path, results):
+    import threading
+    from dmsl_core.export import CSVExporter, ExportSet, Recorder
+    gated = _Gated(ExportSet([CSVExporter(tmp_path / "o.csv")]))
+    rec = Recorder(gated, maxsize=2, drop_when_full=False)
+    threading.Timer(0.3, gated.gate.set).start()   # the disk comes back while the producer waits
+    assert all(rec.write(results[i % len(results)]) for i in range(10))
+    rec.close()
+    assert rec.rows == 10 and rec.dropped == 0
+    assert len((tmp_path / "o.csv").read_text().splitlines()) == 1 + 10
+
+
+def test_recorder_on_a_full_disk_stops_and_publishes_nothing(small_fs, results):
+    from dmsl_core.export import ExportSet, JSONLExporter, Recorder
+    d = small_fs("64k")
+    rec = Recorder(ExportSet([JSONLExporter(d / "o.jsonl")]), maxsize=8, drop_when_full=True)
+    for i in range(4000):
+        if not rec.write(results[i % len(results)]) and rec.error is not None:
+            break
+        if i % 8 == 7:
+            import time
+            time.sleep(0.002)                  # let the writer keep up: the disk fills, not the queue
+    assert rec.error is not None and "No space left" in str(rec.error)
+    assert rec.write(results[0]) is False      # stopped: nothing more is taken
+    with pytest.raises(OSError):
+        rec.close()
+    assert not (d / "o.jsonl").exists()        # a cut-off recording is never published
+    assert (d / "o.jsonl.part").exists()       # the partial work is kept

@@ -70,9 +70,8 @@ def to_rgb8(img: np.ndarray, spectrum: str, th_format: str = "u8", palette: str 
         a = a.astype(np.float32).mean(axis=2)
     c = thermal_to_celsius(a, th_format)
     f = np.asarray(c if c is not None else a, dtype=np.float32)
-    lo, hi = np.percentile(f[::2, ::2], [1, 99.5])
-    g = np.clip((f - lo) / max(1e-6, hi - lo) * 255, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(lut(palette)[g])
+    from dmsl_core.preprocess import display_uint8
+    return np.ascontiguousarray(lut(palette)[display_uint8(f)])
 
 
 def _pixmap(rgb: np.ndarray) -> QtGui.QPixmap:

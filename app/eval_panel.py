@@ -449,9 +449,8 @@ class EvalPanel(QtWidgets.QWidget):
             self.image_view.show_message(f"cannot read {e['image']}: {exc}")
             return
         if img.dtype != np.uint8:
-            a = img.astype(np.float32)
-            lo, hi = np.percentile(a[::2, ::2], [1, 99.5])
-            img = (np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+            from dmsl_core.preprocess import display_uint8
+            img = display_uint8(img)
         self.image_view.set_image(img)
         pred = None if e.get("pred") is None else np.asarray(e["pred"], float)
         gt = np.array([[np.nan if v is None else v for v in row_] for row_ in e.get("gt") or []], float) \

@@ -82,11 +82,8 @@ def _faces_phrase(n: Optional[int]) -> str:
 
 
 def _thermal8(th: np.ndarray, celsius: Optional[np.ndarray]) -> np.ndarray:
-    a = np.asarray(celsius if celsius is not None else th, dtype=np.float32)
-    if a.ndim == 3:
-        a = a.mean(axis=2)
-    lo, hi = np.percentile(a[::2, ::2], [1, 99.5])
-    return np.clip((a - lo) / max(1e-6, hi - lo) * 255, 0, 255).astype(np.uint8)
+    from dmsl_core.preprocess import display_uint8
+    return display_uint8(celsius if celsius is not None else th)
 
 
 def make_thumb(vis: Optional[np.ndarray], th: Optional[np.ndarray], celsius: Optional[np.ndarray],

@@ -9,6 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from dmsl_core.preprocess import DISPLAY_PERCENTILES
+
 PALETTES = ("white-hot", "black-hot", "iron", "rainbow")
 
 
@@ -52,7 +54,8 @@ class LevelTracker:
     ``update(img)`` returns (lo, hi) in the image's units (degrees C when given Celsius).
     """
 
-    def __init__(self, alpha: float = 0.25, low_pct: float = 1.0, high_pct: float = 99.5, min_span: float = 1.0):
+    def __init__(self, alpha: float = 0.25, low_pct: float = DISPLAY_PERCENTILES[0],
+                 high_pct: float = DISPLAY_PERCENTILES[1], min_span: float = 1.0):
         self.alpha, self.low_pct, self.high_pct, self.min_span = alpha, low_pct, high_pct, min_span
         self.levels: Optional[tuple[float, float]] = None
 

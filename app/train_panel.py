@@ -1054,9 +1054,8 @@ class TrainPanel(QtWidgets.QWidget):
         for v, it in zip(self.preview_views, items):
             img = it["image"]
             if img.dtype != np.uint8:
-                a = img.astype(np.float32)
-                lo, hi = np.percentile(a[::2, ::2], [1, 99.5])
-                img = (np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+                from dmsl_core.preprocess import display_uint8
+                img = display_uint8(img)
             v.set_image(img, lut=lut("iron") if it["spectrum"] == "th" and img.ndim == 2 else None)
             if box_only:
                 v.set_landmarks(None, it.get("box"))

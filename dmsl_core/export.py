@@ -253,14 +253,10 @@ def _json_default(o):
 
 # ---- drawing -------------------------------------------------------------------------------
 def thermal_display(th: np.ndarray, celsius: Optional[np.ndarray] = None) -> np.ndarray:
-    """A thermal frame as an 8-bit RGB picture (1-99 % percentile stretch, grey, white-hot)."""
-    a = np.asarray(celsius if celsius is not None else th).astype(np.float32)
-    if a.ndim == 3:
-        a = a.mean(axis=2)
-    step = max(1, a.size // 20000)
-    lo, hi = np.percentile(a.ravel()[::step], [1, 99])
-    g = np.clip((a - lo) / max(1e-6, hi - lo) * 255.0, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(g, cv2.COLOR_GRAY2RGB)
+    """A thermal frame as an 8-bit RGB picture (the display stretch, :func:`dmsl_core.preprocess.display_uint8`;
+    grey, white-hot)."""
+    from .preprocess import display_uint8
+    return cv2.cvtColor(display_uint8(celsius if celsius is not None else th), cv2.COLOR_GRAY2RGB)
 
 
 def draw_landmarks(img: np.ndarray, pts: Optional[np.ndarray], color: tuple[int, int, int],

@@ -171,3 +171,26 @@ def box_to_normalised(box_view: np.ndarray, size: int) -> np.ndarray:
 def box_from_normalised(box_norm: np.ndarray, size: int) -> np.ndarray:
     x, y, w, h = (float(v) for v in box_norm)
     return np.array([x * size - 0.5, y * size - 0.5, w * size, h * size])
+
+
+#: the display stretch of a thermal (or any non-8-bit) image: the percentiles mapped to 0 and 255
+DISPLAY_PERCENTILES = (1.0, 99.5)
+
+
+def display_uint8(image: np.ndarray, lo_pct: float = DISPLAY_PERCENTILES[0],
+                  hi_pct: float = DISPLAY_PERCENTILES[1]) -> np.ndarray:
+    """An image of any bit depth (raw counts, degrees C, float) as 8-bit grey for *display*: the
+    ``lo_pct``-``hi_pct`` percentiles of its finite pixels (estimated on at most ~20 000 of them)
+    stretched to 0-255; colour is averaged to grey first; NaN becomes 0. The one thermal stretch of
+    the app's views, thumbnails and previews and of the exported videos (the models' own input
+    normalisation is :func:`normalise`)."""
+    a = np.asarray(image, dtype=np.float32)
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    flat = a.ravel()[::max(1, a.size // 20000)]
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = np.percentile(flat, [lo_pct, hi_pct])
+    g = np.clip((np.nan_to_num(a, nan=lo) - lo) / max(1e-6, float(hi - lo)) * 255.0, 0, 255)
+    return g.astype(np.uint8)

@@ -119,3 +119,21 @@ def test_untrained_predictor_accepts_every_input_kind_and_batches():
         single = pred.predict([im])[0]
         np.testing.assert_allclose(single.landmarks, p.landmarks, atol=1e-3)
     assert pred.predict([]) == []
+
+
+def test_display_stretch_is_one_rule_for_every_depth():
+    """The one display stretch (app views, thumbnails, previews, exported videos): percentiles
+    1-99.5 of the finite pixels to 0-255, colour averaged, NaN shown as the low end."""
+    from dmsl_core.preprocess import DISPLAY_PERCENTILES, display_uint8
+    assert DISPLAY_PERCENTILES == (1.0, 99.5)
+    ramp = np.linspace(20.0, 40.0, 200 * 100, dtype=np.float32).reshape(200, 100)
+    g = display_uint8(ramp)
+    assert g.dtype == np.uint8 and g.shape == ramp.shape
+    assert g[0, 0] == 0 and g[-1, -1] == 255 and 120 <= g[100, 50] <= 135
+    counts = (ramp * 1000).astype(np.uint16)                     # raw counts: the same picture
+    assert np.abs(display_uint8(counts).astype(int) - g.astype(int)).max() <= 1
+    nan = ramp.copy()
+    nan[:10] = np.nan
+    assert (display_uint8(nan)[:10] == 0).all() and display_uint8(np.full((4, 4), np.nan)).max() == 0
+    rgb = np.stack([ramp] * 3, axis=2)
+    assert np.array_equal(display_uint8(rgb), g)

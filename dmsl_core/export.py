@@ -97,15 +97,9 @@ def result_row(r: FrameResult, face=None) -> list[str]:
     tm = r.measures.get("th") or {}
     row += [_fmt(tm.get(k), 3) for k in ("p05", "p95", "contrast")] + [tm.get("units", "")]
     row += [_fmt(r.temperatures.get(k), 3) if primary else "" for k in TEMPERATURE_REGIONS]
-    row += [";".join(covered_temperatures(r)) if primary else ""]
+    row += [";".join(sorted(r.temperatures_covered)) if primary else ""]
     row += [_fmt(r.nme.get(s), 5) if primary else "", _fmt(r.timings_ms.get("total"), 2)]
     return row
-
-
-def covered_temperatures(r: FrameResult) -> dict[str, str]:
-    """Region -> why, for the temperature regions of ``r`` that are covered (an eye behind glasses;
-    computed once per frame by the stream processor: :attr:`FrameResult.temperatures_covered`)."""
-    return dict(getattr(r, "temperatures_covered", None) or {})
 
 
 def result_rows(r: FrameResult) -> list[list[str]]:
@@ -297,7 +291,7 @@ def overlay_caption(r: FrameResult) -> str:
         cap += f" mean={mean:.2f}"
     t = (r.temperatures or {}).get("inner_eye_r")
     if t is not None and math.isfinite(t):
-        cap += f" canthus={t:.1f}C" + (" covered" if "inner_eye_r" in covered_temperatures(r) else "")
+        cap += f" canthus={t:.1f}C" + (" covered" if "inner_eye_r" in r.temperatures_covered else "")
     return cap
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from .detection import iou
 from .evaluation import nme_per_image
 from .landmarks import boundary_from_points
-from .models.quality import SUCCESS_NME, QualityModel, QualityNet
+from .models.quality import SUCCESS_NME, QualityNet
 
 KINDS = ("track", "detect", "wild", "background", "texture")
 NO_FACE_NME = 10.0
@@ -265,9 +265,6 @@ def quality_report(conf: np.ndarray, nme: np.ndarray, kind: np.ndarray, threshol
         rep["by_spectrum"] = {s: part(spectrum == s) for s in sorted(set(spectrum.tolist()))}
     return rep
 
-
-def predict_confidence(net: QualityNet, data: dict) -> np.ndarray:
-    return QualityModel(net)(data["img"], data["vec"])[0]
 
 
 #: samples per chunk of :func:`build_quality_set_parallel` (each chunk has its own seed, so the set

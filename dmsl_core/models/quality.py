@@ -121,16 +121,9 @@ class QualityModel:
 
 def load_quality(path: str | os.PathLike) -> QualityModel:
     """A :class:`QualityModel` from a ``quality.safetensors`` file (clear errors for a bad one)."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-    from .weights import WeightsError
+    from .weights import WeightsError, read_safetensors
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from None
+    meta, tensors = read_safetensors(path, "quality")
     if meta.get("format") != QUALITY_FORMAT:
         raise WeightsError(f"{path}: not a DMSL quality model (metadata format is {meta.get('format')!r}, "
                            f"expected {QUALITY_FORMAT!r})")

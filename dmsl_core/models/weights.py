@@ -108,19 +108,22 @@ def card_path_for(weights: Path) -> Path:
     return weights.with_name(CARD_NAME) if weights.name == WEIGHTS_NAME else weights.with_suffix(".json")
 
 
-def load_weights(spec: str | os.PathLike | None) -> tuple[ModelConfig, BoundaryModel, LandmarkModel, dict, Path]:
-    """(config, M_b, M_l, card, path) from a weights spec; clear errors for anything invalid."""
-    from safetensors import SafetensorError
+def read_safetensors(path: Path, what: str = "weights") -> tuple[dict, dict]:
+    """(metadata, tensors) of a safetensors file (never unpickles); a clear error naming the file."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
-    from safetensors import safe_open
-
-    path = resolve_weights(spec)
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-        tensors = load_file(str(path))
+        return meta, load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise WeightsError(f"{path}: not a valid safetensors weights file ({exc})") from None
+        raise WeightsError(f"{path}: not a valid safetensors {what} file ({exc})") from None
+
+
+def load_weights(spec: str | os.PathLike | None) -> tuple[ModelConfig, BoundaryModel, LandmarkModel, dict, Path]:
+    """(config, M_b, M_l, card, path) from a weights spec; clear errors for anything invalid."""
+    path = resolve_weights(spec)
+    meta, tensors = read_safetensors(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise WeightsError(f"{path}: not a DMSL model (safetensors metadata lacks format={FORMAT!r} and config)")
     try:

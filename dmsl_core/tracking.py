@@ -265,6 +265,7 @@ class FaceTracker:
         if self._stale(index):
             self.tracks = []                             # not a frame shortly after: start again (ids go on)
             self.recent = []
+            self._job = None                             # a detection of a frame from before is not wanted
         detect = self.needs_detection(index)
         self.last_index = index
         new_boxes: list[tuple[np.ndarray, float]] = []
@@ -280,8 +281,6 @@ class FaceTracker:
             self.force_detect = False
         elif detect:
             dets = list(self.detector(image, self.spectrum or None) or [])
-            if not dets and not self.tracks and cfg.fallback and hasattr(self.predictor, "fallback_prediction"):
-                fallback = self.predictor.fallback_prediction(image)   # None unless its confidence says face
             self.since_detect = 0
             self.force_detect = False
         else:
@@ -289,9 +288,9 @@ class FaceTracker:
         if dets is None and self._job is not None and self._job.done():
             job, self._job = self._job, None
             dets = list(job.result() or [])
-            if not dets and not self.tracks and cfg.fallback and hasattr(self.predictor, "fallback_prediction"):
-                fallback = self.predictor.fallback_prediction(image)
         if dets is not None:
+            if not dets and not self.tracks and cfg.fallback and hasattr(self.predictor, "fallback_prediction"):
+                fallback = self.predictor.fallback_prediction(image)   # None unless its confidence says face
             self.n_detections += 1
             new_boxes = self._associate(dets)
 

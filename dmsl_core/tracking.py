@@ -193,6 +193,16 @@ class FaceTracker:
         self.next_id += 1
         return self.next_id - 1
 
+    def _start(self, shown: np.ndarray, box: np.ndarray, pts: np.ndarray, pred: Any, score: float,
+               index: Optional[int]) -> TrackedFace:
+        """A new track on ``box`` (its landmarks' box) and the face it shows on this frame (``shown``:
+        the box its landmarks were found in)."""
+        t = Track(id=self._new_id(box, index), box=box, landmarks=pts, boundary=np.asarray(pred.boundary, float),
+                  score=score, first_index=-1 if index is None else int(index))
+        self.tracks.append(t)
+        return TrackedFace(id=t.id, box=np.asarray(shown, float), score=score, boundary=t.boundary, landmarks=pts,
+                           spectrum=self.spectrum, detected=True, age=1, confidence=getattr(pred, "confidence", None))
+
     def _associate(self, dets: list) -> list[tuple[np.ndarray, float]]:
         """Match a detection round to the tracks (confirming them, ending the unconfirmed); returns
         the detections that start new faces (box, score)."""
@@ -304,23 +314,23 @@ class FaceTracker:
                 return nb is not None and box_iou(nb, t.box) >= cfg.keep_iou and _is_face(self.predictor, p)
             # a face that slipped (it moved more than one M_l pass follows, or the pass drifted): one
             # refining pass (M_b's, as for a new detection) from the same box before it is given up
-            slipped = [i for i, (t, p) in enumerate(zip(self.tracks, preds)) if not holds(t, p)]
+            ok = [holds(t, p) for t, p in zip(self.tracks, preds)]
+            slipped = [i for i, o in enumerate(ok) if not o]
             if slipped and cfg.rescue:
                 again = self.predictor.predict([image] * len(slipped), [self.tracks[i].box for i in slipped],
                                                refine=True)
                 for i, p in zip(slipped, again):
-                    preds[i] = p
+                    preds[i], ok[i] = p, holds(self.tracks[i], p)
             alive = []
-            for t, p in zip(self.tracks, preds):
-                pts = np.asarray(p.landmarks, dtype=np.float64)
-                nb = _points_box(pts, cfg.min_size_px)
-                if not holds(t, p):
+            for t, p, o in zip(self.tracks, preds, ok):
+                if not o:
                     self.force_detect = True             # lost (or no longer on a face): the next frame detects
                     self.recent.append({"id": t.id, "box": np.asarray(t.box, float).tolist(),
                                         "index": -1 if index is None else int(index)})
                     continue
+                pts = np.asarray(p.landmarks, dtype=np.float64)
                 used = t.box
-                t.box, t.landmarks, t.boundary = nb, pts, np.asarray(p.boundary, dtype=np.float64)
+                t.box, t.landmarks, t.boundary = _points_box(pts, cfg.min_size_px), pts, np.asarray(p.boundary, dtype=np.float64)
                 t.age += 1
                 alive.append(t)
                 faces.append(TrackedFace(id=t.id, box=np.asarray(used, float), score=t.score, boundary=t.boundary,
@@ -339,23 +349,12 @@ class FaceTracker:
                     continue                             # the landmark stage says its points are on no face
                 if any(box_iou(nb, t.box) > cfg.merge_iou for t in self.tracks):
                     continue                             # it is a face already tracked
-                t = Track(id=self._new_id(nb, index), box=nb, landmarks=pts, boundary=np.asarray(p.boundary, float),
-                          score=score, first_index=-1 if index is None else int(index))
-                self.tracks.append(t)
-                faces.append(TrackedFace(id=t.id, box=b, score=score, boundary=t.boundary, landmarks=pts,
-                                         spectrum=self.spectrum, detected=True, age=1,
-                                         confidence=getattr(p, "confidence", None)))
+                faces.append(self._start(b, nb, pts, p, score, index))
         if fallback is not None:          # M_b's own face, accepted by the confidence: a new track
             pts = np.asarray(fallback.landmarks, dtype=np.float64)
             nb = _points_box(pts, cfg.min_size_px)
             if nb is not None:
-                t = Track(id=self._new_id(nb, index), box=nb, landmarks=pts,
-                          boundary=np.asarray(fallback.boundary, float),
-                          score=float("nan"), first_index=-1 if index is None else int(index))
-                self.tracks.append(t)
-                faces.append(TrackedFace(id=t.id, box=nb, score=t.score, boundary=t.boundary, landmarks=pts,
-                                         spectrum=self.spectrum, detected=True, age=1,
-                                         confidence=fallback.confidence))
+                faces.append(self._start(nb, nb, pts, fallback, float("nan"), index))
         # two tracks on one face: the older one stays
         self.tracks.sort(key=lambda t: t.id)
         kept: list[Track] = []

@@ -40,6 +40,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -572,3 +573,68 @@ class Recorder:
             self._q.put(self._END)
             self._thread.join()
         return self.exports.abort()
+
+
+# ---- opening a recording ---------------------------------------------------------------------------
+def jsonable(d: dict) -> dict:
+    """A source's ``info`` as plain JSON values (tuples and sets as lists, anything else as text)."""
+    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
+
+
+@dataclass
+class RecordSpec:
+    """What a recording writes: ``FOLDER/STEM.csv``, ``.jsonl``, ``.mp4`` (each when ticked)."""
+
+    folder: str
+    stem: str
+    csv: bool = True
+    jsonl: bool = False
+    video: bool = True
+
+    def paths(self) -> dict[str, Path]:
+        d = Path(self.folder)
+        out = {}
+        if self.csv:
+            out["csv"] = d / f"{self.stem}.csv"
+        if self.jsonl:
+            out["jsonl"] = d / f"{self.stem}.jsonl"
+        if self.video:
+            out["video"] = d / f"{self.stem}.mp4"
+        return out
+
+
+def recording_stem(uri: str) -> str:
+    """A file name stem for a recording of ``uri``: the source's name and the time."""
+    import re
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(uri.split("?")[0].split("|")[0].split(":")[-1] or "demo").stem or "demo")
+    return f"{base[:40] or 'stream'}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def open_exports(paths: dict, info: Optional[dict] = None) -> ExportSet:
+    """The writers for ``{"csv": path, "jsonl": path, "video": path}`` (any subset) of a source with
+    ``info`` (the JSONL header, the video's frame rate and panels). Nothing to write, or a writer that
+    cannot be opened, raises; the writers opened before it are aborted (no header-only file is left)."""
+    info = info or {}
+    paths = {k: v for k, v in paths.items() if v}
+    if not paths:
+        raise ValueError("nothing to record: choose CSV, JSON or video")
+    unknown = sorted(set(paths) - {"csv", "jsonl", "video"})
+    if unknown:
+        raise ValueError(f"unknown export kind(s) {', '.join(unknown)} (known: csv, jsonl, video)")
+    writers: list = []
+    try:
+        for kind, p in paths.items():
+            if kind == "csv":
+                writers.append(CSVExporter(p))
+            elif kind == "jsonl":
+                writers.append(JSONLExporter(p, info=jsonable(info)))
+            else:
+                writers.append(VideoExporter(p, fps=info.get("fps") or 25.0, spectra=info.get("spectra")))
+    except BaseException:
+        for w in writers:
+            try:
+                w.abort()
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+    return ExportSet(writers)

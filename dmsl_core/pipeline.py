@@ -481,3 +481,67 @@ class _OrtRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"image": x})[0]
+
+
+# ---- loading a predictor: one way for the command line and the app ------------------------------
+@dataclass
+class LoadedPredictor:
+    predictor: Predictor
+    name: str                    # the model's name (" (untrained)" appended for random weights)
+    device: str                  # in words ("CPU, 2 threads", "CUDA: NVIDIA H200")
+    note: str = ""               # for the user (a fallback taken, untrained weights)
+    untrained: bool = False
+    card: dict = field(default_factory=dict)
+    source: str = ""
+
+
+def load_predictor(weights: Optional[str] = None, device: str = "auto", tta: Optional[str] = None,
+                   refine: Optional[str] = None, fallback_config: Optional[str] = None) -> LoadedPredictor:
+    """The predictor for ``weights`` (None / "" = the shipped default; a weights file or folder; a
+    registered model name; ``untrained:CONFIG`` = random weights, for speed tests) on ``device``,
+    with the card's fastest measured speed option applied. ``tta`` / ``refine`` None = the card's.
+
+    ``fallback_config`` (the app: a window must always open) turns failures into a note instead of an
+    error: an unknown or absent device runs on the CPU, weights that cannot be loaded give untrained
+    ``fallback_config`` weights. Without it (the command line) those raise."""
+    from .device import describe_device
+    from .models.weights import WeightsError
+
+    note = ""
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:  # unknown or absent device (e.g. cuda on a CPU-only machine)
+        if fallback_config is None:
+            raise
+        dev = resolve_device("cpu")
+        note = f"{exc}; running on the CPU instead - choose the device in Settings"
+
+    def untrained(config: str) -> Predictor:
+        pred = Predictor.untrained(config, device=dev)
+        if tta:
+            pred.set_tta(tta)
+        return pred.set_refine(refine) if refine else pred
+
+    if weights and str(weights).startswith("untrained:"):
+        config = str(weights).split(":", 1)[1] or "dmsl-compact"
+        pred, is_untrained = untrained(config), True
+        note = (note + ". " if note else "") + f"untrained {config} weights - landmarks are meaningless (speed tests only)"
+    else:
+        try:
+            pred = Predictor.from_weights(weights or None, device=dev, tta=tta, refine=refine)
+            pred.apply_measured_speed_option()
+            is_untrained = bool(pred.card.get("untrained"))
+        except WeightsError as exc:
+            if fallback_config is None:
+                raise
+            note = (note + ". ") if note else ""
+            if weights:
+                note += f"bad weights ({exc}); showing untrained {fallback_config} weights - choose weights in Settings"
+            else:
+                note += (f"no shipped model: showing untrained {fallback_config} weights "
+                         "(landmarks are meaningless) - choose weights in Settings")
+            pred, is_untrained = untrained(fallback_config), True
+    words = describe_device(dev)
+    return LoadedPredictor(predictor=pred, name=pred.name + (" (untrained)" if is_untrained else ""),
+                           device=words if dev.type == "cpu" else f"{dev.type.upper()}: {words}", note=note,
+                           untrained=is_untrained, card=dict(pred.card), source=str(pred.source))

@@ -1,5 +1,5 @@
 """The per-frame pipeline: spectrum choice, DMSL on the chosen spectrum (or both, in one batch),
-optional face-box reuse and temporal smoothing, temperatures, and the live frame loop.
+optional face-box reuse and temporal smoothing, temperatures.
 
 Pieces, from the inside out:
 
@@ -7,13 +7,9 @@ Pieces, from the inside out:
   :class:`FrameResult` (landmarks per spectrum in that spectrum's pixels, mapped into the other
   spectrum when a homography is known, the selector's decision and reason, illumination
   measures, temperatures at landmark regions, timings).
-- :class:`LatestFrameGrabber` reads a live source on its own thread and keeps only the newest
-  pair; a pair overwritten before the consumer took it counts as dropped.
-- :class:`StreamRunner` is the frame loop: live sources go through the grabber (a slow consumer
-  processes the newest frame and counts drops), recorded ones are processed frame by frame.
-  It yields :class:`StreamEvent` records (``started``, ``result``, ``error``, ``finished``) or
-  calls callbacks; stopping is cooperative (a ``threading.Event``), so a GUI can run it on a
-  worker thread. A source that fails or stalls ends the stream with an ``error`` event.
+
+The frame loop over a source (live or recorded, driven by commands: pause, step, seek, recording)
+is :class:`dmsl_core.runner.StreamRunner`.
 
 Face-box reuse (``reuse_box=True``): on a frame whose previous frame was tracked well in the same
 spectrum, the face box B is taken from the previous landmarks (B is by definition their
@@ -27,10 +23,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -203,6 +198,13 @@ class StreamConfig:
     # a live source: each detection round runs on a thread of its own while the tracks go on (its
     # faces join the frame on which it is ready); off for files, whose results must not depend on timing
     async_detect: bool = False
+
+
+def still_source(info: dict) -> bool:
+    """Whether a source with ``info`` gives independent still images (a folder of images, a single
+    image) rather than video: nothing carries from one frame to the next (no smoothing, no box reuse,
+    a detection on every image; ``StreamConfig.still_images``)."""
+    return info.get("kind") in ("dataset", "folders") or info.get("frames") == 1
 
 
 class StreamProcessor:
@@ -592,217 +594,6 @@ class StreamProcessor:
             faces=faces_by, primary_ids={k: v for k, v in self._primary.items() if k in faces_by},
             tracked=cfg.detector is not None)
 
-
-
-# ---- the live loop -----------------------------------------------------------------------------
-class LatestFrameGrabber:
-    """Reads a source on a thread and keeps only the newest pair; counts the pairs nobody took.
-
-    A source whose ``info["on_demand"]`` is true (the demo: it renders the frame the wall clock is
-    at when asked) is read at most one frame ahead of the consumer, so no frame is rendered only to
-    be dropped; the frames it skipped (``source.skipped_frames``) count as dropped.
-    """
-
-    def __init__(self, source: Any, stop: Optional[threading.Event] = None) -> None:
-        self.source = source
-        self.on_demand = bool((getattr(source, "info", {}) or {}).get("on_demand"))
-        self._replaced = 0
-        self.stop_event = stop or threading.Event()
-        self._cond = threading.Condition()
-        self._pending: Optional[FramePair] = None
-        self.received = 0
-        self.dropped = 0
-        self.taken = 0
-        self.error: Optional[BaseException] = None
-        self.finished = False
-        self.last_frame_time = time.monotonic()
-        self._thread: Optional[threading.Thread] = None
-
-    def start(self) -> "LatestFrameGrabber":
-        self._thread = threading.Thread(target=self._run, name="dmsl-grabber", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        try:
-            for pair in self.source:
-                with self._cond:
-                    if self._pending is not None:
-                        self._replaced += 1
-                    self._pending = pair
-                    self.received += 1
-                    self._count_drops()
-                    self.last_frame_time = time.monotonic()
-                    self._cond.notify_all()
-                    while self.on_demand and self._pending is not None and not self.stop_event.is_set():
-                        self._cond.wait(0.1)
-                if self.stop_event.is_set():
-                    break
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer as an error event
-            self.error = exc
-        finally:
-            with self._cond:
-                self.finished = True
-                self._cond.notify_all()
-
-    def get(self, timeout: Optional[float] = None) -> Optional[FramePair]:
-        """The newest pair not yet taken; None on timeout or when the source ended (see ``finished``)."""
-        with self._cond:
-            if self._pending is None and not self.finished:
-                self._cond.wait(timeout)
-            p, self._pending = self._pending, None
-            if p is not None:
-                self.taken += 1
-                self._count_drops()
-                self._cond.notify_all()  # an on-demand source may render the next frame now
-            return p
-
-    def _count_drops(self) -> None:
-        self.dropped = self._replaced + int(getattr(self.source, "skipped_frames", 0) or 0)
-
-    def stop(self, join_timeout: float = 2.0) -> None:
-        self.stop_event.set()
-        with self._cond:
-            self._cond.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(join_timeout)
-
-
-@dataclass
-class StreamStats:
-    processed: int = 0
-    received: int = 0
-    dropped: int = 0
-    reused: int = 0
-    elapsed_s: float = 0.0
-    process_s: float = 0.0     # time spent in StreamProcessor.process (the pipeline alone)
-    switches: int = 0
-
-    @property
-    def fps(self) -> float:
-        """End-to-end frames per second (source decoding/rendering included)."""
-        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def pipeline_fps(self) -> float:
-        """Frames per second of the per-frame pipeline alone (selector, models, smoothing, temperatures)."""
-        return self.processed / self.process_s if self.process_s > 0 else 0.0
-
-    def to_dict(self) -> dict:
-        return {"processed": self.processed, "received": self.received, "dropped": self.dropped,
-                "box_reused_frames": self.reused, "switches": self.switches,
-                "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2),
-                "pipeline_fps": round(self.pipeline_fps, 2)}
-
-
-@dataclass
-class StreamEvent:
-    """``kind``: started (info), result (result), error (error text), finished (stats)."""
-
-    kind: str
-    result: Optional[FrameResult] = None
-    error: str = ""
-    info: dict = field(default_factory=dict)
-    stats: Optional[StreamStats] = None
-
-
-class StreamRunner:
-    """The frame loop over a source (see the module docstring).
-
-    ``live=None`` follows ``source.info["live"]``. ``stall_timeout_s``: a live source that
-    delivers nothing for this long ends the stream with an error event.
-    """
-
-    def __init__(self, source: Any, processor: StreamProcessor, max_frames: Optional[int] = None,
-                 stop: Optional[threading.Event] = None, live: Optional[bool] = None,
-                 stall_timeout_s: float = 5.0) -> None:
-        self.source = source
-        self.processor = processor
-        self.max_frames = max_frames
-        self.stop_event = stop or threading.Event()
-        info = getattr(source, "info", {}) or {}
-        self.live = bool(info.get("live")) if live is None else live
-        if self.live:
-            processor.config.async_detect = True     # detection must not hold up a live source's frames
-        self.stall_timeout_s = stall_timeout_s
-        self.stats = StreamStats()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-
-    def _pairs(self) -> Iterator[tuple[FramePair, int, int]]:
-        """(pair, received so far, dropped so far)."""
-        if not self.live:
-            n = 0
-            for pair in self.source:
-                n += 1
-                yield pair, n, 0
-                if self.stop_event.is_set():
-                    return
-            return
-        grabber = LatestFrameGrabber(self.source, self.stop_event).start()
-        try:
-            while not self.stop_event.is_set():
-                pair = grabber.get(timeout=0.1)
-                if pair is None:
-                    if grabber.finished:
-                        pair = grabber.get(timeout=0)
-                        if pair is None:
-                            break
-                    elif time.monotonic() - grabber.last_frame_time > self.stall_timeout_s:
-                        raise TimeoutError(f"{getattr(self.source, 'uri', 'source')}: no frame for "
-                                           f"{self.stall_timeout_s:g} s (camera stalled or disconnected)")
-                    else:
-                        continue
-                yield pair, grabber.received, grabber.dropped
-            if grabber.error is not None:
-                raise grabber.error
-        finally:
-            grabber.stop(join_timeout=0.5)
-            self.stats.received, self.stats.dropped = grabber.received, grabber.dropped
-
-    def events(self) -> Iterator[StreamEvent]:
-        """Run the loop, yielding events; always ends with a ``finished`` event."""
-        yield StreamEvent("started", info=dict(getattr(self.source, "info", {}) or {}))
-        t0 = time.perf_counter()
-        error = ""
-        try:
-            for pair, received, dropped in self._pairs():
-                tp = time.perf_counter()
-                res = self.processor.process(pair, dropped=dropped)
-                self.stats.process_s += time.perf_counter() - tp
-                self.stats.processed += 1
-                self.stats.received = max(self.stats.received, received)
-                self.stats.dropped = dropped
-                self.stats.elapsed_s = time.perf_counter() - t0
-                yield StreamEvent("result", result=res)
-                if self.max_frames is not None and self.stats.processed >= self.max_frames:
-                    break
-        except (KeyboardInterrupt, GeneratorExit):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - a failing source or model ends the stream with its text
-            log.warning("stream ended with an error: %s", exc)
-            error = str(exc) or type(exc).__name__
-        self.processor.close()
-        self.stats.elapsed_s = time.perf_counter() - t0
-        self.stats.reused = self.processor.n_reused
-        self.stats.switches = self.processor.selector.switches
-        if error:
-            yield StreamEvent("error", error=error, stats=self.stats)
-        yield StreamEvent("finished", stats=self.stats)
-
-    def run(self, on_result: Optional[Callable[[FrameResult], None]] = None,
-            on_error: Optional[Callable[[str], None]] = None,
-            on_event: Optional[Callable[[StreamEvent], None]] = None) -> StreamStats:
-        """Run to the end with callbacks; returns the statistics."""
-        for ev in self.events():
-            if on_event is not None:
-                on_event(ev)
-            if ev.kind == "result" and on_result is not None and ev.result is not None:
-                on_result(ev.result)
-            elif ev.kind == "error" and on_error is not None:
-                on_error(ev.error)
-        return self.stats
 
 
 # ---- measuring ---------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from dmsl_core.pipeline import Predictor
     from dmsl_core.sources import open_source
-    from dmsl_core.stream import StreamConfig, StreamProcessor, StreamRunner
+    from dmsl_core.runner import StreamRunner
+    from dmsl_core.stream import StreamConfig, StreamProcessor
     pred = Predictor.from_weights(None, device="cpu")
     out: dict = {"size": args.size, "frames": args.frames, "rounds": []}
     for r in range(args.rounds):

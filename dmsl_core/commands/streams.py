@@ -102,20 +102,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def load_predictor(weights: Optional[str], device: str = "auto", tta: Optional[str] = None,
                    refine: Optional[str] = None):
-    """A Predictor for ``--weights`` (``untrained:CONFIG`` gives random weights); ``tta`` / ``refine``
-    None = the model card's test-time augmentation / box refinement."""
-    from ..pipeline import Predictor
-    if weights and weights.startswith("untrained:"):
-        name = weights.split(":", 1)[1] or "dmsl-compact"
-        print(f"dmsl run: warning: untrained {name} weights - landmarks are meaningless (speed tests only)",
-              file=sys.stderr)
-        pred = Predictor.untrained(name, device="cpu" if device == "auto" else device)
-        if tta is not None:
-            pred.set_tta(tta)
-        return pred if refine is None else pred.set_refine(refine)
-    pred = Predictor.from_weights(weights, device=device, tta=tta, refine=refine)
-    pred.apply_measured_speed_option()
-    return pred
+    """:func:`dmsl_core.pipeline.load_predictor` for the command line: errors raise, a note (untrained
+    weights) is printed as a warning."""
+    from ..pipeline import load_predictor as load
+    loaded = load(weights, device, tta, refine)
+    if loaded.note:
+        print(f"dmsl run: warning: {loaded.note}", file=sys.stderr)
+    return loaded.predictor
 
 
 class _Progress:
@@ -135,10 +128,11 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..export import CSVExporter, ExportSet, JSONLExporter, VideoExporter
+    from ..export import ExportSet, open_exports
     from ..registration import Calibration
     from ..sources import open_source
-    from ..stream import StreamProcessor, StreamRunner
+    from ..runner import StreamRunner
+    from ..stream import StreamProcessor
 
     if args.threads:
         import torch
@@ -165,13 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{args.mode}, smoothing {'on' if smooth else 'off'}, box reuse {'on' if args.reuse_box else 'off'}, "
               f"faces: {_faces_text(cfg)}",
               file=sys.stderr)
-        if args.csv:
-            writers.append(CSVExporter(args.csv))
-        if args.json:
-            writers.append(JSONLExporter(args.json, info=_jsonable(info)))
-        if args.video:
-            writers.append(VideoExporter(args.video, fps=info.get("fps") or 25.0, spectra=info.get("spectra")))
-        exports = ExportSet(writers)
+        wanted = {"csv": args.csv, "jsonl": args.json, "video": args.video}
+        exports = open_exports(wanted, info) if any(wanted.values()) else ExportSet([])
+        writers = exports.writers
         runner = StreamRunner(source, processor, max_frames=args.max_frames)
         progress = _Progress(args.quiet or not sys.stderr.isatty())
         error = ""
@@ -275,7 +265,7 @@ def _faces_text(cfg) -> str:
 def _stream_config(args: argparse.Namespace, info: dict):
     """The StreamConfig ``dmsl run`` uses for a source with ``info``."""
     from ..spectrum import SelectorConfig
-    from ..stream import StreamConfig
+    from ..stream import StreamConfig, still_source
 
     sel = SelectorConfig()
     if args.low is not None:
@@ -285,7 +275,7 @@ def _stream_config(args: argparse.Namespace, info: dict):
     if args.dwell is not None:
         sel.min_dwell_s = args.dwell
     sel.__post_init__()
-    still = info.get("kind") in ("dataset", "folders") or (info.get("frames") == 1)
+    still = still_source(info)
     smooth = (not still) if args.smooth is None else bool(args.smooth)
     faces = getattr(args, "faces", None) or ("one" if args.reuse_box else "every")
     if faces == "every" and args.reuse_box:
@@ -326,7 +316,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
 
     from ..atomic import atomic_path
     from ..distributed import init_from_env, shard_range, shutdown
-    from ..export import _json_default, csv_header, result_rows
+    from ..export import _json_default, csv_header, jsonable, result_rows
     from ..registration import Calibration
     from ..sources import open_source
     from ..stream import StreamProcessor
@@ -464,7 +454,7 @@ def _run_sharded(args: argparse.Namespace) -> int:
                 if kind == "csv":
                     csv.writer(fh, lineterminator="\n").writerow(csv_header())
                 else:
-                    fh.write(json.dumps({"stream": _jsonable(info)}, default=_json_default) + "\n")
+                    fh.write(json.dumps({"stream": jsonable(info)}, default=_json_default) + "\n")
                 files[kind] = fh
             if files:
                 for sh in shares[:usable]:
@@ -531,10 +521,6 @@ def _bench(args: argparse.Namespace, predictor, H) -> int:
     return 0
 
 
-def _jsonable(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..data.imageio import read_image
     from ..registration import calibrate_from_images, calibrate_from_points, read_point_pairs
@@ -569,7 +555,8 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
     if args.probe:
         with S.open_source(args.probe, realtime=False) as src:
-            print(json.dumps(_jsonable(src.info), indent=2))
+            from ..export import jsonable
+            print(json.dumps(jsonable(src.info), indent=2))
             for pair in src:
                 def desc(a):
                     return "none" if a is None else f"{a.dtype} {tuple(a.shape)}"

@@ -11,7 +11,8 @@ import pytest
 from dmsl_core.cli import main
 from dmsl_core.export import CSVExporter, JSONLExporter, VideoExporter, csv_header, render_side_by_side
 from dmsl_core.sources import open_source
-from dmsl_core.stream import StreamProcessor, StreamRunner
+from dmsl_core.runner import StreamRunner
+from dmsl_core.stream import StreamProcessor
 
 
 class FaceInTheMiddle:

@@ -242,7 +242,8 @@ def test_atomic_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def results():
     from dmsl_core.sources import open_source
-    from dmsl_core.stream import StreamProcessor, StreamRunner
+    from dmsl_core.runner import StreamRunner
+    from dmsl_core.stream import StreamProcessor
     out = []
     with open_source("demo:?size=96x80&frames=4&realtime=0&rig=1") as src:
         StreamRunner(src, StreamProcessor(FakeDetector(), mode="both")).run(on_result=out.append)

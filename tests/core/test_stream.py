@@ -1,9 +1,6 @@
 """The per-frame pipeline: batching, box reuse, mapping, temperatures, smoothing, drops, errors, stop."""
 from __future__ import annotations
 
-import threading
-import time
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -13,9 +10,9 @@ from dmsl_core.landmarks import boundary_from_points
 from dmsl_core.pipeline import Prediction, Predictor
 from dmsl_core.registration import map_points
 from dmsl_core.smoothing import OneEuroFilter
-from dmsl_core.sources import FrameSource, open_source
+from dmsl_core.sources import open_source
 from dmsl_core.sources.demo import _TEMPLATE
-from dmsl_core.stream import (LatestFrameGrabber, StreamProcessor, StreamRunner, temperatures_at)
+from dmsl_core.stream import StreamProcessor, temperatures_at
 
 
 @pytest.fixture(scope="module")
@@ -151,130 +148,9 @@ def test_smoothing_in_processor():
     assert np.std(np.array(sm[5:]) - truth) < 0.7 * np.std(np.array(raw[5:]) - truth)
 
 
-class CountingSource(FrameSource):
-    """A fast live source of tiny frames."""
-
-    kind = "test"
-
-    def __init__(self, n: int, period: float = 0.0, fail_after: int | None = None, stall_after: int | None = None):
-        super().__init__("test")
-        self.n, self.period, self.fail_after, self.stall_after = n, period, fail_after, stall_after
-        self._info.update(live=True)
-
-    def _frames(self) -> Iterator[FramePair]:
-        img = np.full((32, 32, 3), 128, np.uint8)
-        for i in range(self.n):
-            if self.fail_after is not None and i == self.fail_after:
-                raise OSError("device unplugged")
-            while self.stall_after is not None and i >= self.stall_after and not self._closed:
-                time.sleep(0.01)
-            if self.period:
-                time.sleep(self.period)
-            yield FramePair(vis=img, th=None, t=i * 0.01, index=i)
-
-
-def test_grabber_keeps_newest_and_counts_drops():
-    g = LatestFrameGrabber(CountingSource(60, period=0.002)).start()
-    taken = []
-    while True:
-        p = g.get(timeout=1.0)
-        if p is None and g.finished:
-            break
-        if p is not None:
-            taken.append(p.index)
-            time.sleep(0.02)  # slow consumer
-    assert g.received == 60 and g.dropped > 0
-    assert g.taken + g.dropped == g.received
-    assert taken == sorted(taken) and taken[-1] == 59  # always the newest
-
-
-def test_runner_drops_on_live_slow_consumer():
-    class Slow(TemplatePredictor):
-        def predict(self, images, boxes=None, refine=True):
-            time.sleep(0.02)
-            return super().predict(images, boxes, refine)
-
-    runner = StreamRunner(CountingSource(80, period=0.002), StreamProcessor(Slow()))
-    stats = runner.run()
-    assert stats.received == 80 and stats.dropped > 0 and stats.processed + stats.dropped == 80
-
-
-def test_runner_processes_every_recorded_frame():
-    with open_source("demo:?size=64x48&frames=12&realtime=0") as src:
-        stats = StreamRunner(src, StreamProcessor(TemplatePredictor())).run()
-    assert stats.processed == 12 and stats.dropped == 0
-
-
-def test_camera_disappearing_is_an_error_event():
-    with open_source("fake:cam?frames=5&fps=200&size=64x48") as src:
-        kinds, errors = [], []
-        for ev in StreamRunner(src, StreamProcessor(TemplatePredictor())).events():
-            kinds.append(ev.kind)
-            if ev.kind == "error":
-                errors.append(ev.error)
-    assert kinds[0] == "started" and kinds[-2:] == ["error", "finished"] and 1 <= kinds.count("result") <= 5
-    assert "stopped delivering" in errors[0]
-    errs = []
-    StreamRunner(CountingSource(10, fail_after=3), StreamProcessor(TemplatePredictor())).run(on_error=errs.append)
-    assert errs and "unplugged" in errs[0]
-
-
-def test_stalled_source_ends_with_error_not_hang():
-    src = CountingSource(100, stall_after=2)
-    errs = []
-    t = time.monotonic()
-    StreamRunner(src, StreamProcessor(TemplatePredictor()), stall_timeout_s=0.3).run(on_error=errs.append)
-    src.close()
-    assert errs and "no frame" in errs[0] and time.monotonic() - t < 5
-
-
-def test_cooperative_stop_and_max_frames():
-    stop = threading.Event()
-    seen = []
-
-    def on_result(r):
-        seen.append(r.index)
-        if len(seen) == 3:
-            stop.set()
-
-    with open_source("demo:?size=64x48&fps=100") as src:  # live, unbounded
-        stats = StreamRunner(src, StreamProcessor(TemplatePredictor()), stop=stop).run(on_result=on_result)
-    assert stats.processed == 3
-    with open_source("demo:?size=64x48&realtime=0") as src:
-        assert StreamRunner(src, StreamProcessor(TemplatePredictor()), max_frames=7).run().processed == 7
-
-
 def test_benchmark_pipeline_reports_each_configuration():
     from dmsl_core.stream import benchmark_pipeline
     res = benchmark_pipeline(TemplatePredictor(), demo_pairs(4), repeat=2)
     assert set(res) == {"single", "both", "single+reuse", "both+reuse"}
     assert all(r["fps"] > 0 and r["frames"] == 4 for r in res.values())
     assert res["single+reuse"]["reused_frac"] == 0.75 and res["single"]["nme_chosen"] is not None
-
-
-def test_on_demand_demo_renders_only_what_is_consumed():
-    """The realtime demo is read at most one frame ahead: frames a slow consumer cannot take are
-    skipped by the wall clock (and counted as dropped), not rendered and thrown away."""
-    src = open_source("demo:?fps=50&size=96x80&realtime=1")
-    assert src.info["on_demand"]
-    rendered = []
-    orig = src.scene.pair
-
-    def counting(i, uri):
-        rendered.append(i)
-        return orig(i, uri)
-    src.scene.pair = counting
-    grabber = LatestFrameGrabber(src).start()
-    try:
-        taken = []
-        for _ in range(5):
-            p = grabber.get(timeout=5)
-            assert p is not None
-            taken.append(p.index)
-            time.sleep(0.2)          # a slow consumer: 10 frames of the source pass meanwhile
-    finally:
-        grabber.stop()
-        src.close()
-    assert len(rendered) <= len(taken) + 2
-    assert taken == sorted(taken) and taken[-1] - taken[0] >= 20  # the scene ran at wall-clock speed
-    assert grabber.dropped >= 20 and grabber.dropped == src.skipped_frames

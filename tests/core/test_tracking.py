@@ -285,7 +285,7 @@ def test_async_detection_does_not_hold_up_the_frames(predictor):
 
 
 def test_a_live_runner_turns_async_detection_on(predictor):
-    from dmsl_core.stream import StreamRunner
+    from dmsl_core.runner import StreamRunner
     proc = StreamProcessor(predictor, StreamConfig(mode="visible", detector="auto"))
     assert proc.config.async_detect is False
     StreamRunner([], proc, live=False)

@@ -67,6 +67,7 @@ class SelectorChart(pg.PlotWidget):
         super().__init__(parent=parent)
         self.window_s = window_s
         self.data: collections.deque = collections.deque(maxlen=4000)
+        self._dirty = False              # samples added since the last redraw
         self.setMenuEnabled(False)
         self.setMouseEnabled(False, False)
         self.hideButtons()
@@ -97,6 +98,7 @@ class SelectorChart(pg.PlotWidget):
 
     def clear_data(self) -> None:
         self.data.clear()
+        self._dirty = False
         for c in (self.th_fill, self.raw_curve, self.smooth_curve, self.sat_curve):
             c.setData([], [])
 
@@ -104,12 +106,15 @@ class SelectorChart(pg.PlotWidget):
         if self.data and t < self.data[-1][0] - 1e-6:
             self.data.clear()  # seek / restart
         self.data.append((t, raw, smooth, sat, 1.0 if thermal else 0.0))
+        self._dirty = True
         while self.data and self.data[0][0] < t - self.window_s - 1.0:
             self.data.popleft()
 
     def redraw(self) -> None:
-        if not self.data:
+        """Draw the samples added since the last redraw (none added - paused: nothing to do)."""
+        if not self.data or not self._dirty:
             return
+        self._dirty = False
         a = np.array(self.data, dtype=np.float64)
         x = a[:, 0] - a[-1, 0]
         for curve, col in ((self.raw_curve, 1), (self.smooth_curve, 2), (self.sat_curve, 3)):

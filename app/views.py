@@ -62,6 +62,18 @@ def faces_phrase(n: int) -> str:
     return "no face" if n == 0 else f"{n} face{'s' if n != 1 else ''}"
 
 
+def _clear_curve(item) -> None:
+    """Empty a PlotCurveItem; nothing to do (no repaint) when it is empty already."""
+    if item.xData is not None and len(item.xData):
+        item.setData([], [])
+
+
+def _clear_scatter(item) -> None:
+    """Empty a ScatterPlotItem; nothing to do (no repaint) when it is empty already."""
+    if len(item.data):
+        item.setData([])
+
+
 @dataclass
 class DrawOptions:
     points: bool = True
@@ -216,9 +228,9 @@ class SpectrumView(QtWidgets.QFrame):
     # ---- overlay ----------------------------------------------------------------------------
     def clear_overlay(self) -> None:
         for it in (self.contour_item, *self.group_items.values(), self.proj_contour_item, self.box_item):
-            it.setData([], [])
+            _clear_curve(it)
         for it in (self.points_item, self.proj_item, self.gt_item):
-            it.setData([])
+            _clear_scatter(it)
         self.set_temperatures(None)
         self.set_faces(None)
         self.set_note("")
@@ -255,17 +267,20 @@ class SpectrumView(QtWidgets.QFrame):
             brush = (self._brushes * len(pts_all)) if o.colour_groups else self._plain_brush
             self.faces_points_item.setData(pos=np.concatenate(pts_all), size=o.point_size, brush=brush)
         else:
-            self.faces_points_item.setData([])
+            _clear_scatter(self.faces_points_item)
         # contours (one curve per colour group, the faces joined with breaks)
-        self.faces_contour_item.setData([], [])
-        for it in self.faces_group_items.values():
-            it.setData([], [])
+        drawn = set()
         if pts_all and o.contours:
             groups = GROUP_CONTOURS.items() if o.colour_groups else [(None, (CONTOUR_IDX, CONTOUR_CONNECT))]
             for g, (idx, conn) in groups:
                 c = np.concatenate([p[idx] for p in pts_all])
                 cn = np.concatenate([conn] * len(pts_all))
-                (self.faces_group_items[g] if g else self.faces_contour_item).setData(c[:, 0], c[:, 1], connect=cn)
+                item = self.faces_group_items[g] if g else self.faces_contour_item
+                item.setData(c[:, 0], c[:, 1], connect=cn)
+                drawn.add(id(item))
+        for it in (self.faces_contour_item, *self.faces_group_items.values()):
+            if id(it) not in drawn:
+                _clear_curve(it)
         # boxes
         if boxes and o.box:
             xs, ys, conn = [], [], []
@@ -275,7 +290,7 @@ class SpectrumView(QtWidgets.QFrame):
                 conn += [1, 1, 1, 1, 0]
             self.faces_box_item.setData(np.array(xs), np.array(ys), connect=np.array(conn, dtype=bool))
         else:
-            self.faces_box_item.setData([], [])
+            _clear_curve(self.faces_box_item)
         self._set_face_labels(faces, primary_id)
 
     def _set_face_labels(self, faces, primary_id: Optional[int]) -> None:
@@ -327,39 +342,42 @@ class SpectrumView(QtWidgets.QFrame):
     def set_landmarks(self, pts: Optional[np.ndarray], box: Optional[np.ndarray] = None) -> None:
         o = self.options
         if pts is None or not np.isfinite(np.asarray(pts, float)).any():
-            self.points_item.setData([])
-            self.contour_item.setData([], [])
+            _clear_scatter(self.points_item)
+            _clear_curve(self.contour_item)
             for it in self.group_items.values():
-                it.setData([], [])
+                _clear_curve(it)
         else:
             pts = np.asarray(pts, dtype=np.float64)
             if o.points:
                 brush = self._brushes if o.colour_groups else self._plain_brush
                 self.points_item.setData(pos=pts, size=o.point_size, brush=brush)
             else:
-                self.points_item.setData([])
-            self.contour_item.setData([], [])
-            for g, it in self.group_items.items():
-                it.setData([], [])
+                _clear_scatter(self.points_item)
             if o.contours and o.colour_groups:
+                _clear_curve(self.contour_item)
                 for g, it in self.group_items.items():
                     idx, conn = GROUP_CONTOURS[g]
                     c = pts[idx]
                     it.setData(c[:, 0], c[:, 1], connect=conn)
-            elif o.contours:
-                c = pts[CONTOUR_IDX]
-                self.contour_item.setData(c[:, 0], c[:, 1], connect=CONTOUR_CONNECT)
+            else:
+                for it in self.group_items.values():
+                    _clear_curve(it)
+                if o.contours:
+                    c = pts[CONTOUR_IDX]
+                    self.contour_item.setData(c[:, 0], c[:, 1], connect=CONTOUR_CONNECT)
+                else:
+                    _clear_curve(self.contour_item)
         if box is not None and o.box and np.isfinite(np.asarray(box, float)).all():
             x, y, w, h = (float(v) for v in box)
             self.box_item.setData([x, x + w, x + w, x, x], [y, y, y + h, y + h, y])
         else:
-            self.box_item.setData([], [])
+            _clear_curve(self.box_item)
 
     def set_projected(self, pts: Optional[np.ndarray]) -> None:
         """Landmarks found in the other spectrum, mapped into this image (hollow, dashed)."""
         if pts is None or not self.options.projected:
-            self.proj_item.setData([])
-            self.proj_contour_item.setData([], [])
+            _clear_scatter(self.proj_item)
+            _clear_curve(self.proj_contour_item)
             return
         pts = np.asarray(pts, dtype=np.float64)
         self.proj_item.setData(pos=pts, size=max(4.0, self.options.point_size + 1))
@@ -367,11 +385,11 @@ class SpectrumView(QtWidgets.QFrame):
             c = pts[CONTOUR_IDX]
             self.proj_contour_item.setData(c[:, 0], c[:, 1], connect=CONTOUR_CONNECT)
         else:
-            self.proj_contour_item.setData([], [])
+            _clear_curve(self.proj_contour_item)
 
     def set_ground_truth(self, pts: Optional[np.ndarray]) -> None:
         if pts is None:
-            self.gt_item.setData([])
+            _clear_scatter(self.gt_item)
         else:
             p = np.asarray(pts, dtype=np.float64)
             p = p[np.isfinite(p).all(axis=1)]

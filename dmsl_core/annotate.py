@@ -4,7 +4,7 @@ The paper annotated its thermal database by running Dlib's 68-point predictor on
 image, correcting inaccurate points by hand and using the same coordinates for the registered
 thermal image. :func:`annotate_dataset` (``dmsl annotate``) does the automatic part for a dataset
 folder (:mod:`dmsl_core.data.folder`); :class:`AnnotationSet` is what the GUI's annotation view
-(and the command) read and write.
+(and the command) read and write. The command line itself is in :mod:`dmsl_core.commands.data`.
 
 Files, per pair (paths from the pair's ``landmarks`` column, e.g. ``pts/s001_neutral.pts``):
 
@@ -656,38 +656,6 @@ def format_report(rep: dict) -> str:
     lines.append(s)
     lines.append(f"report: {rep['report_path']}")
     return "\n".join(lines)
-
-
-def add_annotate_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="dataset folder (manifest.csv)")
-    p.add_argument("--source", default="dlib", choices=SOURCES,
-                   help="points from Dlib on the visible image (default), the DMSL model, or both "
-                        "(Dlib's, the model's where Dlib finds no face; their disagreement recorded)")
-    p.add_argument("--dark", default="model", choices=DARK_MODES,
-                   help="black 'lights off' visible images: the DMSL model on the thermal image (default), the "
-                        "points of the nearest annotated pair of the same subject, or skip (listed either way)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="re-annotate pairs that have an annotation (the old one is kept as .orig.pts)")
-    p.add_argument("--calib", default=None, help="thermal->visible calibration JSON for unregistered pairs "
-                                                 f"(default: DIR/{CALIBRATION} when present)")
-    p.add_argument("--weights", default=None, help="DMSL model weights (default: the shipped model)")
-    p.add_argument("--device", default="cpu", help="device for the DMSL model (cpu, cuda, mps, auto)")
-    p.add_argument("--report", default=None, help=f"report JSON (default DIR/{REPORT})")
-
-
-def run_annotate_command(args) -> int:
-    import sys
-    tty = sys.stderr.isatty()
-
-    def progress(i: int, n: int, what: str) -> None:
-        if tty:
-            print(f"\rdmsl annotate: {i + 1}/{n}", end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
-
-    rep = annotate_dataset(args.data, source=args.source, dark=args.dark, overwrite=args.overwrite,
-                           calibration=args.calib, weights=args.weights, device=args.device,
-                           progress=progress, report_path=args.report)
-    print(format_report(rep))
-    return 0
 
 
 __all__ = ["AnnotationSet", "PairAnnotation", "annotate_dataset", "count_origins", "disagreement_order",

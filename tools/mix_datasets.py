@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmsl_core.data.folder import PairRecord, read_manifest, write_manifest  # noqa: E402
-from dmsl_core.data.importers import natural_key  # noqa: E402
+from dmsl_core.data.names import natural_key  # noqa: E402
 
 
 def _link(src: Path, dst: Path) -> None:

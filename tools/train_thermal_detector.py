@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from dmsl_core.data.folder import read_manifest  # noqa: E402
 from dmsl_core.data.imageio import read_image  # noqa: E402
-from dmsl_core.data.importers import natural_key  # noqa: E402
+from dmsl_core.data.names import natural_key  # noqa: E402
 from dmsl_core.data.pts import read_pts  # noqa: E402
 from dmsl_core.detection import iou, to_gray8  # noqa: E402
 

@@ -86,7 +86,7 @@ def _run_thermalize(args: argparse.Namespace) -> int:
 
 
 def _register_annotate(sub: argparse._SubParsersAction) -> None:
-    from ..annotate import add_annotate_arguments, run_annotate_command
+    from ..annotate import CALIBRATION, DARK_MODES, REPORT, SOURCES
 
     p = sub.add_parser("annotate", help="fill in a dataset's landmark files: Dlib (or the model) on the visible "
                                         "image, transferred to the thermal one",
@@ -97,28 +97,139 @@ def _register_annotate(sub: argparse._SubParsersAction) -> None:
                                    "point's origin is kept in a .origin.json beside its .pts; an annotation that "
                                    "is replaced is kept as .orig.pts. Correct the result in the app "
                                    "(Tools > Annotate dataset).")
-    add_annotate_arguments(p)
-    p.set_defaults(func=run_annotate_command)
+    p.add_argument("--data", required=True, help="dataset folder (manifest.csv)")
+    p.add_argument("--source", default="dlib", choices=SOURCES,
+                   help="points from Dlib on the visible image (default), the DMSL model, or both "
+                        "(Dlib's, the model's where Dlib finds no face; their disagreement recorded)")
+    p.add_argument("--dark", default="model", choices=DARK_MODES,
+                   help="black 'lights off' visible images: the DMSL model on the thermal image (default), the "
+                        "points of the nearest annotated pair of the same subject, or skip (listed either way)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="re-annotate pairs that have an annotation (the old one is kept as .orig.pts)")
+    p.add_argument("--calib", default=None, help="thermal->visible calibration JSON for unregistered pairs "
+                                                 f"(default: DIR/{CALIBRATION} when present)")
+    p.add_argument("--weights", default=None, help="DMSL model weights (default: the shipped model)")
+    p.add_argument("--device", default="cpu", help="device for the DMSL model (cpu, cuda, mps, auto)")
+    p.add_argument("--report", default=None, help=f"report JSON (default DIR/{REPORT})")
+    p.set_defaults(func=_run_annotate)
+
+
+def _run_annotate(args: argparse.Namespace) -> int:
+    """``dmsl annotate``: annotate the dataset folder, print the report."""
+    import sys
+
+    from ..annotate import annotate_dataset, format_report
+
+    tty = sys.stderr.isatty()
+
+    def progress(i: int, n: int, what: str) -> None:
+        if tty:
+            print(f"\rdmsl annotate: {i + 1}/{n}", end="" if i + 1 < n else "\n", file=sys.stderr, flush=True)
+
+    rep = annotate_dataset(args.data, source=args.source, dark=args.dark, overwrite=args.overwrite,
+                           calibration=args.calib, weights=args.weights, device=args.device,
+                           progress=progress, report_path=args.report)
+    print(format_report(rep))
+    return 0
 
 
 def _register_import(sub: argparse._SubParsersAction) -> None:
-    from ..data.importers import add_import_arguments, run_import_command
+    from ..data.importers import list_presets
 
     p = sub.add_parser("import", help="import a paired visible/thermal face dataset into a DMSL dataset folder",
                        description="Convert a folder of face images (+ annotations) into a DMSL dataset folder "
                                    "(manifest.csv, images, .pts). The source is never modified.")
-    add_import_arguments(p)
-    p.set_defaults(func=run_import_command)
+    p.add_argument("src", metavar="SRC", help="source folder (never modified)")
+    p.add_argument("dst", metavar="DST", help="destination dataset folder (manifest.csv, images, .pts)")
+    p.add_argument("--preset", default="paired", choices=list_presets(),
+                   help="dataset layout (default: paired = generic visible/thermal folders)")
+    p.add_argument("--pattern", help="regex on the path relative to SRC with named groups "
+                                     "subject, variation, spectrum (implies --pair-by pattern)")
+    p.add_argument("--pair-by", choices=("name", "order", "pattern"), help="how visible and thermal images pair")
+    p.add_argument("--vis-dir", help="visible image folder (relative to SRC or absolute)")
+    p.add_argument("--th-dir", help="thermal image folder (relative to SRC or absolute)")
+    p.add_argument("--annotations", help="a dlib .xml or .csv holding the landmarks of many images")
+    p.add_argument("--metadata", help="arl-vtf: the metadata.csv (default SRC/metadata.csv)")
+    reg = p.add_mutually_exclusive_group()
+    reg.add_argument("--registered", dest="registered", action="store_true", default=None,
+                     help="pairs are pixel-registered (one landmark file serves both images)")
+    reg.add_argument("--not-registered", dest="registered", action="store_false",
+                     help="pairs are not registered (each image keeps its own landmarks)")
+    p.add_argument("--th-u16-format", default="u16_raw", choices=("u16_raw", "u16_ck"),
+                   help="meaning of 16-bit thermal images (default u16_raw: uncalibrated counts)")
+    p.add_argument("--crop", type=float, default=3.0,
+                   help="300w: crop side in units of the face box's larger side (default 3)")
+    p.add_argument("--face-size", type=float, default=200.0,
+                   help="300w: shrink each crop so the face box's larger side is at most this many pixels "
+                        "(default 200; 0 keeps full resolution)")
+    p.add_argument("--force", action="store_true", help="write into DST even if it already has a manifest.csv")
+    p.set_defaults(func=_run_import)
+
+
+def _import_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of the preset's importer from ``dmsl import``'s flags (flags it does not use are
+    errors naming them)."""
+    if args.preset == "300w":
+        extra = [o for o, v in (("--pattern", args.pattern), ("--pair-by", args.pair_by), ("--vis-dir", args.vis_dir),
+                                ("--th-dir", args.th_dir), ("--annotations", args.annotations),
+                                ("--metadata", args.metadata), ("--registered", args.registered is not None)) if v]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: not used by --preset 300w (a .pts beside each image)")
+        return {"overwrite": args.force, "crop": args.crop, "face_size": args.face_size or None}
+    kw: dict = {"overwrite": args.force, "th_u16_format": args.th_u16_format}
+    if args.registered is not None:
+        kw["registered"] = args.registered
+    if args.annotations:
+        kw["annotations"] = args.annotations
+    if args.preset == "arl-vtf":
+        extra = [o for o, v in (("--pattern", args.pattern), ("--pair-by", args.pair_by),
+                                ("--vis-dir", args.vis_dir), ("--th-dir", args.th_dir)) if v]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: not used by --preset arl-vtf (metadata.csv lists the images)")
+        if args.metadata:
+            kw["metadata"] = args.metadata
+    else:
+        if args.metadata:
+            raise ValueError("--metadata is only for --preset arl-vtf")
+        if args.pattern:
+            kw["pattern"] = args.pattern
+        pair_by = args.pair_by or ("pattern" if args.pattern else None)
+        if pair_by:
+            kw["pair_by"] = pair_by
+        if args.vis_dir or args.th_dir:
+            kw["vis_dir"], kw["th_dir"] = args.vis_dir, args.th_dir
+    return kw
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    """``dmsl import``: run the preset, print the summary; exit 1 when nothing was imported."""
+    from ..data.importers import import_dataset
+
+    report = import_dataset(args.preset, args.src, args.dst, **_import_options(args))
+    print(report.summary())
+    return 0 if report.n_records else 1
 
 
 def _register_split(sub: argparse._SubParsersAction) -> None:
-    from ..data.splits import add_split_arguments, run_split_command
-
     p = sub.add_parser("split", help="write the paper's subject-wise k-fold split (splits.json)",
                        description="Sort subjects by ID, cut them into N groups; fold k tests on group k, "
                                    "validates on groups k+1 and k+2, trains on the rest.")
-    add_split_arguments(p)
-    p.set_defaults(func=run_split_command)
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (with manifest.csv)")
+    p.add_argument("--folds", type=int, default=10, help="number of folds (default 10, as in the paper)")
+    p.add_argument("--val-groups", type=int, default=2, help="validation groups per fold (default 2)")
+    p.set_defaults(func=_run_split)
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    """``dmsl split``: write DIR/splits.json and print the table."""
+    from ..data.splits import dataset_subjects, format_folds, make_folds, write_splits
+
+    subjects = dataset_subjects(args.data)
+    folds = make_folds(subjects, args.folds, n_val_groups=args.val_groups)
+    path = write_splits(args.data, folds, n_val_groups=args.val_groups)
+    print(f"{len(subjects)} subjects, {len(folds)} folds -> {path}")
+    print(format_folds(folds))
+    return 0
 
 
 def _register_synth(sub: argparse._SubParsersAction) -> None:

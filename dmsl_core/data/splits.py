@@ -6,7 +6,7 @@ before ``s10``; purely numeric IDs sort numerically) and cut into ``n_folds`` gr
 group ``k``, validates on groups ``(k+1) % n`` and ``(k+2) % n`` and trains on the others. Every
 subject is tested exactly once over the folds, and no subject has two roles within a fold.
 
-``dmsl split --data DIR`` writes ``DIR/splits.json``::
+``dmsl split --data DIR`` (:mod:`dmsl_core.commands.data`) writes ``DIR/splits.json``::
 
     {"version": 1, "n_folds": 10, "n_val_groups": 2, "protocol": "...",
      "groups": [[subject, ...], ...],
@@ -14,11 +14,9 @@ subject is tested exactly once over the folds, and no subject has two roles with
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
@@ -27,9 +25,10 @@ import numpy as np
 
 from .folder import DatasetError, read_manifest
 from .imageio import atomic_write_text
+from .names import natural_key
 
 __all__ = ["Fold", "SPLITS_FILE", "make_folds", "make_groups", "sort_subjects", "write_splits", "read_splits",
-           "dataset_subjects", "fold_subjects", "format_folds", "add_split_arguments", "run_split_command"]
+           "dataset_subjects", "fold_subjects", "format_folds", "split_subjects"]
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +55,11 @@ class Fold:
         return None
 
 
-def _natural_key(s: str) -> tuple:
-    return tuple((0, int(t), t) if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", s) if t)
-
-
 def sort_subjects(subjects: Iterable[object]) -> list[str]:
     """Unique subject ids as strings, sorted by ID (natural order)."""
     uniq = {str(s).strip() for s in subjects}
     uniq.discard("")
-    return sorted(uniq, key=lambda s: (_natural_key(s), s))
+    return sorted(uniq, key=lambda s: (natural_key(s), s))
 
 
 def make_groups(subjects: Iterable[object], n_folds: int = 10) -> list[list[str]]:
@@ -195,20 +190,3 @@ def format_folds(folds: Sequence[Fold], width: int = 48) -> str:
         lines.append(f"{f.index:>4}  {len(f.train):>5}  {len(f.val):>4}  {len(f.test):>4}  "
                      f"{_short(f.test, width):<{width}}  {_short(f.val, width)}")
     return "\n".join(lines)
-
-
-def add_split_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``dmsl split``."""
-    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (with manifest.csv)")
-    p.add_argument("--folds", type=int, default=10, help="number of folds (default 10, as in the paper)")
-    p.add_argument("--val-groups", type=int, default=2, help="validation groups per fold (default 2)")
-
-
-def run_split_command(args: argparse.Namespace) -> int:
-    """``dmsl split``: write DIR/splits.json and print the table."""
-    subjects = dataset_subjects(args.data)
-    folds = make_folds(subjects, args.folds, n_val_groups=args.val_groups)
-    path = write_splits(args.data, folds, n_val_groups=args.val_groups)
-    print(f"{len(subjects)} subjects, {len(folds)} folds -> {path}")
-    print(format_folds(folds))
-    return 0

@@ -45,12 +45,12 @@ pairing rule, spectra, radiometric) and ``close()``, and is a context manager.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from ..data.names import label_spectrum, name_words
 from .base import KNOWN_SCHEMES, OPEN_TIMEOUT_S, FrameSource, SourceError, SourceURI, parse_uri
 from .cameras import (CameraBackend, CameraMode, CameraSource, DualCameraSource, FakeBackend, OpenCVBackend,
                       camera_from_uri, create_backend, decode, decode_tc001, lepton_to_celsius, list_backends,
@@ -83,9 +83,6 @@ SCHEMES: dict[str, str] = {
     "fake": "a fake camera on the fake backend: fake:cam|lepton|boson|tc001",
 }
 
-_THERMAL_NAME = re.compile(r"(thermal|lwir|(^|[_\-. ])(ir|th|t)([_\-. ]|$))", re.IGNORECASE)
-
-
 def _split_two(target: str, uri: str, what: str) -> tuple[str, str]:
     parts = target.split("|")
     if len(parts) != 2 or not all(parts):
@@ -98,7 +95,9 @@ def _open_timeout(u: SourceURI) -> float:
 
 
 def _guess_spectrum(path: Path) -> str:
-    return "th" if _THERMAL_NAME.search(path.stem) else "vis"
+    """A recording's spectrum from its file name (``th_IR.mp4``, ``lwir_0001``, ``rec_t.mp4``: a thermal
+    word of :mod:`dmsl_core.data.names`, or the word ``t``), visible otherwise."""
+    return "th" if label_spectrum(path.stem) == "th" or "t" in name_words(path.stem) else "vis"   # rec_t.mp4 too
 
 
 def _demo(u: SourceURI, realtime: Optional[bool]) -> DemoSource:

@@ -10,12 +10,10 @@ import numpy as np
 
 from ..data.folder import DatasetError, PairRecord, read_manifest, thermal_to_celsius
 from ..data.imageio import ImageReadError, read_image
+from ..data.names import natural_key, spectrum_dirs, spectrum_from_name, strip_spectrum
 from ..frames import FramePair
 from .base import FrameSource, SourceError
-from .video import IMAGE_EXTS, auto_th_format, list_images, natural_key, spectrum_from_pixels
-
-VIS_DIRS = ("vis", "visible", "rgb", "color", "colour")
-TH_DIRS = ("th", "thermal", "ir", "lwir", "t")
+from .video import IMAGE_EXTS, auto_th_format, list_images, spectrum_from_pixels
 
 
 def _read(path: Optional[Path]) -> Optional[np.ndarray]:
@@ -97,10 +95,9 @@ class DatasetFolderSource(FrameSource):
 
 
 def find_pair_dirs(root: Path) -> Optional[tuple[Path, Path]]:
-    """(visible dir, thermal dir) when ``root`` holds e.g. ``vis/`` + ``th/`` (or visible/thermal, rgb/ir)."""
-    subs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
-    v = next((subs[n] for n in VIS_DIRS if n in subs), None)
-    t = next((subs[n] for n in TH_DIRS if n in subs), None)
+    """(visible dir, thermal dir) when ``root`` holds one folder of each, e.g. ``vis/`` + ``th/`` (or
+    visible/thermal, rgb/ir, rgb_image/thr_image: :func:`dmsl_core.data.names.spectrum_dirs`)."""
+    v, t = spectrum_dirs(root)
     return (v, t) if v is not None and t is not None else None
 
 
@@ -131,11 +128,7 @@ class PairedFolderSource(FrameSource):
             rule = f"order: the i-th file of {vd} <-> the i-th file of {td}"
         elif pair == "name":
             def key(p: Path) -> str:
-                s = p.stem.lower()
-                for suf in ("_vis", "_visible", "_rgb", "_th", "_thermal", "_ir", "_lwir", "-vis", "-th", "-ir"):
-                    if s.endswith(suf):
-                        return s[: -len(suf)]
-                return s
+                return strip_spectrum(p.stem).lower()
             tmap = {key(p): p for p in tf}
             vmap = {key(p): p for p in vf}
             keys = sorted(set(vmap) | set(tmap), key=natural_key)
@@ -172,7 +165,7 @@ class ImageFolderSource(FrameSource):
     """A plain folder of images (no manifest, no vis/ + th/ sub-folders), each image in its own spectrum.
 
     The spectrum of a file comes from its name when a word of it says one
-    (:func:`~dmsl_core.data.importers.spectrum_from_name`: ``face_thermal.png``, ``0001_IR.tiff``,
+    (:func:`~dmsl_core.data.names.spectrum_from_name`: ``face_thermal.png``, ``0001_IR.tiff``,
     ``rgb_03.jpg``), else from its pixels (:func:`~dmsl_core.sources.video.spectrum_from_pixels`:
     colour -> visible; grey, 16-bit or float -> thermal), decided when the file is read. Files whose names
     differ only by the spectrum marker (``0001_vis.png`` + ``0001_th.png``) make one pair; every other file
@@ -184,8 +177,6 @@ class ImageFolderSource(FrameSource):
 
     def __init__(self, root: str | os.PathLike, uri: str = "", th_format: Optional[str] = None,
                  fps: Optional[float] = None) -> None:
-        from ..data.importers import spectrum_from_name, strip_spectrum
-
         super().__init__(uri or str(root))
         self.root = Path(root)
         files = list_images(self.root)

@@ -22,20 +22,18 @@ import numpy as np
 
 from ..data.folder import thermal_to_celsius
 from ..data.imageio import ImageReadError, read_image
+from ..data.names import IMAGE_EXTENSIONS, natural_key
 from ..frames import FramePair
 from .base import OPEN_TIMEOUT_S, FrameSource, SourceError, call_with_timeout, gray_u8
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".seq")
-IMAGE_EXTS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".npy", ".pgm", ".ppm")
-
-
-def natural_key(name: str) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+IMAGE_EXTS = IMAGE_EXTENSIONS  # the image files a sequence or folder source reads (dmsl_core.data.names)
 
 
 def list_images(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (not hidden), in natural order of their names."""
     return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
-                   and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+                   and not p.name.startswith(".")), key=lambda p: (natural_key(p.name), p.name))
 
 
 class FrameReader:

@@ -10,7 +10,7 @@ import pytest
 
 from dmsl_core.cli import main as cli_main
 from dmsl_core.data.folder import load_samples, read_manifest
-from dmsl_core.data.import_300w import face_crop, import_300w, read_300w_points
+from dmsl_core.data.importers.ibug_300w import face_crop, import_300w, read_300w_points
 from dmsl_core.data.imageio import read_image
 from dmsl_core.data.pts import write_pts
 from dmsl_core.landmarks import boundary_from_points

@@ -345,6 +345,49 @@ def test_natural_key():
     assert sorted(["s10", "s2", "s1"], key=natural_key) == ["s1", "s2", "s10"]
 
 
+def test_preset_registry_lists_every_preset_and_gets_each_by_name(tmp_path: Path):
+    from dmsl_core.data import importers as I
+
+    names = I.list_presets()
+    assert names == ["paired", "eurecom", "speakingfaces", "arl-vtf", "sf-tl54", "kopaczka", "300w"]
+    assert list(I.PRESETS) == names
+    expected = {"paired": I.import_paired, "eurecom": I.import_eurecom, "speakingfaces": I.import_speakingfaces,
+                "arl-vtf": I.import_arl_vtf, "sf-tl54": I.import_sf_tl54, "kopaczka": I.import_kopaczka,
+                "300w": I.import_300w}
+    for name in names:
+        assert I.get_preset(name) is expected[name]
+        assert I.describe_preset(name)
+    # one clear error for an unknown name, listing the known ones (import_dataset says the same, before any write)
+    for call in (lambda: I.get_preset("nope"), lambda: I.import_dataset("nope", tmp_path, tmp_path / "dst")):
+        with pytest.raises(ValueError) as err:
+            call()
+        msg = str(err.value)
+        assert msg.startswith("unknown preset 'nope'; choose one of ") and all(n in msg for n in names)
+    assert not (tmp_path / "dst").exists()
+    with pytest.raises(ValueError, match="already registered"):
+        I.register_preset("eurecom")(lambda src, dst, **kw: None)
+    assert I.get_preset("eurecom") is I.import_eurecom
+
+
+def test_name_vocabulary_has_one_home():
+    from dmsl_core.data import names as N
+    from dmsl_core.data import importers as I
+    from dmsl_core.data.importers import pairing
+    from dmsl_core.sources import folders, video
+
+    assert I.IMAGE_EXTENSIONS is N.IMAGE_EXTENSIONS is video.IMAGE_EXTS
+    assert pairing.VIS_TOKENS is N.VIS_WORDS and pairing.TH_TOKENS is N.TH_WORDS
+    assert I.natural_key is N.natural_key and I.spectrum_from_name is N.spectrum_from_name
+    assert folders.strip_spectrum is N.strip_spectrum
+    assert [N.spectrum_from_name(n) for n in ("face_thermal_01.png", "0001-IR.tiff", "rgb_007.jpg", "x_vis_th.png")] \
+        == ["th", "th", "vis", None]
+    assert [N.dir_spectrum(n) for n in ("VIS", "thr_image", "rgb_image", "t", "th8", "data")] \
+        == ["vis", "th", "vis", "th", None, None]
+    assert N.strip_spectrum("0012_vis") == "0012" and N.strip_spectrum("a-IR") == "a"
+    assert N.label_spectrum("lwir_boson") == "th" and N.label_spectrum("rgb_basler") == "vis"
+    assert N.label_spectrum("basler") is None and N.label_spectrum("basler", vis_extra=("basler",)) == "vis"
+
+
 def test_registered_pair_annotated_on_thermal_serves_both(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     img(src / "VIS" / "s1_a.png")

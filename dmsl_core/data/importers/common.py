@@ -1,6 +1,6 @@
 """What every importer shares: the import report (counts and per-file problems), the destination's
-checks, safe names and the natural sort key. The pairing engine (:mod:`.importers`) and each preset
-module (e.g. :mod:`.import_300w`) import from here, never from each other's internals."""
+checks and safe names (the natural sort key is :func:`dmsl_core.data.names.natural_key`). The pairing
+engine (:mod:`.pairing`) and each preset module import from here."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from .folder import MANIFEST, DatasetError
+from ..folder import MANIFEST, DatasetError
 
 PathLike = Union[str, os.PathLike]
 
@@ -68,11 +68,6 @@ class ImportReport:
             if len(self.problems) > max_problems:
                 lines.append(f"  ... and {len(self.problems) - max_problems} more")
         return "\n".join(lines)
-
-
-def natural_key(s: str) -> tuple:
-    """Sort key that orders embedded numbers numerically (``s2`` < ``s10``)."""
-    return tuple((0, int(t), t) if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", str(s)) if t)
 
 
 def _safe(name: str) -> str:

@@ -23,22 +23,24 @@ folders make the project's training and test sets.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
-from ..landmarks import boundary_from_points
-from .folder import PairRecord, write_manifest
-from .imageio import read_image, write_image
-from .pts import read_pts, write_pts
+from ...landmarks import boundary_from_points
+from ..folder import PairRecord, write_manifest
+from ..imageio import read_image, write_image
+from ..names import PHOTO_EXTENSIONS, natural_key
+from ..pts import read_pts, write_pts
+from .common import ImportReport, PathLike, _prepare_dst, _reason, _safe
+from .registry import register_preset
 
-PathLike = Union[str, os.PathLike]
+__all__ = ["face_crop", "read_300w_points", "import_300w"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = PHOTO_EXTENSIONS  # the 300-W photos: 8-bit colour files
 _FACE_INDEX = re.compile(r"_\d{1,2}$")  # AFW / HELEN: <photo>_<face>; LFPW's image_0001 keeps its number
 
 
@@ -101,12 +103,11 @@ def _photo_id(stem: str) -> str:
     return _FACE_INDEX.sub("", stem)
 
 
-
+@register_preset("300w")
 def import_300w(src: PathLike, dst: PathLike, *, crop: float = 3.0, face_size: Optional[float] = 200.0,
-                overwrite: bool = False, progress: Optional[Callable[[int, int], None]] = None, **unused):
+                overwrite: bool = False, progress: Optional[Callable[[int, int], None]] = None,
+                **unused) -> ImportReport:
     """Import a 300-W-layout folder (image + ``.pts`` pairs) into a dataset folder; see the module doc."""
-    from .import_common import ImportReport, _prepare_dst, _reason, _safe, natural_key
-
     if unused:
         raise ValueError(f"--preset 300w does not take {', '.join(sorted(unused))}")
     src, dst = Path(src), Path(dst)

@@ -34,6 +34,14 @@ class OneEuroFilter:
         self.config = config or OneEuroConfig()
         self.reset()
 
+    def get_state(self) -> dict:
+        """The filter's memory (the last filtered points, their speed, the last time)."""
+        return {"x": self._x, "dx": self._dx, "t": self._t}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a :meth:`get_state` copy."""
+        self._x, self._dx, self._t = state["x"], state["dx"], state["t"]
+
     def reset(self) -> None:
         self._x: Optional[np.ndarray] = None
         self._dx: Optional[np.ndarray] = None

@@ -160,6 +160,18 @@ class SpectrumSelector:
         self.config = cfg
         self.reset()
 
+    _STATE = ("state", "_mean", "_sat", "_t_last", "_t_switch")
+
+    def get_state(self) -> dict:
+        """What carries from one frame to the next (the trusted spectrum, the smoothed measures, the
+        times of the last frame and the last switch); the switch counter is left out."""
+        return {k.lstrip("_"): getattr(self, k) for k in self._STATE}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from a :meth:`get_state` copy."""
+        for k in self._STATE:
+            setattr(self, k, state[k.lstrip("_")])
+
     def reset(self) -> None:
         self.state = "vis"
         self._mean: Optional[float] = None

@@ -85,9 +85,7 @@ def temperatures_at(celsius: np.ndarray, pts: np.ndarray) -> dict[str, float]:
            "inner_eye_l": disc(p[INNER_EYE_CORNERS[1]], r, "max"),
            "nose_tip": disc(p[NOSE_TIP], max(1.0, 0.1 * iod), "mean")}
     # forehead: above the brows, perpendicular to the eye line
-    d = (eye_l - eye_r) / iod
-    up = np.array([d[1], -d[0]])
-    center = p[17:27].mean(axis=0) + up * 0.35 * iod
+    center = np.asarray(temperature_points(p)["forehead"])
     half_w, half_h = 0.25 * iod, 0.10 * iod
     x0, x1 = int(max(0, math.floor(center[0] - half_w))), int(min(W, math.ceil(center[0] + half_w) + 1))
     y0, y1 = int(max(0, math.floor(center[1] - half_h))), int(min(H, math.ceil(center[1] + half_h) + 1))
@@ -95,6 +93,18 @@ def temperatures_at(celsius: np.ndarray, pts: np.ndarray) -> dict[str, float]:
     patch = patch[np.isfinite(patch)] if patch.size else patch
     out["forehead"] = float(patch.mean()) if patch.size else float("nan")
     return {k: out[k] for k in TEMPERATURE_REGIONS}
+
+
+def temperature_points(pts: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Where :func:`temperatures_at` measures each region (``pts``: the 68 landmarks in thermal pixels):
+    the inner eye corners, the nose tip and the forehead patch's centre - where a view writes them."""
+    p = np.asarray(pts, dtype=np.float64)
+    eye_r, eye_l = p[36:42].mean(axis=0), p[42:48].mean(axis=0)
+    iod = float(np.linalg.norm(eye_l - eye_r)) or 1.0
+    d = (eye_l - eye_r) / iod
+    up = np.array([d[1], -d[0]])
+    return {"inner_eye_r": tuple(p[INNER_EYE_CORNERS[0]]), "inner_eye_l": tuple(p[INNER_EYE_CORNERS[1]]),
+            "nose_tip": tuple(p[NOSE_TIP]), "forehead": tuple(p[17:27].mean(axis=0) + up * 0.35 * iod)}
 
 
 # ---- results -----------------------------------------------------------------------------------
@@ -244,8 +254,6 @@ class StreamProcessor:
     # ---- state (sharded runs: hand the frame-to-frame state over and compare it) ----------------
     _STATE_KEYS = ("_prev", "_good", "_since_detect", "_last_index", "_last_vis_box", "_ran_last", "_next_face_id",
                    "_last_faces")
-    _SELECTOR_KEYS = ("state", "_mean", "_sat", "_t_last", "_t_switch")
-    _FILTER_KEYS = ("_x", "_dx", "_t")
 
     def get_state(self) -> dict:
         """A copy of everything that carries from one frame to the next (selector, filters, tracks);
@@ -254,12 +262,10 @@ class StreamProcessor:
         trackers = dict(self._tracker_state)
         trackers.update({s: t.get_state() for s, t in self._trackers.items()})
         return copy.deepcopy({"proc": {k: getattr(self, k) for k in self._STATE_KEYS},
-                              "selector": {k: getattr(self.selector, k) for k in self._SELECTOR_KEYS},
-                              "filters": {s: {k: getattr(f, k) for k in self._FILTER_KEYS}
-                                          for s, f in self._filters.items()},
+                              "selector": self.selector.get_state(),
+                              "filters": {s: f.get_state() for s, f in self._filters.items()},
                               "faces": {"trackers": trackers, "primary": self._primary,
-                                        "filters": {key: {k: getattr(f, k) for k in self._FILTER_KEYS}
-                                                    for key, f in self._face_filters.items()}}})
+                                        "filters": {key: f.get_state() for key, f in self._face_filters.items()}}})
 
     def set_state(self, state: dict) -> None:
         """Continue from a :meth:`get_state` copy (as if the frames before had been processed here)."""
@@ -267,19 +273,16 @@ class StreamProcessor:
         st = copy.deepcopy(state)
         for k, v in st["proc"].items():
             setattr(self, k, v)
-        for k, v in st["selector"].items():
-            setattr(self.selector, k, v)
+        self.selector.set_state(st["selector"])
         for s, d in st["filters"].items():
-            for k, v in d.items():
-                setattr(self._filters[s], k, v)
+            self._filters[s].set_state(d)
         faces = st.get("faces") or {}
         self._trackers, self._tracker_state = {}, dict(faces.get("trackers") or {})
         self._primary = dict(faces.get("primary") or {})
         self._face_filters = {}
         for key, d in (faces.get("filters") or {}).items():
-            f = self._face_filters[key] = OneEuroFilter(self.config.smoothing_config)
-            for k, v in d.items():
-                setattr(f, k, v)
+            self._face_filters[key] = OneEuroFilter(self.config.smoothing_config)
+            self._face_filters[key].set_state(d)
 
     def state_fingerprint(self) -> str:
         """A hash of :meth:`get_state`: equal hashes mean the next frames give bit-identical results."""
@@ -310,9 +313,9 @@ class StreamProcessor:
 
         st = self.get_state()
         sel = st["selector"]
-        if (sel["_t_switch"] is not None and sel["_t_last"] is not None
-                and sel["_t_last"] - sel["_t_switch"] >= self.selector.config.min_dwell_s):
-            sel["_t_switch"] = "past the dwell"   # (time goes forward) no later decision depends on when
+        if (sel["t_switch"] is not None and sel["t_last"] is not None
+                and sel["t_last"] - sel["t_switch"] >= self.selector.config.min_dwell_s):
+            sel["t_switch"] = "past the dwell"   # (time goes forward) no later decision depends on when
         feed(st)
         return h.hexdigest()[:32]
 

@@ -118,6 +118,71 @@ class TrainConfig:
         return [(m, s) for m, s in PHASES if m in which[self.train_models] and s in self.stages]
 
 
+#: the job file the Train tab writes into a new run folder (``dmsl train --job RUN/job.json``)
+JOB_FILE = "job.json"
+
+
+def write_job(run_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """Write ``cfg`` as ``RUN/job.json`` (:meth:`TrainConfig.to_dict`'s keys; the folder is made) for
+    ``dmsl train --job``; returns the file."""
+    path = Path(run_dir) / JOB_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return path
+
+
+def _job_value_error(value, hint) -> Optional[str]:
+    """What is wrong with a job file's ``value`` for a field annotated ``hint`` (None: nothing)."""
+    import typing
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union:              # Optional[X]
+        return None if value is None else _job_value_error(value, next(a for a in args if a is not type(None)))
+    if typing.get_origin(hint) is tuple:                     # tuple[X, ...]: a JSON list
+        if not isinstance(value, (list, tuple)) or not value:
+            return "a non-empty list"
+        if any(_job_value_error(v, args[0]) for v in value):
+            return f"a list of {getattr(args[0], '__name__', args[0])} values"
+        return None
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    ok = (isinstance(value, bool) if hint is bool else
+          isinstance(value, int) and not isinstance(value, bool) if hint is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float else
+          isinstance(value, hint))
+    return None if ok else names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def read_job(path: str | os.PathLike) -> TrainConfig:
+    """The :class:`TrainConfig` of a job file (one JSON object with :meth:`TrainConfig.to_dict`'s
+    keys; any left out take the dataclass's defaults; a run's ``config.json`` is one too). An
+    unknown key, a value of the wrong type or a file that is not such an object is a ``ValueError``
+    naming the file and the key."""
+    import typing
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not a JSON job file ({exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{p}: a job file holds one JSON object (the training configuration), "
+                         f"not a {type(d).__name__}")
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = [k for k in d if k not in hints and k != "dmsl_version"]
+    if unknown:
+        raise ValueError(f"{p}: unknown key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(k) for k in unknown)} in the job file (known keys: {', '.join(hints)})")
+    for k, v in d.items():
+        want = _job_value_error(v, hints[k]) if k in hints else None
+        if want is None and k == "stages" and any(s not in (1, 2, 3) for s in v):
+            want = "a list of stages from 1, 2, 3"
+        if want is None and k == "spectra" and any(s not in ("vis", "th") for s in v):
+            want = 'a list of "vis" and / or "th"'
+        if want is None and k in ("train_models", "init_models") and v not in ("both", "boundary", "landmark"):
+            want = '"both", "boundary" or "landmark"'
+        if want:
+            raise ValueError(f"{p}: key {k!r} in the job file must be {want}, not {json.dumps(v)}")
+    return TrainConfig.from_dict(d)
+
+
 @dataclass
 class TrainEvent:
     kind: str                    # start | phase_start | step | epoch | phase_end | status | done | cancelled

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -176,22 +177,97 @@ def _resumed_config(out: Path, args):
     return cfg
 
 
+#: ``dmsl train`` flags that set a TrainConfig field: dest -> (field, the flag's value -> the field's)
+_CONFIG_FLAGS = {
+    "config": ("model", str), "models": ("train_models", str), "stages": ("stages", _stages),
+    "epochs": ("epochs", int), "head_epochs": ("head_epochs", int), "batch_size": ("batch_size", int),
+    "lr": ("lr", float), "head_lr": ("head_lr", float), "seed": ("seed", int),
+    "lr_schedule": ("lr_schedule", str), "joint_epochs": ("joint_epochs", int), "joint_lr": ("joint_lr", float),
+    "box_jitter": ("box_jitter", float), "device": ("device", lambda v: v or "auto"),
+    "no_augment": ("augment", lambda v: not v), "no_mirror": ("mirror", lambda v: not v),
+    "threads": ("num_threads", lambda v: v), "init": ("init_weights", lambda v: v),
+    "init_models": ("init_models", str), "data": ("data", lambda v: str(Path(v).resolve()) if v else ""),
+    "spectra": ("spectra", _spectra), "name": ("name", lambda v: v or ""),
+}
+
+
+def _note_given(namespace, dest: str) -> None:
+    namespace.given_flags = set(getattr(namespace, "given_flags", ())) | {dest}
+
+
+class _GivenStore(argparse.Action):
+    """``store``, and ``dest`` noted in ``namespace.given_flags``: with ``--job`` only the flags typed
+    override the job file (a flag left at its default does not)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        _note_given(namespace, self.dest)
+
+
+class _GivenTrue(argparse.Action):
+    """``store_true``, noted as :class:`_GivenStore` does."""
+
+    def __init__(self, option_strings, dest, default=False, required=False, help=None) -> None:
+        super().__init__(option_strings, dest, nargs=0, const=True, default=default, required=required, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, True)
+        _note_given(namespace, self.dest)
+
+
+def _job(args):
+    """The ``--job`` file's TrainConfig (read once per invocation; a copy), or None without ``--job``."""
+    from ..training import read_job
+    if not getattr(args, "job", None):
+        return None
+    if getattr(args, "job_config", None) is None:
+        args.job_config = read_job(args.job)
+    return dataclasses.replace(args.job_config)
+
+
+def _wanted(args, dest: str):
+    """The TrainConfig field flag ``dest`` sets, as this invocation asks for it: the flag's value
+    (its default included) without ``--job``; with ``--job`` the flag's when it was typed, else the job's."""
+    field, conv = _CONFIG_FLAGS[dest]
+    job = _job(args)
+    if job is None or dest in getattr(args, "given_flags", ()):
+        return conv(getattr(args, dest))
+    return getattr(job, field)
+
+
 def _config_from_args(args, fold, name: Optional[str] = None):
+    """The TrainConfig of ``dmsl train``'s flags, or of ``--job FILE`` with the flags typed beside it
+    overriding its keys; ``fold`` (and ``name`` unless None) as the caller resolved them."""
     from ..training import TrainConfig
-    if not args.data:
-        raise ValueError("--data is required")
-    return TrainConfig(model=args.config, epochs=args.epochs, head_epochs=args.head_epochs,
-                       batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, seed=args.seed,
-                       lr_schedule=args.lr_schedule, joint_epochs=args.joint_epochs, joint_lr=args.joint_lr,
-                       box_jitter=args.box_jitter,
-                       device=args.device or "auto", augment=not args.no_augment, mirror=not args.no_mirror,
-                       num_threads=args.threads, init_weights=args.init, init_models=args.init_models,
-                       data=str(Path(args.data).resolve()), spectra=_spectra(args.spectra), fold=fold,
-                       train_models=args.models, name=(args.name or "") if name is None else name,
-                       stages=_stages(args.stages))
+    job = _job(args)
+    if job is None and not args.data:
+        raise ValueError("--data is required (or --job FILE)")
+    cfg = dataclasses.replace(job or TrainConfig(), fold=fold,
+                              **{field: _wanted(args, dest) for dest, (field, _) in _CONFIG_FLAGS.items()})
+    if not cfg.data:
+        raise ValueError(f"{args.job}: no \"data\" (the dataset folder) in the job file, and no --data")
+    cfg.data = str(Path(cfg.data).resolve())
+    if name is not None:
+        cfg.name = name
+    return cfg
 
 
-def _train_config(args, out: Path, fold, resume: bool, name: str = ""):
+def _requested_folds(args):
+    """``--fold`` as :func:`_parse_fold_arg` reads it; with ``--job`` and no ``--fold``, the job's fold."""
+    job = _job(args)
+    return _parse_fold_arg(args.fold if args.fold is not None or job is None else job.fold, args.folds)
+
+
+def _out_dir(args) -> Path:
+    """``--out``; with ``--job`` and no ``--out``, the job file's folder."""
+    if args.out:
+        return Path(args.out)
+    if getattr(args, "job", None):
+        return Path(args.job).resolve().parent
+    raise ValueError("--out is required (or --job FILE: the run then goes into the job file's folder)")
+
+
+def _train_config(args, out: Path, fold, resume: bool, name: Optional[str] = None):
     if resume and (out / "config.json").exists():
         return _resumed_config(out, args)
     return _config_from_args(args, fold, name)
@@ -233,8 +309,9 @@ def _event_sink(args):
 def cmd_train(args) -> int:
     """``dmsl train``; under torchrun (WORLD_SIZE > 1) one DDP run, or folds spread over the ranks."""
     from ..distributed import init_from_env, shutdown
-    folds = _parse_fold_arg(args.fold, args.folds)
-    ctx = init_from_env(args.device)
+    args.out = str(_out_dir(args))
+    folds = _requested_folds(args)
+    ctx = init_from_env(args.device if _job(args) is None else _wanted(args, "device"))
     if ctx.active:
         print(f"dmsl train: rank {ctx.rank} of {ctx.world_size} ({ctx.backend}, {ctx.device})", file=sys.stderr)
     rc = _train_folds(args, folds, ctx) if isinstance(folds, list) else _train_one(args, folds, ctx)
@@ -248,7 +325,7 @@ def _train_one(args, fold, ctx) -> int:
     the ranks agree at each step (torchrun forwards SIGTERM to its workers)."""
     from ..training import FileStopControl, TrainingCancelled
     out = Path(args.out)
-    cfg = _train_config(args, out, fold, args.resume, name=args.name or "")
+    cfg = _train_config(args, out, fold, args.resume)
     control = FileStopControl(out)
     if ctx.is_main:
         control.clear_requests()  # a stale STOP_EARLY / CANCEL from an earlier run must not stop this one
@@ -282,6 +359,7 @@ def _train_folds(args, folds: list, ctx) -> int:
     from ..distributed import DistContext
     from ..training import TrainConfig, train
     out = Path(args.out)
+    model, base_name = _wanted(args, "config"), _wanted(args, "name") or out.name
     mine = [k for k in folds if k % ctx.world_size == ctx.rank]
     solo = DistContext(device=ctx.device)  # this rank's own device, no process group inside a fold
     results = []
@@ -292,15 +370,15 @@ def _train_folds(args, folds: list, ctx) -> int:
         try:
             if (run / "model.safetensors").exists():
                 saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-                if saved.model != args.config or saved.fold != k:
+                if saved.model != model or saved.fold != k:
                     raise ValueError(f"{run}: holds a run of configuration {saved.model!r} fold {saved.fold}, "
-                                     f"not {args.config!r} fold {k}; choose another --out")
+                                     f"not {model!r} fold {k}; choose another --out")
                 res.update(status="skipped (already trained)", **_fold_summary(run))
             else:
                 resume = (run / "config.json").exists()
-                cfg = _train_config(args, run, k, resume, name=f"{args.name or out.name}-fold{k}")
-                if resume and cfg.model != args.config:
-                    raise ValueError(f"{run}: holds a run of configuration {cfg.model!r}, not {args.config!r}")
+                cfg = _train_config(args, run, k, resume, name=f"{base_name}-fold{k}")
+                if resume and cfg.model != model:
+                    raise ValueError(f"{run}: holds a run of configuration {cfg.model!r}, not {model!r}")
                 tr, va, te = _train_samples(cfg, args.folds, say=True, tag=tag)
                 printer = ProgressPrinter(prefix=tag, tty=not ctx.active)  # several ranks: epoch lines only
                 train(cfg, run, tr, va, te, on_event=printer, resume=resume, dist=solo)
@@ -336,8 +414,8 @@ def _cv_report(results: list, args, ctx) -> dict:
         vals = [(r.get("nme_test") or {}).get(key) for r in results]
         vals = [v for v in vals if v is not None]
         return float(np.mean(vals)) if vals else None
-    return {"n_folds": args.folds, "folds": results, "config": args.config,
-            "data": str(Path(args.data).resolve()), "world_size": ctx.world_size,
+    return {"n_folds": args.folds, "folds": results, "config": _wanted(args, "config"),
+            "data": str(Path(_wanted(args, "data")).resolve()), "world_size": ctx.world_size,
             "mean_nme_test": {k: mean(k) for k in ("th", "vis", "all")},
             "note": "mean_nme_test is the mean over folds of each fold's test NME (nme_test of its model.json)"}
 
@@ -349,7 +427,7 @@ def cmd_cv(args) -> int:
     from ..atomic import atomic_write_text
     from ..runs import CV_FILE, cv_summary, run_status
     from ..training import FileStopControl, TrainEvent, TrainingCancelled
-    root = Path(args.out)
+    root = args.out = _out_dir(args)
     plan_path = root / CV_FILE
     if args.resume and plan_path.exists():
         plan = json.loads(plan_path.read_text(encoding="utf-8"))
@@ -579,9 +657,17 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train M_b and M_l (two stages each) on a dataset folder",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder (manifest.csv + images + .pts)")
+    p.register("action", None, _GivenStore)      # every flag notes that it was typed (see --job)
+    p.register("action", "store", _GivenStore)
+    p.register("action", "store_true", _GivenTrue)
+    p.add_argument("--job", default=None, metavar="FILE",
+                   help="a job file: one JSON object with the keys of the run's config.json (TrainConfig: model, "
+                        "train_models, stages, epochs, ..., data, fold); the Train tab writes RUN/job.json. "
+                        "Flags typed beside it override its keys; --out defaults to its folder")
+    p.add_argument("--data", default=None, help="dataset folder (manifest.csv + images + .pts); required "
+                   "without --job")
     p.add_argument("--config", default="dmsl-compact", help="model configuration (see `dmsl models`)")
-    p.add_argument("--out", required=True, help="run folder to create (or to resume)")
+    p.add_argument("--out", default=None, help="run folder to create (or to resume); required without --job")
     p.add_argument("--models", default="both", choices=["both", "boundary", "landmark"])
     p.add_argument("--stages", default="1,2", help="stages to run per model: 1 (U-Net on its mask), 2 (head) - "
                    "the paper's two - and 3 (ours: U-Net and head fine-tuned together on the point / box "

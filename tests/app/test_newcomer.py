@@ -209,7 +209,7 @@ def test_open_a_mistyped_path_says_no_such_file_and_clears_the_previous_source(q
 
 
 def test_train_tab_on_a_two_subject_dataset_shows_it_and_offers_only_the_split_that_fits(qtbot, tmp_path):
-    from app.train_panel import TrainOptions, TrainPanel
+    from app.training import TrainOptions, TrainPanel
     from dmsl_core.data.synth import generate_dataset
 
     data = tmp_path / "two"
@@ -244,7 +244,7 @@ def test_main_py_without_a_display_says_how_to_run_it(tmp_path, tiny_weights):
     import sys
     from pathlib import Path
 
-    from app.main_window import display_missing
+    from app.__main__ import display_missing
 
     assert display_missing({}, "linux") and not display_missing({"DISPLAY": ":0"}, "linux")
     assert not display_missing({"QT_QPA_PLATFORM": "offscreen"}, "linux") and not display_missing({}, "win32")
@@ -395,7 +395,7 @@ def _feed_training(panel, seed: int = 3):
 
 
 def test_train_chart_integer_epochs_plain_numbers_best_epoch_and_no_jump_on_the_banner(qtbot, tmp_path):
-    from app.train_panel import TrainPanel
+    from app.training import TrainPanel
 
     panel = TrainPanel(runs_dir=str(tmp_path / "runs"))
     qtbot.addWidget(panel)

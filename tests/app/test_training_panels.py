@@ -16,7 +16,7 @@ from PySide6 import QtCore
 
 from app.eval_panel import EvalPanel
 from app.models_panel import ModelsPanel
-from app.train_panel import TrainOptions, TrainPanel, train_command
+from app.training import TrainOptions, TrainPanel, train_command
 from dmsl_core.runs import read_metrics, run_status
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
@@ -74,32 +74,119 @@ def _phase_records(panel, phase):
 def test_train_command_uses_this_interpreter_and_the_cli_module(tmp_path):
     cmd = train_command(_options("D", tmp_path / "r"))
     assert cmd[:3] == [sys.executable, "-m", "dmsl_core.cli"] and "--events-jsonl" in cmd
-    assert cmd[cmd.index("--config") + 1] == "dmsl-tiny" and "--fold" not in cmd
+    # a new run: the whole training configuration is the job file in the run folder, nothing else
+    assert cmd[3:] == ["train", "--job", str(tmp_path / "r" / "job.json"), "--out", str(tmp_path / "r"),
+                       "--events-jsonl"]
     resume = train_command(_options("D", tmp_path / "r"), resume=True)
-    assert "--resume" in resume and "--config" not in resume
+    assert "--resume" in resume and "--job" not in resume and "--config" not in resume
     two = _options("D", tmp_path / "r")
     two.processes = 2
     cmd2 = train_command(two)
     assert cmd2[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert cmd2[cmd2.index("--nproc-per-node") + 1] == "2"
-    assert cmd2[cmd2.index("dmsl_core.cli"):][:2] == ["dmsl_core.cli", "train"] and "--events-jsonl" in cmd2
+    assert cmd2[cmd2.index("dmsl_core.cli"):][:2] == ["dmsl_core.cli", "train"] and "--job" in cmd2
     assert "--resume" in train_command(two, resume=True)
 
 
-def test_form_stage_3_and_box_jitter_reach_the_command(make_panel, tmp_path):
+def _legacy_argv(o: TrainOptions) -> list[str]:
+    """The ``dmsl train`` / ``dmsl cv`` flags the panel ran before it wrote a job file (issue 21): the
+    reference the job must equal."""
+    cmd = ["cv" if o.cv_folds else "train", "--data", o.data, "--out", o.out, "--events-jsonl"]
+    if o.threads:
+        cmd += ["--threads", str(int(o.threads))]
+    if o.device:
+        cmd += ["--device", o.device]
+    cmd += ["--config", o.config, "--models", o.models, "--stages", ",".join(map(str, o.stages)),
+            "--epochs", str(int(o.epochs)), "--head-epochs", str(int(o.head_epochs)),
+            "--batch-size", str(int(o.batch_size)), "--lr", repr(float(o.lr)), "--head-lr", repr(float(o.head_lr)),
+            "--spectra", o.spectra]
+    if 3 in o.stages:
+        cmd += ["--joint-epochs", str(int(o.joint_epochs)), "--joint-lr", repr(float(o.joint_lr))]
+    if o.box_jitter > 0:
+        cmd += ["--box-jitter", repr(float(o.box_jitter))]
+    if not o.augment:
+        cmd.append("--no-augment")
+    if not o.mirror:
+        cmd.append("--no-mirror")
+    if o.cv_folds:
+        cmd += ["--folds", str(int(o.cv_folds))]
+    elif o.fold is not None:
+        cmd += ["--fold", str(int(o.fold))]
+    if o.init:
+        cmd += ["--init", o.init]
+    return cmd
+
+
+def _cli_config(argv: list[str]):
+    """The TrainConfig ``dmsl train`` / ``dmsl cv`` builds from ``argv`` (before any training)."""
     from dmsl_core.cli import build_parser
+    from dmsl_core.commands.core import _config_from_args, _requested_folds
+    args = build_parser().parse_args(argv)
+    return _config_from_args(args, None if args.command == "cv" else _requested_folds(args))
+
+
+def _form_variants(data: str, out: Path) -> list[TrainOptions]:
+    base = dict(data=data, out=str(out), config="dmsl-tiny")
+    return [TrainOptions(**base),
+            TrainOptions(**base, stages=(1, 2, 3), joint_epochs=7, joint_lr=1e-4, box_jitter=0.03, spectra="th",
+                         mirror=False, augment=False, fold=None, device="cpu", threads=2, batch_size=4, lr=5e-4,
+                         head_lr=5e-4, models="landmark", init=str(out / "w.safetensors")),
+            TrainOptions(**base, stages=(3,), joint_epochs=9, spectra="vis", fold=7, device="", epochs=0),
+            TrainOptions(**base, cv_folds=4, fold=3, head_epochs=2)]
+
+
+def test_the_job_file_is_the_training_configuration_the_command_line_made(tmp_path):
+    """Issue 21: the panel writes the run's TrainConfig as RUN/job.json and runs dmsl train --job; for
+    the same form that is the TrainConfig the old command line (the form's flags) made, key by key, and
+    dmsl train reads it back to the same."""
+    from dmsl_core.training import TrainConfig, write_job
+    from app.training import job_config
+    for i, o in enumerate(_form_variants(str(tmp_path / "D"), tmp_path / "r")):
+        o.out = str(tmp_path / f"r{i}")
+        before = _cli_config(_legacy_argv(o)).to_dict()
+        job = write_job(o.out, job_config(o))
+        written = json.loads(job.read_text())
+        assert written == before, i
+        assert TrainConfig.from_dict(written).to_dict() == before
+        assert _cli_config(train_command(o)[3:]).to_dict() == before   # what dmsl train --job makes of it
+
+
+def test_start_writes_the_job_and_runs_dmsl_train_with_it(make_panel, tmp_path, tiny_data, monkeypatch):
+    """Start from the form: RUN/job.json holds the form's training configuration, the command (as the
+    log shows it) is dmsl train --job RUN/job.json."""
+    import shlex
+    from dmsl_core.training import TrainConfig
+    panel = make_panel()
+    started = []
+    monkeypatch.setattr(panel.launcher, "start", lambda cmd, run_dir: (started.append(cmd),
+                                                                      panel.log_view.appendPlainText(shlex.join(cmd))))
+    o = _options(tiny_data, tmp_path / "runs" / "j", epochs=3, head_epochs=1)
+    o.stages, o.joint_epochs, o.box_jitter, o.mirror = (1, 2, 3), 4, 0.02, False
+    assert panel.start(o)
+    [cmd] = started
+    job = tmp_path / "runs" / "j" / "job.json"
+    assert cmd[3:] == ["train", "--job", str(job), "--out", str(job.parent), "--events-jsonl"]
+    assert json.loads(job.read_text()) == _cli_config(_legacy_argv(o)).to_dict()
+    cfg = TrainConfig.from_dict(json.loads(job.read_text()))
+    assert (cfg.model, cfg.stages, cfg.joint_epochs, cfg.box_jitter, cfg.mirror, cfg.device, cfg.num_threads) == \
+        ("dmsl-tiny", (1, 2, 3), 4, 0.02, False, "cpu", 1)
+    assert str(job) in panel.log_view.toPlainText()
+
+
+def test_form_stage_3_and_box_jitter_reach_the_job(make_panel, tmp_path):
+    from app.training import job_config
     panel = make_panel()
     assert not panel.stage3.isChecked() and not panel.joint_epochs.isEnabled()   # the paper's two stages by default
-    assert "--joint-epochs" not in train_command(panel.options()) and "--box-jitter" not in train_command(panel.options())
+    cfg = job_config(panel.options())
+    assert cfg.stages == (1, 2) and cfg.box_jitter == 0.0
     panel.stage3.setChecked(True)
     assert panel.joint_epochs.isEnabled()
     panel.joint_epochs.setValue(7)
     panel.box_jitter.setValue(0.03)
     panel.data_edit.setText("D")
     panel.out_edit.setText(str(tmp_path / "r"))
-    cmd = train_command(panel.options())
-    args = build_parser().parse_args(cmd[3:])     # the command line the CLI would run
-    assert args.stages == "1,2,3" and args.joint_epochs == 7 and args.box_jitter == pytest.approx(0.03)
+    cfg = job_config(panel.options())
+    assert cfg.stages == (1, 2, 3) and cfg.joint_epochs == 7 and cfg.box_jitter == pytest.approx(0.03)
     o = panel.options()
     panel2 = make_panel()
     panel2.set_options(o)
@@ -154,6 +241,8 @@ def test_train_stop_early_cancel_resume_then_evaluate(qtbot, tmp_path, tiny_data
     # while it runs: Stop early and Cancel are live, Start is not; the log holds the exact command
     assert panel.early_btn.isEnabled() and panel.cancel_btn.isEnabled() and not panel.start_btn.isEnabled()
     assert panel.log_view.toPlainText().startswith("$ " + sys.executable)
+    assert f"train --job {run / 'job.json'} --out {run}" in panel.log_view.toPlainText().splitlines()[0]
+    assert json.loads((run / "job.json").read_text())["epochs"] == 40
     assert panel.state_label.text().startswith("running") or "cach" in panel.state_label.text()
     # live progress: device, a stage bar moving, the loss plot holding the epoch
     assert "cpu" in panel.device_label.text()

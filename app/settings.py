@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 from PySide6 import QtCore, QtWidgets
 
+from dmsl_core import configio
+
 from .palettes import PALETTES
 
 MODES = ("auto", "visible", "thermal", "both")
@@ -67,7 +69,7 @@ class AppSettings:
     train_form: dict = field(default_factory=dict)   # the Train tab's form (TrainPanel.form_state)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        return json.dumps(configio.to_dict(self))
 
     @classmethod
     def from_json(cls, text: Optional[str]) -> "AppSettings":
@@ -80,21 +82,8 @@ class AppSettings:
             return s
         if not isinstance(data, dict):
             return s
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            v, cur = data[f.name], getattr(s, f.name)
-            if isinstance(cur, bool):
-                ok = isinstance(v, bool)
-            elif isinstance(cur, (int, float)):
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-                v = type(cur)(v) if ok else v
-            elif isinstance(cur, dict):
-                ok = isinstance(v, dict)
-            else:
-                ok = isinstance(v, str)
-            if ok:
-                setattr(s, f.name, v)
+        # saved by this or another version: what is not understood is dropped, the default stays
+        s = configio.from_dict(cls, data, strict=False, where="settings")
         if s.mode not in MODES:
             s.mode = "auto"
         if s.palette not in PALETTES:

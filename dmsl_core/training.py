@@ -48,7 +48,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, configio
 from .atomic import atomic_write_bytes, atomic_write_text
 from .data.sample import Sample
 from .device import describe_device, resolve_device
@@ -58,7 +58,7 @@ from .losses import (boundary_loss, box_distance_loss, heatmap_landmark_loss, la
                      point_distance_loss)
 from .models import create_models, get_config
 from .models.weights import load_weights, save_weights
-from .views import Augment, ViewBank, make_item
+from .crops import Augment, ViewBank, make_item
 
 log = logging.getLogger("dmsl.training")
 
@@ -94,22 +94,13 @@ class TrainConfig:
     name: str = ""                       # model name for the card (default: the run folder's name)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["stages"] = list(self.stages)
-        d["spectra"] = list(self.spectra)
-        return d
+        return configio.to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k != "dmsl_version"}  # written beside the config for the record
-        bad = set(kw) - known
-        if bad:
-            raise ValueError(f"unknown training configuration keys {sorted(bad)}")
-        for k in ("stages", "spectra"):
-            if k in kw:
-                kw[k] = tuple(kw[k])
-        return cls(**kw)
+    def from_dict(cls, d: dict, where: str = "") -> "TrainConfig":
+        """A configuration from :meth:`to_dict`'s keys (``dmsl_version``, written beside it, is ignored);
+        an unknown key or a value of the wrong type is a ``ValueError`` (:mod:`dmsl_core.configio`)."""
+        return configio.from_dict(cls, d, strict=True, where=where, skip=("dmsl_version",))
 
     def phases(self) -> list[tuple[str, int]]:
         which = {"both": ("boundary", "landmark"), "boundary": ("boundary",), "landmark": ("landmark",)}
@@ -131,32 +122,11 @@ def write_job(run_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
     return path
 
 
-def _job_value_error(value, hint) -> Optional[str]:
-    """What is wrong with a job file's ``value`` for a field annotated ``hint`` (None: nothing)."""
-    import typing
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is typing.Union:              # Optional[X]
-        return None if value is None else _job_value_error(value, next(a for a in args if a is not type(None)))
-    if typing.get_origin(hint) is tuple:                     # tuple[X, ...]: a JSON list
-        if not isinstance(value, (list, tuple)) or not value:
-            return "a non-empty list"
-        if any(_job_value_error(v, args[0]) for v in value):
-            return f"a list of {getattr(args[0], '__name__', args[0])} values"
-        return None
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    ok = (isinstance(value, bool) if hint is bool else
-          isinstance(value, int) and not isinstance(value, bool) if hint is int else
-          isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float else
-          isinstance(value, hint))
-    return None if ok else names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
 def read_job(path: str | os.PathLike) -> TrainConfig:
     """The :class:`TrainConfig` of a job file (one JSON object with :meth:`TrainConfig.to_dict`'s
     keys; any left out take the dataclass's defaults; a run's ``config.json`` is one too). An
     unknown key, a value of the wrong type or a file that is not such an object is a ``ValueError``
     naming the file and the key."""
-    import typing
     p = Path(path)
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
@@ -165,22 +135,19 @@ def read_job(path: str | os.PathLike) -> TrainConfig:
     if not isinstance(d, dict):
         raise ValueError(f"{p}: a job file holds one JSON object (the training configuration), "
                          f"not a {type(d).__name__}")
-    hints = typing.get_type_hints(TrainConfig)
-    unknown = [k for k in d if k not in hints and k != "dmsl_version"]
-    if unknown:
-        raise ValueError(f"{p}: unknown key{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(repr(k) for k in unknown)} in the job file (known keys: {', '.join(hints)})")
+    cfg = configio.from_dict(TrainConfig, d, strict=True, where=str(p), what="in the job file",
+                             skip=("dmsl_version",))
     for k, v in d.items():
-        want = _job_value_error(v, hints[k]) if k in hints else None
-        if want is None and k == "stages" and any(s not in (1, 2, 3) for s in v):
+        want = None
+        if k == "stages" and any(s not in (1, 2, 3) for s in v):
             want = "a list of stages from 1, 2, 3"
-        if want is None and k == "spectra" and any(s not in ("vis", "th") for s in v):
+        if k == "spectra" and any(s not in ("vis", "th") for s in v):
             want = 'a list of "vis" and / or "th"'
-        if want is None and k in ("train_models", "init_models") and v not in ("both", "boundary", "landmark"):
+        if k in ("train_models", "init_models") and v not in ("both", "boundary", "landmark"):
             want = '"both", "boundary" or "landmark"'
         if want:
             raise ValueError(f"{p}: key {k!r} in the job file must be {want}, not {json.dumps(v)}")
-    return TrainConfig.from_dict(d)
+    return cfg
 
 
 @dataclass

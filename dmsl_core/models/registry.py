@@ -1,12 +1,12 @@
 """Named model configurations, created by name and listed (timm-style registry)."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 
+from .. import configio
 from .heads import BoundaryModel, HeatmapLandmarkModel, LandmarkModel
 
 
@@ -24,23 +24,16 @@ class ModelConfig:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["widths"] = list(self.widths)
-        d["tags"] = list(self.tags)
-        return d
+        return configio.to_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model configuration keys {sorted(unknown)}")
-        kw = dict(d)
-        kw["widths"] = tuple(int(w) for w in kw["widths"])
-        kw["tags"] = tuple(kw.get("tags", ()))
-        if kw.get("head", "fc") not in HEADS:
-            raise ValueError(f"unknown landmark head {kw['head']!r} (known: {', '.join(HEADS)})")
-        return cls(**kw)
+    def from_dict(cls, d: dict, where: str = "") -> "ModelConfig":
+        """A configuration from :meth:`to_dict`'s keys; an unknown key, a value of the wrong type or an
+        unknown head is a ``ValueError`` (:mod:`dmsl_core.configio`)."""
+        cfg = configio.from_dict(cls, d, strict=True, where=where)
+        if cfg.head not in HEADS:
+            raise ValueError(f"unknown landmark head {cfg.head!r} (known: {', '.join(HEADS)})")
+        return cfg
 
 
 _REGISTRY: dict[str, ModelConfig] = {}

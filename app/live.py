@@ -24,6 +24,7 @@ from PySide6 import QtCore
 
 from dmsl_core.export import RecordSpec, recording_stem  # noqa: F401 - the window's names for them
 from dmsl_core.pipeline import LoadedPredictor as LoadedModel
+from dmsl_core.sources.base import SourceInfo
 
 from .workers import Worker, explain
 
@@ -130,7 +131,7 @@ class LiveWorker(Worker):
         self._latest = None
         self._waiting_for_ui = False
         self.stats = LiveStats()
-        self.info: dict = {}
+        self.info = SourceInfo()
         self.model: Optional[LoadedModel] = None
         self.runner = None                   # the library's frame loop, once the source is open
         self._source = None
@@ -216,8 +217,8 @@ class LiveWorker(Worker):
         self.notice.emit(f"opening {self.uri}…")
         self._source = open_source(self.uri, realtime=self.options.realtime)
         try:
-            self.info = dict(self._source.info)
-            self.stats.frames = self.info.get("frames")
+            self.info = SourceInfo(self._source.info)
+            self.stats.frames = self.info.frames
             self.opened.emit(self.info)
             self.check_stop()
             o = self.options
@@ -242,10 +243,10 @@ class LiveWorker(Worker):
 
     def _make_processor(self):
         from dmsl_core.runner import selector_config
-        from dmsl_core.stream import StreamConfig, StreamProcessor, still_source
+        from dmsl_core.stream import StreamConfig, StreamProcessor
 
         o = self.options
-        still = still_source(self.info)
+        still = self.info.still
         cfg = StreamConfig(mode=o.mode, selector=selector_config(o.selector, o.mode),
                            smoothing=bool(o.smoothing and not still), reuse_box=bool(o.reuse_box and not still),
                            detector=self._detector_for(o.faces), detect_every=max(1, int(o.detect_every)),

@@ -18,6 +18,7 @@ from typing import Optional
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from dmsl_core import __version__
+from dmsl_core.sources.base import SourceInfo
 
 from .about import AboutDialog
 from .folder_browser import FolderBrowser
@@ -72,7 +73,7 @@ class MainWindow(WindowActions, LiveDrawing, RecordingExport, QtWidgets.QMainWin
         self.export_handles: list[WorkerHandle] = []
         self.model: Optional[LoadedModel] = None
         self.uri = ""
-        self.info: dict = {}
+        self.info = SourceInfo()
         self.last_result = None
         self.drawn = 0
         self._draw_times: collections.deque = collections.deque(maxlen=200)
@@ -411,7 +412,7 @@ class MainWindow(WindowActions, LiveDrawing, RecordingExport, QtWidgets.QMainWin
         self.seek_slider.setEnabled(False)
         self.seek_action.setVisible(False)
         self._tab_paused = False
-        self.info = {}
+        self.info = SourceInfo()
         self.last_result = None
         self.last_error = ""
         self.banner.hide()
@@ -497,20 +498,20 @@ class MainWindow(WindowActions, LiveDrawing, RecordingExport, QtWidgets.QMainWin
             return
         if self.statusBar().currentMessage().startswith("opening "):
             self.statusBar().clearMessage()      # opened: "opening …" is no longer true
-        self.info = dict(info)
+        self.info = info = SourceInfo(info)
         self.store.add_recent(self.uri)
         self._refresh_recent()
-        frames = info.get("frames")
-        seekable = not info.get("live") and bool(frames) and frames > 1
+        frames = info.frames
+        seekable = not info.live and bool(frames) and frames > 1
         self.seek_slider.setEnabled(seekable)
         self.seek_action.setVisible(seekable)
         self.act_home.setEnabled(seekable)
         if seekable:
             self.seek_slider.setRange(0, int(frames) - 1)
-        kind = info.get("kind", "")
+        kind = info.kind
         self.st_source.setText(f"{kind}: {self.uri}" if kind else self.uri)
-        self.st_source.setToolTip(f"{self.uri}\n{info.get('pairing', '')}")
-        spectra = tuple(info.get("spectra") or ())
+        self.st_source.setToolTip(f"{self.uri}\n{info.pairing}")
+        spectra = info.spectra
         if "vis" not in spectra:
             self.vis_view.show_message("this source has no visible image")
         if "th" not in spectra:
@@ -518,7 +519,7 @@ class MainWindow(WindowActions, LiveDrawing, RecordingExport, QtWidgets.QMainWin
         # one spectrum: its view takes the width; the empty one would only say "no ... image"
         self.vis_view.setHidden(bool(spectra) and "vis" not in spectra)
         self.th_view.setHidden(bool(spectra) and "th" not in spectra)
-        self.temp_note.setText("" if info.get("radiometric") else
+        self.temp_note.setText("" if info.radiometric else
                                "thermal is not radiometric here: no degrees (raw values under the cursor)")
 
     def _on_model(self, m: LoadedModel) -> None:

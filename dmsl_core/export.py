@@ -614,7 +614,8 @@ def open_exports(paths: dict, info: Optional[dict] = None) -> ExportSet:
     """The writers for ``{"csv": path, "jsonl": path, "video": path}`` (any subset) of a source with
     ``info`` (the JSONL header, the video's frame rate and panels). Nothing to write, or a writer that
     cannot be opened, raises; the writers opened before it are aborted (no header-only file is left)."""
-    info = info or {}
+    from .sources.base import SourceInfo
+    info = SourceInfo(info or {})
     paths = {k: v for k, v in paths.items() if v}
     if not paths:
         raise ValueError("nothing to record: choose CSV, JSON or video")
@@ -629,7 +630,7 @@ def open_exports(paths: dict, info: Optional[dict] = None) -> ExportSet:
             elif kind == "jsonl":
                 writers.append(JSONLExporter(p, info=jsonable(info)))
             else:
-                writers.append(VideoExporter(p, fps=info.get("fps") or 25.0, spectra=info.get("spectra")))
+                writers.append(VideoExporter(p, fps=info.fps or 25.0, spectra=info.spectra or None))
     except BaseException:
         for w in writers:
             try:

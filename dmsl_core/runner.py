@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 from .frames import FramePair
+from .sources.base import SourceInfo
 from .stream import FrameResult, StreamProcessor
 
 log = logging.getLogger("dmsl.runner")
@@ -51,7 +52,7 @@ class LatestFrameGrabber:
 
     def __init__(self, source: Any, stop: Optional[threading.Event] = None) -> None:
         self.source = source
-        self.on_demand = bool((getattr(source, "info", {}) or {}).get("on_demand"))
+        self.on_demand = SourceInfo(getattr(source, "info", {}) or {}).on_demand
         self._replaced = 0
         self.stop_event = stop or threading.Event()
         self._cond = threading.Condition()
@@ -269,8 +270,8 @@ class StreamRunner:
         self.processor = processor
         self.max_frames = max_frames
         self.stop_event = stop or threading.Event()
-        info = getattr(source, "info", {}) or {}
-        self.live = bool(info.get("live")) if live is None else live
+        info = SourceInfo(getattr(source, "info", {}) or {})
+        self.live = info.live if live is None else live
         if self.live:
             processor.config.async_detect = True     # detection must not hold up a live source's frames
         self.stall_timeout_s = stall_timeout_s
@@ -280,7 +281,7 @@ class StreamRunner:
         self.inbox = inbox or CommandInbox()
         self.paused = bool(start_paused)
         self.ended = False
-        self.stats = StreamStats(frames=info.get("frames"))
+        self.stats = StreamStats(frames=info.frames)
         self.recorder = None
         self._out: list[StreamEvent] = []       # events made by commands, yielded before the next frame
         self._steps = 1 if (start_paused and not self.live) else 0   # paused at the start: show frame 0
@@ -439,7 +440,7 @@ class StreamRunner:
         if pair is None:
             return None
         self._pos += 1
-        fps = float((getattr(self.source, "info", {}) or {}).get("fps") or 0.0)
+        fps = SourceInfo(getattr(self.source, "info", {}) or {}).fps or 0.0
         if self.pace and fps > 0 and not self.paused:
             delay = self._t_anchor + (self._pos - 1 - self._i_anchor) / fps - time.monotonic()
             if delay > 0 and self.stop_event.wait(delay):

@@ -214,7 +214,8 @@ def still_source(info: dict) -> bool:
     """Whether a source with ``info`` gives independent still images (a folder of images, a single
     image) rather than video: nothing carries from one frame to the next (no smoothing, no box reuse,
     a detection on every image; ``StreamConfig.still_images``)."""
-    return info.get("kind") in ("dataset", "folders") or info.get("frames") == 1
+    from .sources.base import SourceInfo
+    return SourceInfo(info).still
 
 
 class StreamProcessor:

@@ -122,7 +122,7 @@ class LiveDrawing:
             self.seek_slider.blockSignals(True)
             self.seek_slider.setValue(int(r.index))
             self.seek_slider.blockSignals(False)
-        frames = self.info.get("frames")
+        frames = self.info.frames
         self.pos_label.setText(f"#{r.index}" + (f" / {frames - 1}" if frames else "") + f" · {r.t:.2f} s")
         if count:
             self.drawn += 1

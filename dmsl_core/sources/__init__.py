@@ -51,7 +51,7 @@ from typing import Optional
 import numpy as np
 
 from ..data.names import label_spectrum, name_words
-from .base import KNOWN_SCHEMES, OPEN_TIMEOUT_S, FrameSource, SourceError, SourceURI, parse_uri
+from .base import KNOWN_SCHEMES, OPEN_TIMEOUT_S, FrameSource, SourceError, SourceInfo, SourceURI, parse_uri
 from .cameras import (CameraBackend, CameraMode, CameraSource, DualCameraSource, FakeBackend, OpenCVBackend,
                       camera_from_uri, create_backend, decode, decode_tc001, lepton_to_celsius, list_backends,
                       register_backend, strip_lepton_telemetry, tc001_to_celsius)
@@ -61,7 +61,7 @@ from .video import (IMAGE_EXTS, VIDEO_EXTS, PairSource, SequenceReader, SingleSo
                     open_reader, split_frame, spectrum_from_pixels)
 
 __all__ = [
-    "FrameSource", "SourceError", "SourceURI", "parse_uri", "open_source", "KNOWN_SCHEMES",
+    "FrameSource", "SourceError", "SourceInfo", "SourceURI", "parse_uri", "open_source", "KNOWN_SCHEMES",
     "CameraBackend", "CameraMode", "CameraSource", "DualCameraSource", "FakeBackend", "OpenCVBackend",
     "register_backend", "create_backend", "list_backends", "decode", "decode_tc001", "lepton_to_celsius",
     "tc001_to_celsius", "strip_lepton_telemetry", "DemoScene", "DemoSource", "DemoState", "script_state",

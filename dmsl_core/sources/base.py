@@ -152,14 +152,69 @@ def parse_uri(text: str) -> SourceURI:
     return SourceURI(scheme=scheme, target=target, options=options, text=s)
 
 
+class SourceInfo(dict):
+    """What a source says about itself: a JSON-able dict (written into exports as it is, keys in the
+    order the source set them) with typed read access to the keys every source has or may have.
+
+    Every source: ``kind``, ``uri``, ``fps`` (None if unknown), ``frames`` (count; None for live or
+    unbounded sources), ``live`` (frames arrive in real time and may be dropped by a slow consumer:
+    cameras, the paced demo), ``pairing`` (how visible and thermal frames are paired, in words),
+    ``spectra`` (a tuple of "vis" / "th"), ``radiometric`` (thermal comes with degrees C). Some
+    sources add ``on_demand`` (rendered when asked: the demo), ``homography`` (a thermal-to-visible
+    mapping is known), ``skipped`` (unreadable frames left out), ``th_unusable`` (thermal images no
+    landmarks can come from), ``th_stale`` (a dual camera's thermal frame repeated), and their own
+    keys (``sync``, ``layout``, ...: read them with ``info.get``).
+    """
+
+    @property
+    def kind(self) -> str:
+        return str(self.get("kind") or "")
+
+    @property
+    def uri(self) -> str:
+        return str(self.get("uri") or "")
+
+    @property
+    def fps(self) -> Optional[float]:
+        v = self.get("fps")
+        return float(v) if v else None
+
+    @property
+    def frames(self) -> Optional[int]:
+        v = self.get("frames")
+        return int(v) if v is not None else None
+
+    @property
+    def live(self) -> bool:
+        return bool(self.get("live"))
+
+    @property
+    def on_demand(self) -> bool:
+        return bool(self.get("on_demand"))
+
+    @property
+    def spectra(self) -> tuple[str, ...]:
+        return tuple(self.get("spectra") or ())
+
+    @property
+    def radiometric(self) -> bool:
+        return bool(self.get("radiometric"))
+
+    @property
+    def pairing(self) -> str:
+        return str(self.get("pairing") or "")
+
+    @property
+    def still(self) -> bool:
+        """Independent still images (a folder of images, a single image), not video: nothing carries
+        from one frame to the next (no smoothing, no box reuse, a detection on every image)."""
+        return self.kind in ("dataset", "folders") or self.get("frames") == 1
+
+
 class FrameSource(abc.ABC):
     """An iterable of :class:`~dmsl_core.frames.FramePair`; a context manager; ``close()`` is idempotent.
 
-    ``info`` is a dict with at least ``kind``, ``uri``, ``fps`` (None if unknown), ``frames``
-    (count or None for live/unbounded sources), ``live`` (True for cameras and the paced demo:
-    frames arrive in real time and may be dropped by a slow consumer), ``pairing`` (how visible
-    and thermal frames are paired, in words), ``spectra`` (tuple of "vis"/"th") and
-    ``radiometric`` (thermal comes with degrees C).
+    ``info`` is a :class:`SourceInfo` (a copy: a dict with typed accessors; the keys are listed there).
     """
 
     kind: str = "source"
@@ -195,8 +250,8 @@ class FrameSource(abc.ABC):
                         "info['th_unusable'])", self.uri, pair.index, f" ({name})" if name else "", why)
 
     @property
-    def info(self) -> dict[str, Any]:
-        return dict(self._info)
+    def info(self) -> SourceInfo:
+        return SourceInfo(self._info)
 
     @property
     def live(self) -> bool:

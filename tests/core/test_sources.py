@@ -354,3 +354,18 @@ def test_two_real_cameras_missing_fail_fast():
         open_source("cams:90+91")
     with pytest.raises(SourceError, match="cams:VIS"):
         open_source("cams:90")
+
+
+def test_source_info_is_a_json_dict_with_typed_accessors():
+    import json
+
+    from dmsl_core.sources import SourceInfo, open_source
+    with open_source("demo:?size=64x48&frames=3&realtime=0") as src:
+        info = src.info
+    assert isinstance(info, SourceInfo) and isinstance(info, dict)
+    assert (info.kind, info.fps, info.frames, info.live, info.spectra) == ("demo", 25.0, 3, False, ("vis", "th"))
+    assert info.radiometric and not info.still and info.on_demand is False
+    assert json.loads(json.dumps(info)) == json.loads(json.dumps(dict(info)))   # written into exports as it is
+    blank = SourceInfo()
+    assert (blank.kind, blank.fps, blank.frames, blank.live, blank.spectra, blank.still) == ("", None, None, False, (), False)
+    assert SourceInfo(kind="folders").still and SourceInfo(kind="video", frames=1).still

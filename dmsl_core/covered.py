@@ -7,7 +7,7 @@ than the face's median by at least :data:`COVERED_MARGIN_C` is reported as cover
 temperature. Only measured on the generated demo so far (below), not on real radiometric faces.
 
 The rule (:func:`covered_regions`): for each inner eye corner region of
-:func:`dmsl_core.stream.temperatures_at`, covered when
+:func:`dmsl_core.temperatures.temperatures_at`, covered when
 
     temperature(canthus) < median(temperatures inside the hull of the 68 landmarks) + COVERED_MARGIN_C
 

@@ -49,7 +49,8 @@ import numpy as np
 
 from .atomic import create_exclusive, fsync_dir, keep_aside, named
 from .landmarks import CONTOURS
-from .stream import TEMPERATURE_REGIONS, FrameResult
+from .stream import FrameResult
+from .temperatures import TEMPERATURE_REGIONS
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from dmsl_core.stream import temperature_points
+from dmsl_core.temperatures import temperature_points
 
 from ..palettes import lut
 from ..views import faces_phrase

@@ -291,7 +291,7 @@ def _demo_glasses_frames(size=(320, 256)):
 
 def test_eye_temperatures_through_the_demos_glasses_are_flagged_covered():
     from dmsl_core.covered import covered_regions, face_median
-    from dmsl_core.stream import temperatures_at
+    from dmsl_core.temperatures import temperatures_at
 
     glasses, plain = _demo_glasses_frames()
     assert len(glasses) >= 3 and len(plain) >= 30

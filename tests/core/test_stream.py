@@ -12,7 +12,8 @@ from dmsl_core.registration import map_points
 from dmsl_core.smoothing import OneEuroFilter
 from dmsl_core.sources import open_source
 from dmsl_core.sources.demo import _TEMPLATE
-from dmsl_core.stream import StreamProcessor, temperatures_at
+from dmsl_core.stream import StreamProcessor
+from dmsl_core.temperatures import temperatures_at
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ environment carries ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``
 :func:`init_from_env` joins the process group with ``nccl`` when the run is on CUDA (device
 ``cuda:LOCAL_RANK``) and ``gloo`` otherwise (CPU).
 
-How the library uses it (see ``training.py`` and ``commands/core.py``):
+How the library uses it (see ``training.py``, ``crossval.py``, ``evaluation.py`` and ``sharding.py``):
 
 - training: DistributedDataParallel over the part being trained (the U-Net in stage 1, the head in
   stage 2); every rank draws the same permutation of each epoch's items and takes its share of
@@ -16,10 +16,12 @@ How the library uses it (see ``training.py`` and ``commands/core.py``):
   same optimisation path as one process with the same batch size); train loss and validation
   figures are all-reduced sums/counts; rank 0 alone writes files and emits progress events.
 - cross-validation: ``dmsl train --fold all`` runs fold k on rank k mod N, each as an independent
-  one-process training; the per-fold results are gathered to rank 0.
+  one-process training; the per-fold results are gathered to rank 0 (``crossval.train_folds``).
 - evaluation: ``dmsl eval`` predicts a contiguous shard of the images on each rank (shards start on
   batch boundaries, so each image is predicted in the same batch as in one process) and gathers
   the records to rank 0 in the original order.
+- streams: ``dmsl run`` on a recorded source processes a contiguous share of the frames on each
+  rank; rank 0 merges the shares into the exports one process writes (``sharding.run_sharded``).
 
 :func:`torchrun_command` builds the command line a launcher (e.g. the GUI's training panel) can
 run to train with N local processes.

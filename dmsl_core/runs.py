@@ -17,7 +17,7 @@ from typing import Optional
 from .models.weights import CARD_NAME, WEIGHTS_NAME, assets_dir, shipped_models
 
 __all__ = ["ModelEntry", "card_nme", "read_metrics", "run_status", "list_models", "list_runs", "rename_run", "delete_run",
-           "is_run_folder"]
+           "is_run_folder", "saved_config", "cv_summary", "mean_nme"]
 
 
 @dataclass
@@ -254,23 +254,29 @@ def preview_predictions(run_dir: str | os.PathLike, n: int = 4, device: str = "c
 
 
 CV_FILE = "cv.json"
+#: the NME figures of a model card's ``nme_test`` a cross-validation summarises
+NME_KEYS = ("th", "vis", "all")
 
 
 def is_cv_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / CV_FILE).exists()
 
 
+def fold_dir(root: str | os.PathLike, fold: int) -> Path:
+    """The run folder of fold ``fold`` of a cross-validation in ``root``: ``ROOT/fold-K``."""
+    return Path(root) / f"fold-{fold}"
+
+
 def cv_summary(root: str | os.PathLike) -> dict:
     """Per-fold results of a cross-validation folder (``dmsl cv``): each fold's status and its test
-    NME (TH / VIS / all, from the fold's model card), and the mean over the finished folds."""
-    import numpy as np
-
+    NME (TH / VIS / all, from the fold's model card), and the mean over the finished folds
+    (:func:`mean_nme`)."""
     root = Path(root)
     plan = json.loads((root / CV_FILE).read_text(encoding="utf-8"))
     n = int(plan["n_folds"])
     folds = []
     for k in range(n):
-        d = root / f"fold-{k}"
+        d = fold_dir(root, k)
         row = {"fold": k, "status": run_status(d) if d.exists() else "not started", "th": None, "vis": None,
                "all": None, "n_images": 0, "run_dir": str(d)}
         cp = d / CARD_NAME
@@ -279,11 +285,39 @@ def cv_summary(root: str | os.PathLike) -> dict:
                 t = json.loads(cp.read_text(encoding="utf-8")).get("nme_test") or {}
             except (OSError, json.JSONDecodeError):
                 t = {}
-            row.update({k2: t.get(k2) for k2 in ("th", "vis", "all")}, n_images=t.get("n_images", 0))
+            row.update({k2: t.get(k2) for k2 in NME_KEYS}, n_images=t.get("n_images", 0))
         folds.append(row)
     done = [f for f in folds if f["status"] == "complete"]
-    mean = {}
-    for key in ("th", "vis", "all"):
-        vals = [f[key] for f in done if f[key] is not None]
-        mean[key] = float(np.mean(vals)) if vals else None
-    return {"n_folds": n, "folds": folds, "mean": mean, "complete": len(done)}
+    return {"n_folds": n, "folds": folds, "mean": mean_nme(done), "complete": len(done)}
+
+
+def mean_nme(nmes) -> dict:
+    """The cross-validation mean: for each of TH / VIS / all, the mean over the folds' test NMEs
+    (dicts with those keys, e.g. a model card's ``nme_test``; None or a missing key: that fold has
+    none) - None where no fold has one. ``dmsl cv`` (``cv.json``, :func:`cv_summary`) and ``dmsl
+    train --fold all`` (``cv_report.json``, :func:`dmsl_core.crossval.cv_report`) both use it."""
+    import numpy as np
+
+    nmes = [n for n in nmes if n]
+    out = {}
+    for key in NME_KEYS:
+        vals = [n[key] for n in nmes if n.get(key) is not None]
+        out[key] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def saved_config(run_dir: str | os.PathLike, device: Optional[str] = None, num_threads: Optional[int] = None):
+    """The :class:`~dmsl_core.training.TrainConfig` saved in a run folder (``config.json``), with
+    ``device`` / ``num_threads`` replaced where given (a resumed run may run elsewhere)."""
+    from .training import TrainConfig
+
+    path = Path(run_dir) / "config.json"
+    try:
+        cfg = TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{path}: not a valid training configuration ({exc})") from None
+    if device is not None:
+        cfg.device = device
+    if num_threads is not None:
+        cfg.num_threads = num_threads
+    return cfg

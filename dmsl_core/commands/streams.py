@@ -6,13 +6,12 @@ import contextlib
 import glob
 import json
 import logging
-import math
 import os
 import sys
 import time
 from typing import Optional
 
-from .core import add_inference_args
+from .common import add_inference_args
 
 log = logging.getLogger("dmsl.commands.streams")
 
@@ -296,195 +295,50 @@ def _stream_config(args: argparse.Namespace, info: dict):
 
 
 def _run_sharded(args: argparse.Namespace) -> int:
-    """``dmsl run`` under torchrun: each rank processes a contiguous share of the frames of a recorded
-    source; rank 0 merges the shares into the same CSV / JSONL one process writes.
-
-    Rank r takes frames [lo, hi) (:func:`shard_range` over the frame count). It first processes the
-    ``--shard-warmup`` frames before lo with its own :class:`StreamProcessor` (results dropped), so the
-    frame-to-frame state (spectrum selector, One Euro filters, face-box tracks) is close to what one
-    process has at lo. Every rank records a fingerprint of that state at lo and after each of its
-    frames. Rank 0 then walks the boundaries in order: where the state one process would have at lo
-    (the previous share's end state) differs from rank r's warmed-up state, rank 0 re-runs frames
-    from lo with the right state until the fingerprints agree again (from there on rank r's rows are
-    what one process computes) - so the exports equal one process's, byte for byte, apart from the
-    timings (``--no-timings``), whatever the settings; the warm-up only keeps the re-runs short.
-    Each rank writes its rows to ``OUT.rankR.part`` beside the first export (a shared folder when
-    the ranks are on several machines); rank 0 writes the exports atomically and removes the parts.
-    """
-    import csv
-    import io
-
-    from ..atomic import atomic_path
-    from ..distributed import init_from_env, shard_range, shutdown
-    from ..export import _json_default, csv_header, jsonable, result_rows
+    """``dmsl run`` under torchrun: the frames of a recorded source sharded over the ranks, rank 0
+    writing the same CSV / JSONL one process writes (:func:`dmsl_core.sharding.run_sharded`)."""
     from ..registration import Calibration
-    from ..sources import open_source
-    from ..stream import StreamProcessor
+    from ..sharding import ONE_PROCESS, run_sharded
 
-    world_hint = "run it in one process (without torchrun)"
     if args.bench:
-        raise ValueError(f"--bench measures one process; {world_hint}")
+        raise ValueError(f"--bench measures one process; {ONE_PROCESS}")
     if args.video:
-        raise ValueError(f"--video {args.video}: the overlay video is not written under torchrun; {world_hint} "
+        raise ValueError(f"--video {args.video}: the overlay video is not written under torchrun; {ONE_PROCESS} "
                          f"or leave --video out")
     if args.realtime:
-        raise ValueError(f"--realtime paces a live demo, which cannot be sharded; {world_hint}")
+        raise ValueError(f"--realtime paces a live demo, which cannot be sharded; {ONE_PROCESS}")
     if args.shard_warmup is not None and args.shard_warmup < 0:
         raise ValueError(f"--shard-warmup must be 0 or more, got {args.shard_warmup}")
-    ctx = init_from_env(args.device)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    warmup = {}
+
+    def started(plan) -> None:
+        warmup["frames"] = plan.warmup
+        cfg = plan.config
+        print(f"dmsl run: {plan.info.get('kind')} source {args.source}: {plan.frames} frames over "
+              f"{plan.world_size} processes, warm-up {plan.warmup} frames; model "
+              f"{getattr(plan.predictor, 'name', '?')}, mode {args.mode}, smoothing {'on' if cfg.smoothing else 'off'}, "
+              f"box reuse {'on' if cfg.reuse_box else 'off'}, faces: {_faces_text(cfg)}", file=sys.stderr)
+
+    def rerun(lo: int, last: int, converged: bool) -> None:
+        print(f"dmsl run: shard at frame {lo}: the state after {warmup['frames']} warm-up "
+              f"frames differed from one process's; rank 0 re-ran frames {lo}-{last} "
+              f"({'then it agreed' if converged else 'to the end of the share'})", file=sys.stderr)
+
     H = Calibration.load(args.calib).H_th_to_vis if args.calib else None
-    source = open_source(args.source, realtime=False, homography=H)
-    try:
-        info = source.info
-        n_total = info.get("frames")
-        if info.get("live") or not getattr(source, "seekable", False) or not n_total:
-            raise ValueError(f"{args.source}: a {'live ' if info.get('live') else ''}{info.get('kind')} source "
-                             f"cannot be sharded under torchrun (only folders, video files and image sequences "
-                             f"with a known frame count can); {world_hint}")
-        n = min(int(n_total), args.max_frames) if args.max_frames else int(n_total)
-        lo, hi = shard_range(n, ctx.rank, ctx.world_size)
-        warmup = args.shard_warmup
-        if warmup is None:   # the selector's smoothed mean needs ~16 time constants (0.4 s) to agree bit for bit
-            fps = info.get("fps")
-            warmup = int(math.ceil(8.0 * float(fps))) if fps else 30
-        start = max(0, lo - warmup)
-        cfg = _stream_config(args, info)
-        predictor = load_predictor(args.weights, str(ctx.device) if ctx.device is not None else args.device,
-                                   args.tta, args.refine)
-        processor = StreamProcessor(predictor, cfg)
-        if ctx.is_main:
-            print(f"dmsl run: {info.get('kind')} source {args.source}: {n} frames over {ctx.world_size} "
-                  f"processes, warm-up {warmup} frames; model {getattr(predictor, 'name', '?')}, "
-                  f"mode {args.mode}, smoothing {'on' if cfg.smoothing else 'off'}, "
-                  f"box reuse {'on' if cfg.reuse_box else 'off'}, faces: {_faces_text(cfg)}", file=sys.stderr)
-        first = args.csv or args.json
-        part = f"{first}.rank{ctx.rank}.part" if first else None
-
-        def render(res) -> str:
-            if args.no_timings:
-                res.timings_ms = {}
-            buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerows(result_rows(res))
-            line = json.dumps(res.to_dict(), default=_json_default, allow_nan=False)
-            return json.dumps([buf.getvalue(), line])
-
-        t0 = time.perf_counter()
-        hashes: list[str] = []
-        fp_lo = processor.state_fingerprint() if start == lo else None
-        warm = 0
-        if part:
-            os.makedirs(os.path.dirname(os.path.abspath(part)), exist_ok=True)
-        fh = open(part, "w", encoding="utf-8", newline="") if part else None
-        try:
-            if hi > lo:
-                source.start_at(start)
-                for pair in source:
-                    i = pair.index
-                    if i >= hi:
-                        break
-                    if i == lo and fp_lo is None:
-                        fp_lo = processor.state_fingerprint()
-                    res = processor.process(pair)
-                    if i < lo:
-                        warm += 1
-                        continue
-                    if fh is not None:
-                        fh.write(render(res) + "\n")
-                    hashes.append(processor.state_fingerprint())
-        finally:
-            if fh is not None:
-                fh.close()
-        mine = {"rank": ctx.rank, "lo": lo, "hi": hi, "done": len(hashes), "fp_lo": fp_lo, "hashes": hashes,
-                "end": processor.get_state(), "warm": warm, "seconds": time.perf_counter() - t0}
-        shares = ctx.all_gather_object(mine)
-        if not ctx.is_main:
-            shutdown(ctx)
-            return 0
-        # rank 0: the boundaries in order; re-run where the carried-over state differs
-        scratch = StreamProcessor(predictor, cfg)
-        fixed: dict[int, str] = {}
-        rerun = 0
-        state = None   # the state one process has before the current share
-        usable = len(shares)
-        for k, sh in enumerate(shares):
-            if sh["done"] < sh["hi"] - sh["lo"]:   # the source ended early here (one process stops too)
-                usable = k + 1
-            if sh["hi"] <= sh["lo"]:
-                continue
-            if state is not None:
-                scratch.set_state(state)
-                if scratch.state_fingerprint() != sh["fp_lo"]:
-                    with open_source(args.source, realtime=False, homography=H) as src:
-                        src.start_at(sh["lo"])
-                        converged, i = False, sh["lo"]
-                        for pair in src:
-                            i = pair.index
-                            if i >= sh["lo"] + sh["done"]:
-                                break
-                            fixed[i] = render(scratch.process(pair))
-                            rerun += 1
-                            if scratch.state_fingerprint() == sh["hashes"][i - sh["lo"]]:
-                                converged = True
-                                break
-                    print(f"dmsl run: shard at frame {sh['lo']}: the state after {warmup} warm-up "
-                          f"frames differed from one process's; rank 0 re-ran frames {sh['lo']}-{i} "
-                          f"({'then it agreed' if converged else 'to the end of the share'})", file=sys.stderr)
-                    state = sh["end"] if converged else scratch.get_state()
-                else:
-                    state = sh["end"]
-            else:
-                state = sh["end"]
-            if k + 1 == usable and usable < len(shares):
-                break
-        # merge in frame order
-        outs = []
-        if args.csv:
-            outs.append(("csv", args.csv))
-        if args.json:
-            outs.append(("json", args.json))
-        rows = 0
-        with contextlib.ExitStack() as stack:
-            files = {}
-            for kind, path in outs:
-                tmp = stack.enter_context(atomic_path(path))
-                fh = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
-                if kind == "csv":
-                    csv.writer(fh, lineterminator="\n").writerow(csv_header())
-                else:
-                    fh.write(json.dumps({"stream": jsonable(info)}, default=_json_default) + "\n")
-                files[kind] = fh
-            if files:
-                for sh in shares[:usable]:
-                    with open(f"{first}.rank{sh['rank']}.part", encoding="utf-8") as pf:
-                        for j, raw in enumerate(pf):
-                            i = sh["lo"] + j
-                            csv_text, line = json.loads(fixed.get(i, raw))
-                            if "csv" in files:
-                                files["csv"].write(csv_text)
-                            if "json" in files:
-                                files["json"].write(line + "\n")
-                            rows += 1
-                for fh in files.values():
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        for sh in shares:
-            if first:
-                with contextlib.suppress(OSError):
-                    os.unlink(f"{first}.rank{sh['rank']}.part")
-        processed = sum(sh["done"] for sh in shares[:usable])
-        slowest = max(sh["seconds"] for sh in shares)
-        print(f"dmsl run: {processed} frames on {ctx.world_size} processes in {slowest:.2f} s (slowest rank, "
-              f"warm-up {sum(sh['warm'] for sh in shares)} frames in all); rank 0 re-ran {rerun} frame(s) "
-              f"at shard boundaries", file=sys.stderr)
-        for _, path in outs:
-            print(f"dmsl run: wrote {path}", file=sys.stderr)
-        shutdown(ctx)
+    res = run_sharded(args.source, stream_config=lambda info: _stream_config(args, info),
+                      load_predictor=lambda device: load_predictor(args.weights, device or args.device,
+                                                                   args.tta, args.refine),
+                      homography=H, csv_path=args.csv, json_path=args.json, max_frames=args.max_frames,
+                      warmup=args.shard_warmup, no_timings=args.no_timings, device=args.device,
+                      threads=args.threads, on_start=started, on_rerun=rerun)
+    if res is None:    # not rank 0
         return 0
-    finally:
-        source.close()
+    print(f"dmsl run: {res.frames} frames on {res.world_size} processes in {res.seconds:.2f} s (slowest rank, "
+          f"warm-up {res.warmup_frames} frames in all); rank 0 re-ran {res.rerun} frame(s) "
+          f"at shard boundaries", file=sys.stderr)
+    for path in res.paths:
+        print(f"dmsl run: wrote {path}", file=sys.stderr)
+    return 0
 
 
 def _bench(args: argparse.Namespace, predictor, H) -> int:

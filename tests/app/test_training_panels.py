@@ -120,7 +120,7 @@ def _legacy_argv(o: TrainOptions) -> list[str]:
 def _cli_config(argv: list[str]):
     """The TrainConfig ``dmsl train`` / ``dmsl cv`` builds from ``argv`` (before any training)."""
     from dmsl_core.cli import build_parser
-    from dmsl_core.commands.core import _config_from_args, _requested_folds
+    from dmsl_core.commands.train import _config_from_args, _requested_folds
     args = build_parser().parse_args(argv)
     return _config_from_args(args, None if args.command == "cv" else _requested_folds(args))
 

@@ -91,7 +91,7 @@ def test_job_file_and_flags_make_the_configuration_the_flags_alone_make(tmp_path
     """With --job only the flags typed override the file (a flag left at its default does not); without
     --job the flags build the TrainConfig exactly as before."""
     from dmsl_core.cli import build_parser
-    from dmsl_core.commands.core import _config_from_args, _out_dir, _requested_folds
+    from dmsl_core.commands.train import _config_from_args, _out_dir, _requested_folds
     from dmsl_core.training import TrainConfig, write_job
     flags = ["--config", "dmsl-tiny", "--epochs", "5", "--stages", "1,2,3", "--joint-lr", "0.001", "--no-mirror",
              "--spectra", "th", "--fold", "2", "--threads", "3", "--name", "n"]

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from dmsl_core import preprocess as pp
-from dmsl_core.data.dataset import DMSLDataset
+from dmsl_core.data.torch_dataset import DMSLDataset
 from dmsl_core.data.folder import load_samples
 from dmsl_core.landmarks import MIRROR_PERM
-from dmsl_core.views import ViewBank
+from dmsl_core.crops import ViewBank
 
 
 def test_dataset_drops_black_visible_images_and_counts_them(synth_data):

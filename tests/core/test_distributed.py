@@ -157,7 +157,8 @@ def test_torchrun_training_matches_one_process(synth_data, one_process_run, tmp_
 
 @pytest.mark.timeout(2 * TIMEOUT)
 def test_one_process_run_resumed_under_torchrun_with_two(synth_data, one_process_run, tmp_path):
-    from dmsl_core.commands.core import _train_config, _train_samples
+    from dmsl_core.commands.train import _train_config
+    from dmsl_core.crossval import load_split
     from dmsl_core.training import StopControl, TrainingCancelled, train
     run = tmp_path / "run"
     args = build_parser().parse_args(["train", "--data", str(synth_data), "--out", str(run), *TRAIN_ARGS])
@@ -168,7 +169,7 @@ def test_one_process_run_resumed_under_torchrun_with_two(synth_data, one_process
         if e.kind == "epoch" and e.model == "boundary" and e.stage == 2 and e.epoch == 1:
             ctl.cancel()
     with pytest.raises(TrainingCancelled):
-        train(cfg, run, *_train_samples(cfg, args, say=False), on_event=stop, control=ctl)
+        train(cfg, run, *load_split(cfg, args.folds), on_event=stop, control=ctl)
     assert len(_metrics(run)) == 3 and not (run / "model.safetensors").exists()
     torchrun("train", ["--data", str(synth_data), "--out", str(run), "--resume", *TRAIN_ARGS])
     rec = _metrics(run)

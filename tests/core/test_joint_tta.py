@@ -11,7 +11,7 @@ from dmsl_core.landmarks import MIRROR_PERM, boundary_from_points
 from dmsl_core.models.weights import save_weights
 from dmsl_core.pipeline import Predictor
 from dmsl_core.training import TrainConfig, Trainer, joint_loss, train
-from dmsl_core.views import Augment, ViewBank, make_item
+from dmsl_core.crops import Augment, ViewBank, make_item
 
 
 def split(data):

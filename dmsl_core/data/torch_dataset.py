@@ -1,6 +1,6 @@
 """A torch Dataset over a dataset folder, with the paper's pre-processing and augmentation.
 
-Each item is one model input, exactly as the trainer builds it (``dmsl_core.views``): a square
+Each item is one model input, exactly as the trainer builds it (``dmsl_core.crops``): a square
 view around the face (or the whole frame for M_b), intensity-normalised, optionally mirrored
 (with the landmark index permutation), scaled, rotated, shifted, and with brightness/contrast,
 blur and noise changes - all of which keep the landmarks exact. Black "lights off" visible
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..models import get_config
-from ..views import Augment, ViewBank, make_item
+from ..crops import Augment, ViewBank, make_item
 from .folder import LoadReport, load_samples
 
 

@@ -73,7 +73,7 @@ def face_detector_available(notify=None) -> bool:
         log.warning("face detector unavailable: %s", exc)
         ok = False
     if not ok and notify is not None:
-        notify("no face detector here (install dlib): one face per frame (M_b) - Settings > Faces")
+        notify("no face detector here (it needs OpenCV's FaceDetectorYN or dlib): one face per frame (M_b) - Settings > Faces")
     return ok
 
 

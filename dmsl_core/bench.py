@@ -210,9 +210,13 @@ def detection_entries(pred, frames_vis: Sequence[np.ndarray], frames_th: Sequenc
     def per_frame(label, fn, frames):
         found[label] = [len(fn(f)) for f in frames]
         fns[label] = lambda: [fn(f) for f in frames]
-    vis_det, th_det = get_detector("dlib-hog"), get_detector("dlib-hog-thermal")
-    per_frame("detector dlib-hog alone (visible)", lambda f: vis_det(f, "vis"), frames_vis)
-    per_frame("detector dlib-hog-thermal alone (thermal)", lambda f: th_det(f, "th"), frames_th)
+    from .detection import AUTO, AUTO_THERMAL, detector_available
+    vis_det, th_det = get_detector(AUTO), get_detector(AUTO_THERMAL if detector_available(AUTO_THERMAL) else AUTO)
+    per_frame(f"detector {vis_det.name} alone (visible)", lambda f: vis_det(f, "vis"), frames_vis)
+    if AUTO != "dlib-hog" and detector_available("dlib-hog"):     # Dlib's detector on the same frames
+        hog = get_detector("dlib-hog")
+        per_frame("detector dlib-hog alone (visible; Dlib's HOG, for comparison)", lambda f: hog(f, "vis"), frames_vis)
+    per_frame(f"detector {th_det.name} alone (thermal)", lambda f: th_det(f, "th"), frames_th)
     per_frame("faces: detector + M_b + M_l + confidence (visible)",
               lambda f: pred.faces(f, detector="auto", spectrum="vis"), frames_vis)
     per_frame("faces: detector + M_b + M_l + confidence (thermal)",

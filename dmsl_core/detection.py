@@ -4,7 +4,7 @@ M_b regresses exactly one box per frame (even on a photo of coffee); a detector 
 how many faces there are (possibly none) and where. Backends are registered by name::
 
     from dmsl_core.detection import get_detector, list_detectors
-    det = get_detector("auto")               # or "dlib-hog", "dlib-hog-thermal", "dlib-cnn", "skimage-lbp"
+    det = get_detector("auto")               # or "yunet", "dlib-hog", "dlib-hog-thermal", "dlib-cnn", "skimage-lbp"
     faces = det(image)                       # list[Detection], best first; [] = no face
 
 Every backend takes any image the pipeline takes (grey / RGB uint8, 16-bit or float thermal): it is
@@ -27,6 +27,10 @@ Common options (``get_detector(name, **opts)``):
 
 Scores (``Detection.score``; higher = more sure, each backend's own scale):
 
+- ``yunet``: YuNet-s, a 75 k-parameter CNN (libfacedetection.train, Apache-2.0) run by OpenCV's
+  ``cv2.FaceDetectorYN``; its face confidence 0-1, cut at 0.6; its box mapped to the 68 points' box.
+  Ships as ``assets/detectors/yunet_s.onnx`` (232 KB): nothing to download, no extra package.
+
 - ``dlib-hog``: Dlib's HOG + linear SVM frontal detector (``dlib.get_frontal_face_detector``), the
   SVM margin from ``run(img, 0, threshold)``; Dlib's own cut is 0.0 (our default threshold 0.0).
   Window 80 px. Ships inside the ``dlib`` wheel: no file to download.
@@ -43,15 +47,17 @@ available: the installed OpenCV 5 wheel ships neither the class nor the cascade 
 not a backend: its PyPI wheel ships no face detection model (the tasks API loads a downloaded
 ``.tflite``) and depends on ``opencv-contrib-python``, which clashes with the headless OpenCV here.
 
-``auto`` is ``dlib-hog`` for visible frames (recall on HELEN test close to the CNN's at a small
-fraction of its time, and few false faces) and ``dlib-hog-thermal`` (the HOG detector retrained on
-thermal faces, shipped in ``assets/detectors/``) for thermal ones; ``tools/detector_benchmark.py``
-measures them side by side.
+``auto`` is ``yunet`` for visible frames (on HELEN test's whole photos it finds 330 of 330 faces in
+5 ms per 640 px image, Dlib's HOG 319 in 128 ms; YuNet sees no face in the 36 no-face images, the HOG one)
+and ``dlib-hog-thermal`` (the HOG detector retrained on thermal faces, shipped in
+``assets/detectors/``) for thermal ones (YuNet finds few small thermal faces: see
+:class:`AutoDetector`); ``tools/detector_benchmark.py`` measures them side by side.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -97,7 +103,7 @@ def list_detectors(available_only: bool = False) -> list[str]:
 
 
 def describe_detector(name: str) -> str:
-    return ("dlib-hog for visible frames, dlib-hog-thermal for thermal ones (see below)" if name == "auto"
+    return ("yunet for visible frames, dlib-hog-thermal for thermal ones (see below)" if name == "auto"
             else _DESCRIPTIONS.get(name, ""))
 
 
@@ -107,8 +113,8 @@ def detector_available(name: str) -> bool:
     return bool(factory) and (check() if callable(check) else True)
 
 
-#: what ``auto`` resolves to
-AUTO = "dlib-hog"
+#: what ``auto`` resolves to (visible and unknown frames)
+AUTO = "yunet"
 
 
 #: what ``auto`` resolves to for thermal frames (``spectrum="th"``), when its weights are here
@@ -117,9 +123,13 @@ AUTO_THERMAL = "dlib-hog-thermal"
 
 class AutoDetector:
     """``auto``: :data:`AUTO` for visible (and unknown) frames, :data:`AUTO_THERMAL` for ``spectrum="th"``
-    frames (measured: on the thermalized HELEN test crops the visible HOG detector finds 39 % of the
-    faces, the thermal one 95 %; ``tools/detector_benchmark.py``). Without the thermal weights every
-    frame goes to :data:`AUTO` (thermal frames searched in both polarities)."""
+    frames. Measured (``tools/detector_benchmark.py``, one thread, 640 px): on HELEN test's whole photos
+    YuNet finds 330 of 330 annotated faces in 5 ms per image (Dlib's HOG 319 in 128 ms), no face on the
+    36 no-face images; on the thermalized HELEN test crops YuNet finds 91.8 %, the thermal HOG 94.8 %
+    (the visible HOG 39 %), and in thermal scenes with small faces (28-80 px, ``tools/face_targets.py``)
+    YuNet finds 10 %, the thermal HOG 92.5 % - so thermal frames go to the thermal HOG. Without its
+    weights (or without dlib) every frame goes to :data:`AUTO` (thermal frames searched in both
+    polarities)."""
     name = "auto"
 
     def __init__(self, **opts) -> None:
@@ -315,6 +325,120 @@ class DlibHogThermalDetector(FaceDetector):
     def _detect(self, gray8):
         rects, scores, _ = self._det.run(gray8, 0, self.threshold)
         return [(_clip_rect(r, gray8.shape), s) for r, s in zip(rects, scores)]
+
+
+def yunet_weights_path() -> Optional[str]:
+    """``assets/detectors/yunet_s.onnx`` (shipped in the repository), or None."""
+    p = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "detectors",
+                     "yunet_s.onnx")
+    return p if os.path.isfile(p) else None
+
+
+@register_detector("yunet", "YuNet, a small CNN face detector run by OpenCV's FaceDetectorYN "
+                   "(assets/detectors/yunet_s.onnx, libfacedetection.train, Apache-2.0)")
+class YuNetDetector(FaceDetector):
+    """YuNet-s (Wu, Peng, Yu: "YuNet: A Tiny Millisecond-level Face Detector", 2023; 75 k parameters,
+    trained on WIDER FACE) through :class:`cv2.FaceDetectorYN`, which ships with OpenCV: nothing to
+    install, the 232 KB ONNX file is in ``assets/detectors/`` (from ``ShiqiYu/libfacedetection.train``
+    @ ``0047ac24``, ``onnx/yunet_s_dynamic.onnx``, Apache License 2.0: ``YUNET-LICENSE.txt``).
+
+    It sees colour (a visible RGB frame as it is; grey, 16-bit and float frames as the pipeline's
+    8-bit stretch, in three equal channels). A colour frame is scaled to make ``min_face`` 20 px (a 640 x
+    512 frame with faces from 32 px is searched at 400 x 320; at 16 px it lost the smallest of three 38 px
+    faces on 4 of 30 noisy frames, at 20 px none, 7 ms a frame), a grey one 32 px (at 20 px it lost a 34 px
+    grey face; ``GREY_WINDOW``) - never up by more than ``max_upscale``. Score = its face confidence (0-1), cut at 0.6.
+    Thermal frames are searched as they are and inverted (``thermal_polarity``), like every backend.
+
+    Its box (forehead to chin) is mapped to the box the landmark stage works with - the bounding box
+    of the 68 points - by ``box_map`` = (centre shift x, y in units of the box's width, height; width,
+    height scale), fitted on the 870 faces of 300-W's HELEN *training* photos (medians; `tools/
+    fit_detector_box.py`): on every 2nd of those photos the pipeline's NME went 0.0466 -> 0.0449 and
+    its failures (NME > 0.08) 6.6 -> 5.8 % with the map (dlib-hog there: 0.0464, 7.0 %).
+    """
+    name = "yunet"
+    WINDOW = 20
+    GREY_WINDOW = 32
+    DEFAULT_THRESHOLD = 0.6
+    BOX_MAP = (0.0075, 0.1254, 1.0303, 0.7603)
+
+    def __init__(self, path: Optional[str] = None, max_upscale: float = 2.0,
+                 box_map: Optional[tuple[float, float, float, float]] = None, **opts) -> None:
+        super().__init__(**opts)
+        self.box_map = tuple(float(v) for v in (self.BOX_MAP if box_map is None else box_map))
+        if len(self.box_map) != 4 or self.box_map[2] <= 0 or self.box_map[3] <= 0:
+            raise ValueError(f"box_map must be (dx, dy, width scale > 0, height scale > 0), got {box_map}")
+        p = path or yunet_weights_path()
+        if not p or not os.path.isfile(p):
+            raise ValueError(f"YuNet weights not found: {p or 'assets/detectors/yunet_s.onnx'}")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise RuntimeError("the yunet face detector needs OpenCV >= 4.5.4 (cv2.FaceDetectorYN)")
+        self.path = str(p)
+        self.max_upscale = float(max_upscale)
+        # the network's own cut is kept low: the threshold (and NMS) are applied in __call__
+        self._det = cv2.FaceDetectorYN.create(self.path, "", (320, 320), min(0.3, self.threshold), 0.3, 5000)
+        self._size = (320, 320)
+        self._lock = threading.Lock()       # one network, its input size set per call: one call at a time
+
+    @classmethod
+    def available(cls) -> bool:
+        return hasattr(cv2, "FaceDetectorYN") and yunet_weights_path() is not None
+
+    def working_scale(self, shape, window: Optional[float] = None):
+        longer = max(shape[:2])
+        s = (window or self.WINDOW) / (self.min_face * longer)
+        if self.max_side > 0:
+            s = min(s, self.max_side / longer)
+        return min(s, self.max_upscale)
+
+    def __call__(self, image: np.ndarray, spectrum: Optional[str] = None) -> list[Detection]:
+        arr = np.asarray(image)
+        colour = arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] >= 3 and spectrum != "th"
+        if colour:
+            bgr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2BGR)
+        else:
+            bgr = cv2.cvtColor(to_gray8(arr), cv2.COLOR_GRAY2BGR)
+        if bgr.size == 0 or int(bgr.max()) == int(bgr.min()):
+            return []                                           # flat: nothing to find
+        s = self.working_scale(bgr.shape, None if colour else self.GREY_WINDOW)   # grey: searched larger
+        work = bgr if abs(s - 1.0) < 1e-3 else cv2.resize(
+            bgr, (max(1, int(round(bgr.shape[1] * s))), max(1, int(round(bgr.shape[0] * s)))),
+            interpolation=cv2.INTER_LINEAR if s > 1 else cv2.INTER_AREA)
+        fx, fy = work.shape[1] / bgr.shape[1], work.shape[0] / bgr.shape[0]
+        found = list(self._detect(work))
+        if spectrum == "th" and self.thermal_polarity == "both":
+            found += list(self._detect(255 - work))
+        dets = []
+        dx, dy, sw, sh = self.box_map
+        smallest = 0.8 * self.min_face * max(bgr.shape[:2])   # the CNN also sees smaller faces: not asked for
+        for box, score in found:
+            if score < self.threshold:
+                continue
+            x, y, w, h = (float(v) for v in box)
+            x, y, w, h = x / fx, y / fy, w / fx, h / fy
+            if max(w, h) < smallest:
+                continue
+            cx, cy, nw, nh = x + w / 2 + dx * w, y + h / 2 + dy * h, w * sw, h * sh
+            dets.append(Detection(box=np.array([cx - nw / 2, cy - nh / 2, nw, nh]), score=float(score),
+                                  spectrum=spectrum or "", detector=self.name))
+        return nms(dets, self.nms_iou)
+
+    def _detect(self, bgr: np.ndarray):
+        h, w = bgr.shape[:2]
+        with self._lock:
+            if (w, h) != self._size:
+                self._det.setInputSize((w, h))
+                self._size = (w, h)
+            _, faces = self._det.detect(bgr)
+        if faces is None:
+            return []
+        out = []
+        for f in faces:
+            x, y, bw, bh = (float(v) for v in f[:4])
+            x0, y0 = max(0.0, x), max(0.0, y)
+            x1, y1 = min(float(w), x + bw), min(float(h), y + bh)
+            if x1 > x0 and y1 > y0:
+                out.append(((x0, y0, x1 - x0, y1 - y0), float(f[-1])))
+        return out
 
 
 def mmod_weights_path() -> Optional[str]:

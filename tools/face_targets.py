@@ -114,7 +114,9 @@ def main(argv=None) -> int:
     if args.no_quality:
         pred.quality = None
     parts = set(args.parts.split(","))
+    from dmsl_core import detection as D
     rep = {"schema": "dmsl-face-targets/1", "model": pred.name, "refine": pred.refine, "tta": pred.tta,
+           "detector": {"auto": {"vis": D.AUTO, "th": D.AUTO_THERMAL}},
            "quality": None if pred.quality is None else {"source": pred.quality.source,
                                                           "threshold": pred.quality.threshold}}
     if args.overlay_dir:

@@ -516,7 +516,7 @@ def test_folder_browser_exports_the_folder_as_dmsl_predict_does(qtbot, tmp_path,
     assert len(by_name["astronaut.png"]["faces"]) >= 1 and by_name["wall.png"]["faces"] == []
     assert res["no_face"] == [str(d / "wall.png")]
     face = by_name["astronaut.png"]["faces"][0]
-    assert len(face["landmarks"]) == 68 and face["detector"] == "dlib-hog" and face["spectrum"] == "vis"
+    assert len(face["landmarks"]) == 68 and face["detector"] == "yunet" and face["spectrum"] == "vis"
     csv_rows = (out / "predictions.csv").read_text(encoding="utf-8").splitlines()
     assert len(csv_rows) == 1 + res["n_faces"] and csv_rows[1].startswith(str(d / "astronaut.png") + ",0,")
     assert sorted(p.name for p in (out / "pts").iterdir()) == [f"astronaut_face{i}.pts"

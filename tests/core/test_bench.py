@@ -144,7 +144,8 @@ def test_bench_report_schema(tmp_path):
     # the face detector stage: the detectors alone, detection + landmarks + confidence, the tracker
     if ok:
         det = {r["what"]: r for r in rep["detection"]}
-        assert "detector dlib-hog alone (visible)" in det and "detector dlib-hog-thermal alone (thermal)" in det
+        assert "detector yunet alone (visible)" in det and "detector dlib-hog-thermal alone (thermal)" in det
+        assert any(w.startswith("detector dlib-hog alone (visible; Dlib") for w in det)   # for comparison
         assert any(w.startswith("faces: detector + M_b + M_l") for w in det)
         assert any(w.startswith("video through the tracker") for w in det)
         for r in det.values():

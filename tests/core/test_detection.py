@@ -58,7 +58,8 @@ def test_registry_names_and_unknown_name_error():
     assert "yolo-face" in msg and all(n in msg for n in names)
     auto = get_detector("auto")
     assert isinstance(auto.vis, type(get_detector(D.AUTO))) and auto.min_face == auto.vis.min_face
-    assert isinstance(auto.th, type(get_detector(D.AUTO_THERMAL)))
+    assert isinstance(auto.th, D.UnionDetector) and auto.th.name == "dlib-hog-thermal+yunet"
+    assert [type(d) for d in auto.th.detectors] == [type(get_detector(D.AUTO_THERMAL)), type(auto.vis)]
 
     @register_detector("test-fixed", "a detector that always sees one face")
     class Fixed(D.FaceDetector):
@@ -239,7 +240,8 @@ def test_auto_finds_thermal_faces_with_the_thermal_detector():
     canvas, centres = thermal_astronauts()
     auto = get_detector("auto")
     dets = auto(canvas, spectrum="th")
-    assert all(d.detector == "dlib-hog-thermal" and d.spectrum == "th" for d in dets)
+    assert {d.detector for d in dets} <= {"dlib-hog-thermal", "yunet"} and all(d.spectrum == "th" for d in dets)
+    assert any(d.detector == "dlib-hog-thermal" for d in dets)       # the thermal HOG, YuNet beside it
     assert_finds_each(dets, centres)
     # black-hot: the same faces in the other polarity
     assert_finds_each(auto((65535 - canvas).astype(np.uint16), spectrum="th"), centres)

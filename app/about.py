@@ -87,7 +87,7 @@ def about_html(model=None) -> str:
     try:
         import torch
         torch_v = torch.__version__
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001 - the About box shows "?" for a broken torch  # pragma: no cover
         torch_v = "?"
     from PySide6 import __version__ as pyside_v
     import pyqtgraph

@@ -36,7 +36,7 @@ def explain(exc: BaseException) -> str:
     try:
         import torch
         oom = isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())) or "out of memory" in text.lower()
-    except Exception:  # pragma: no cover - torch always present in practice
+    except Exception:  # noqa: BLE001 - torch always present in practice  # pragma: no cover
         oom = "out of memory" in text.lower()
     if oom:
         return (f"The GPU ran out of memory ({text.splitlines()[0][:160]}). "

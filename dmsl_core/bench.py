@@ -221,6 +221,15 @@ def detection_entries(pred, frames_vis: Sequence[np.ndarray], frames_th: Sequenc
               lambda f: pred.faces(f, detector="auto", spectrum="vis"), frames_vis)
     per_frame("faces: detector + M_b + M_l + confidence (thermal)",
               lambda f: pred.faces(f, detector="auto", spectrum="th"), frames_th)
+    # as dmsl run and the app run it: with the card's measured speed option (a second copy of the model)
+    fast, option = None, "torch (default)"
+    if getattr(pred, "source", "") not in ("", "untrained"):
+        from .pipeline import Predictor
+        fast = Predictor.from_weights(pred.source, device=pred.device)
+        option = fast.apply_measured_speed_option()
+    if fast is not None and option != "torch (default)":
+        per_frame(f"faces: detector + M_b + M_l + confidence (visible, {option}: the card's option)",
+                  lambda f: fast.faces(f, detector="auto", spectrum="vis"), frames_vis)
     if pred.quality is not None:
         from .models.quality import N_VEC, Q
         one = (np.zeros((1, 2, Q, Q), np.float32), np.zeros((1, N_VEC), np.float32))
@@ -338,7 +347,7 @@ def _options_entries(load, model_name: str, frames, repeat: int, threads_list: S
                 torch.set_num_threads(threads)
             pred = make()
             lms = [p.landmarks for p in pred.predict(frames)]
-        except Exception as exc:  # an option that is not available here is reported, not fatal
+        except Exception as exc:  # noqa: BLE001 - an option that is not available here is reported, not fatal
             entry.update(fps=None, ratio=None, max_diff_px=None, error=f"{type(exc).__name__}: {exc}"[:300])
             rows.append(entry)
             printer(f"  option {label:<40} unavailable: {entry['error']}")
@@ -509,7 +518,7 @@ def run_bench(configs: Optional[Sequence[str]] = None, batches: Sequence[int] = 
                 printer(f"face detector stage, {shipped[0]} on {devices[0]} (one frame per call):")
                 report["detection"] = detection_entries(Predictor.from_weights(shipped[0], device=devices[0]),
                                                         imgs, th, video, max(3, repeat // 2), printer)
-            except Exception as exc:  # e.g. Dlib missing: reported, not fatal
+            except Exception as exc:  # noqa: BLE001 - e.g. Dlib missing: reported, not fatal
                 report["detection"] = [{"what": "face detector stage", "error": f"{type(exc).__name__}: {exc}"[:300]}]
                 printer(f"face detector stage: {report['detection'][0]['error']}")
         if contention and (shipped or configs):

@@ -351,6 +351,20 @@ class DlibHogThermalDetector(FaceDetector):
         return [(_clip_rect(r, gray8.shape), s) for r, s in zip(rects, scores)]
 
 
+def _quietly(fn, *args):
+    """Call ``fn`` with OpenCV's log at errors only (its DNN engine warns on every network it loads that
+    it ignores a target setting: noise on the user's terminal)."""
+    log_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log_api is None:
+        return fn(*args)
+    old = log_api.getLogLevel()
+    log_api.setLogLevel(log_api.LOG_LEVEL_ERROR)
+    try:
+        return fn(*args)
+    finally:
+        log_api.setLogLevel(old)
+
+
 def yunet_weights_path() -> Optional[str]:
     """``assets/detectors/yunet_s.onnx`` (shipped in the repository), or None."""
     p = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "detectors",
@@ -399,7 +413,7 @@ class YuNetDetector(FaceDetector):
         self.path = str(p)
         self.max_upscale = float(max_upscale)
         # the network's own cut is kept low: the threshold (and NMS) are applied in __call__
-        self._det = cv2.FaceDetectorYN.create(self.path, "", (320, 320), min(0.3, self.threshold), 0.3, 5000)
+        self._det = _quietly(cv2.FaceDetectorYN.create, self.path, "", (320, 320), min(0.3, self.threshold), 0.3, 5000)
         self._size = (320, 320)
         self._lock = threading.Lock()       # one network, its input size set per call: one call at a time
 

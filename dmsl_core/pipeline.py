@@ -203,7 +203,7 @@ class Predictor:
         name = best["option"]
         try:
             self.optimise(**OPTION_SETS[name])
-        except Exception as exc:  # not available here (package missing, compiler missing ...)
+        except Exception as exc:  # noqa: BLE001 - not available here (package missing, compiler missing ...)
             log.info("measured speed option %r unavailable here (%s); using plain torch", name, exc)
             self.optimise()
             return "torch (default)"

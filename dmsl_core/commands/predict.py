@@ -58,7 +58,8 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--weights", default=None, help="run folder, .safetensors file or shipped model name")
     p.add_argument("--detector", default="auto",
-                   help="face detector: auto (= dlib-hog), dlib-hog, dlib-cnn, skimage-lbp, or none (no detector: "
+                   help="face detector: auto (= yunet for visible images; dlib-hog-thermal with yunet beside it for "
+                        "thermal ones), yunet, dlib-hog, dlib-hog-thermal, dlib-cnn, skimage-lbp, or none (no detector: "
                         "M_b's one face per image, even where there is none - the old behaviour)")
     p.add_argument("--spectrum", default="auto", choices=["auto", "vis", "th"],
                    help="the images' spectrum, recorded per face (auto: colour = vis, 16-bit/float = th)")

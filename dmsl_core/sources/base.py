@@ -290,7 +290,7 @@ class FrameSource(abc.ABC):
         self.homography_th_to_vis = None if h is None else np.asarray(h, dtype=np.float64).reshape(3, 3)
         self._info["homography"] = self.homography_th_to_vis is not None
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # noqa: B027 - optional: most sources hold nothing to free
         """Free resources (subclasses)."""
 
     def close(self) -> None:
@@ -313,7 +313,7 @@ class FrameSource(abc.ABC):
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
             self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a finaliser never raises
             pass
 
 

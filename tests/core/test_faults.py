@@ -173,7 +173,7 @@ def test_annotate_refuses_manifest_paths_leading_outside_the_dataset(tmp_path):
     assert _tree(outside) == before  # nothing created, nothing replaced, no .orig.pts / .origin.json
     errs = {e["pair"]: e["error"] for e in rep["errors"]}
     assert len(errs) == 5, rep["errors"]
-    for key, msg in errs.items():
+    for msg in errs.values():
         assert "manifest.csv:" in msg and ("outside the dataset" in msg or "absolute" in msg), msg
     assert any("../outside/new.pts" in m for m in errs.values())
     assert any("link/victim.pts" in m for m in errs.values())

@@ -88,14 +88,14 @@ def test_no_face_frames_give_an_empty_list_and_faces_that_return_get_new_ids(pre
     from dmsl_core.detection import get_detector
     tr = FaceTracker(predictor, get_detector("auto"), "vis", TrackerConfig(detect_every=2, max_unconfirmed=1))
     seen = []
-    for k, (img, centres) in enumerate(walk(30, gone=range(4, 24))):
+    for k, (img, _centres) in enumerate(walk(30, gone=range(4, 24))):
         seen.append({f.id for f in tr.step(img, k)})
     assert seen[0] == {1, 2, 3}
     assert set() in seen[4:24]                   # the heads left: no face, said as an empty list
     assert seen[-1] and min(seen[-1]) > 3        # back after long: new faces, new ids
     tr = FaceTracker(predictor, get_detector("auto"), "vis", TrackerConfig(detect_every=2, max_unconfirmed=1))
     seen = []
-    for k, (img, centres) in enumerate(walk(16, gone=range(4, 10))):
+    for k, (img, _centres) in enumerate(walk(16, gone=range(4, 10))):
         seen.append([f.id for f in tr.step(img, k)])
     assert sorted(seen[0]) == [1, 2, 3] and [] in seen[4:10]
     back = seen[-1]

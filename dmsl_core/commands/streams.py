@@ -345,7 +345,7 @@ def _bench(args: argparse.Namespace, predictor, H) -> int:
     import torch
 
     from ..sources import open_source
-    from ..stream import benchmark_pipeline
+    from ..bench import benchmark_pipeline
 
     n = args.max_frames or 100
     with open_source(args.source, realtime=False, homography=H) as src:

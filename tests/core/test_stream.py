@@ -150,7 +150,7 @@ def test_smoothing_in_processor():
 
 
 def test_benchmark_pipeline_reports_each_configuration():
-    from dmsl_core.stream import benchmark_pipeline
+    from dmsl_core.bench import benchmark_pipeline
     res = benchmark_pipeline(TemplatePredictor(), demo_pairs(4), repeat=2)
     assert set(res) == {"single", "both", "single+reuse", "both+reuse"}
     assert all(r["fps"] > 0 and r["frames"] == 4 for r in res.values())

@@ -243,8 +243,13 @@ def test_auto_finds_thermal_faces_with_the_thermal_detector():
     assert {d.detector for d in dets} <= {"dlib-hog-thermal", "yunet"} and all(d.spectrum == "th" for d in dets)
     assert any(d.detector == "dlib-hog-thermal" for d in dets)       # the thermal HOG, YuNet beside it
     assert_finds_each(dets, centres)
-    # black-hot: the same faces in the other polarity
-    assert_finds_each(auto((65535 - canvas).astype(np.uint16), spectrum="th"), centres)
+    # black-hot - a camera's 8-bit display output in the other polarity: the same faces
+    eight = to_gray8(canvas)
+    assert_finds_each(auto(255 - eight, spectrum="th"), centres)
+    # a 16-bit frame holds temperatures (warmer is higher): the thermal HOG searches it as it is
+    assert not D.search_inverted(canvas, "th", "auto") and D.search_inverted(eight, "th", "auto")
+    assert D.search_inverted(canvas, "th", "both") and not D.search_inverted(eight, "vis", "both")
+    assert get_detector("dlib-hog-thermal").thermal_polarity == "auto" == D.DlibHogThermalDetector.DEFAULT_POLARITY
     # the thermal detector finds no face where there is none
     det = get_detector("dlib-hog-thermal")
     found = {k: [d.to_dict() for d in det(img, "th")] for k, img in no_face_images().items()}

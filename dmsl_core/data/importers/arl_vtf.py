@@ -92,7 +92,7 @@ def import_arl_vtf(src: PathLike, dst: PathLike, *, metadata: Optional[PathLike]
         else:
             pairs += [(v, None) for v in lv] + [(None, t) for t in lt]
             report.n_unpaired += len(lv) + len(lt)
-        for n, (v, t) in enumerate(pairs):
+        for v, t in pairs:
             lead = v or t
             plans.append(PairPlan(subject=sub, variation=cond, key=f"{_safe(cond)}_{_safe(lead.key)}",
                                   vis=v.path if v else None, th=t.path if t else None,

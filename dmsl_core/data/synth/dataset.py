@@ -74,7 +74,7 @@ def _init_worker(size: tuple[int, int], seed: int, jpeg: bool) -> None:
     try:
         import cv2
         cv2.setNumThreads(1)
-    except Exception:  # pragma: no cover - cv2 is a hard dependency
+    except Exception:  # noqa: BLE001 - cv2 is a hard dependency  # pragma: no cover
         pass
     _WORKER["renderer"] = FaceRenderer(size=size, camera_seed=seed, jpeg=jpeg)
 

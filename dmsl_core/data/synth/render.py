@@ -468,7 +468,7 @@ class FaceRenderer:
             cv2.circle(bump, tuple(np.round((c - (x0, y0)) * 16).astype(int)), int(round(13 * mm * 16)), 50, -1,
                        cv2.LINE_AA, 4)
         # nose sides, alar creases, under-nose, mouth, chin creases
-        for s, (i_a, i_b) in ((-1, (31, 32)), (1, (35, 34))):
+        for s, (i_a, _i_b) in ((-1, (31, 32)), (1, (35, 34))):
             g = P.geo.lm
             side = P.proj(np.array([[s * 5.5, g[27, 1] + 6, g[27, 2] - 3], [s * 8.5, g[29, 1], g[29, 2] - 11],
                                     g[i_a] + [s * 1.0, -5.0, -3.0]]))

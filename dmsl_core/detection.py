@@ -144,7 +144,7 @@ class AutoDetector:
     """``auto``: :data:`AUTO` for visible (and unknown) frames, :data:`AUTO_THERMAL` for ``spectrum="th"``
     frames. Measured (``tools/detector_benchmark.py``, one thread, 640 px): on HELEN test's whole photos
     YuNet finds 330 of 330 annotated faces in 5 ms per image (Dlib's HOG 319 in 128 ms), no face on the
-    36 no-face images; on the thermalized HELEN test crops YuNet finds 91.8 %, the thermal HOG 94.8 %
+    36 no-face images; on the thermalized HELEN test crops YuNet finds 64-92 % (by search scale), the thermal HOG 94.8 %
     (the visible HOG 39 %), and in thermal scenes with small faces (28-80 px, ``tools/face_targets.py``)
     YuNet finds 10 %, the thermal HOG 92.5 % - so thermal frames go to the thermal HOG, with YuNet beside
     it (:class:`UnionDetector`): on the three real thermal frames YuNet finds faces the HOG misses (all
@@ -269,22 +269,30 @@ class FaceDetector:
     def available(cls) -> bool:
         return True
 
-    def working_scale(self, shape: tuple[int, int]) -> float:
+    def working_scale(self, shape: tuple[int, int], window: Optional[float] = None) -> float:
         longer = max(shape[:2])
-        s = self.WINDOW / (self.min_face * longer)
+        s = (window or self.WINDOW) / (self.min_face * longer)
         if self.max_side > 0:
             s = min(s, self.max_side / longer)
         return s
 
+    def _prepare(self, image: np.ndarray, spectrum: Optional[str]) -> tuple[np.ndarray, float]:
+        """The 8-bit image the backend searches, and the window its smallest face should fill."""
+        return to_gray8(image), self.WINDOW
+
+    def _to_box(self, x: float, y: float, w: float, h: float, shape: tuple) -> Optional[np.ndarray]:
+        """A candidate's box (input pixels) as reported, or None to drop it (``shape``: the input's)."""
+        return np.array([x, y, w, h])
+
     def __call__(self, image: np.ndarray, spectrum: Optional[str] = None) -> list[Detection]:
-        gray = to_gray8(image)
-        if gray.size == 0 or int(gray.max()) == int(gray.min()):
+        img8, window = self._prepare(image, spectrum)
+        if img8.size == 0 or int(img8.max()) == int(img8.min()):
             return []                                           # flat: nothing to find
-        s = self.working_scale(gray.shape)
-        work = gray if abs(s - 1.0) < 1e-3 else cv2.resize(
-            gray, (max(1, int(round(gray.shape[1] * s))), max(1, int(round(gray.shape[0] * s)))),
+        s = self.working_scale(img8.shape, window)
+        work = img8 if abs(s - 1.0) < 1e-3 else cv2.resize(
+            img8, (max(1, int(round(img8.shape[1] * s))), max(1, int(round(img8.shape[0] * s)))),
             interpolation=cv2.INTER_LINEAR if s > 1 else cv2.INTER_AREA)
-        fx, fy = work.shape[1] / gray.shape[1], work.shape[0] / gray.shape[0]
+        fx, fy = work.shape[1] / img8.shape[1], work.shape[0] / img8.shape[0]
         dets = []
         found = list(self._detect(work))
         if search_inverted(image, spectrum, self.thermal_polarity):
@@ -293,8 +301,9 @@ class FaceDetector:
             if score < self.threshold:
                 continue
             x, y, w, h = (float(v) for v in box)
-            dets.append(Detection(box=np.array([x / fx, y / fy, w / fx, h / fy]), score=float(score),
-                                  spectrum=spectrum or "", detector=self.name))
+            b = self._to_box(x / fx, y / fy, w / fx, h / fy, img8.shape)
+            if b is not None:
+                dets.append(Detection(box=b, score=float(score), spectrum=spectrum or "", detector=self.name))
         return nms(dets, self.nms_iou)
 
     def _detect(self, gray8: np.ndarray):  # pragma: no cover - abstract
@@ -327,11 +336,15 @@ class DlibHogDetector(FaceDetector):
         return [(_clip_rect(r, gray8.shape), s) for r, s in zip(rects, scores)]
 
 
+def _shipped_file(name: str) -> Optional[str]:
+    """``assets/detectors/NAME`` (shipped in the repository), or None when it is not there."""
+    p = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "detectors", name)
+    return p if os.path.isfile(p) else None
+
+
 def thermal_weights_path() -> Optional[str]:
     """``assets/detectors/dlib-hog-thermal.svm`` (shipped in the repository), or None."""
-    p = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "detectors",
-                     "dlib-hog-thermal.svm")
-    return p if os.path.isfile(p) else None
+    return _shipped_file("dlib-hog-thermal.svm")
 
 
 @register_detector("dlib-hog-thermal", "Dlib's HOG + linear SVM trained on thermal faces "
@@ -387,9 +400,7 @@ def _quietly(fn, *args):
 
 def yunet_weights_path() -> Optional[str]:
     """``assets/detectors/yunet_s.onnx`` (shipped in the repository), or None."""
-    p = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "detectors",
-                     "yunet_s.onnx")
-    return p if os.path.isfile(p) else None
+    return _shipped_file("yunet_s.onnx")
 
 
 @register_detector("yunet", "YuNet, a small CNN face detector run by OpenCV's FaceDetectorYN "
@@ -442,43 +453,20 @@ class YuNetDetector(FaceDetector):
         return hasattr(cv2, "FaceDetectorYN") and yunet_weights_path() is not None
 
     def working_scale(self, shape, window: Optional[float] = None):
-        longer = max(shape[:2])
-        s = (window or self.WINDOW) / (self.min_face * longer)
-        if self.max_side > 0:
-            s = min(s, self.max_side / longer)
-        return min(s, self.max_upscale)
+        return min(super().working_scale(shape, window), self.max_upscale)
 
-    def __call__(self, image: np.ndarray, spectrum: Optional[str] = None) -> list[Detection]:
+    def _prepare(self, image, spectrum):
         arr = np.asarray(image)
-        colour = arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] >= 3 and spectrum != "th"
-        if colour:
-            bgr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2BGR)
-        else:
-            bgr = cv2.cvtColor(to_gray8(arr), cv2.COLOR_GRAY2BGR)
-        if bgr.size == 0 or int(bgr.max()) == int(bgr.min()):
-            return []                                           # flat: nothing to find
-        s = self.working_scale(bgr.shape, None if colour else self.GREY_WINDOW)   # grey: searched larger
-        work = bgr if abs(s - 1.0) < 1e-3 else cv2.resize(
-            bgr, (max(1, int(round(bgr.shape[1] * s))), max(1, int(round(bgr.shape[0] * s)))),
-            interpolation=cv2.INTER_LINEAR if s > 1 else cv2.INTER_AREA)
-        fx, fy = work.shape[1] / bgr.shape[1], work.shape[0] / bgr.shape[0]
-        found = list(self._detect(work))
-        if search_inverted(arr, spectrum, self.thermal_polarity):
-            found += list(self._detect(255 - work))
-        dets = []
-        dx, dy, sw, sh = self.box_map
-        smallest = 0.8 * self.min_face * max(bgr.shape[:2])   # the CNN also sees smaller faces: not asked for
-        for box, score in found:
-            if score < self.threshold:
-                continue
-            x, y, w, h = (float(v) for v in box)
-            x, y, w, h = x / fx, y / fy, w / fx, h / fy
-            if max(w, h) < smallest:
-                continue
-            cx, cy, nw, nh = x + w / 2 + dx * w, y + h / 2 + dy * h, w * sw, h * sh
-            dets.append(Detection(box=np.array([cx - nw / 2, cy - nh / 2, nw, nh]), score=float(score),
-                                  spectrum=spectrum or "", detector=self.name))
-        return nms(dets, self.nms_iou)
+        if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] >= 3 and spectrum != "th":
+            return cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2BGR), self.WINDOW
+        return cv2.cvtColor(to_gray8(arr), cv2.COLOR_GRAY2BGR), self.GREY_WINDOW   # grey: searched larger
+
+    def _to_box(self, x, y, w, h, shape):
+        if max(w, h) < 0.8 * self.min_face * max(shape[:2]):
+            return None                      # the CNN also sees smaller faces than asked for: not reported
+        dx, dy, sw, sh = self.box_map        # its box (forehead to chin) -> the 68 points' box
+        cx, cy, nw, nh = x + w / 2 + dx * w, y + h / 2 + dy * h, w * sw, h * sh
+        return np.array([cx - nw / 2, cy - nh / 2, nw, nh])
 
     def _detect(self, bgr: np.ndarray):
         h, w = bgr.shape[:2]
@@ -551,7 +539,7 @@ class SkimageLbpDetector(FaceDetector):
     def available(cls) -> bool:
         return importlib.util.find_spec("skimage") is not None
 
-    def working_scale(self, shape):
+    def working_scale(self, shape, window=None):
         # the cascade scans from min_size up; shrink only so the smallest wanted face is >= 32 px
         longer = max(shape[:2])
         return min(1.0, 32.0 / (self.min_face * longer)) if self.max_side <= 0 else \

@@ -8,18 +8,16 @@ from pathlib import Path
 from .common import add_inference_args
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
-
-
 def _predict_inputs(items) -> list[Path]:
     """Files as given; a folder gives its image files (sorted, not recursive)."""
+    from ..data.names import IMAGE_EXTENSIONS          # (here: the parser stays import-light)
     out: list[Path] = []
     for it in items:
         p = Path(it)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise ValueError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+                raise ValueError(f"{p}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
             out.extend(found)
         else:
             out.append(p)

@@ -150,14 +150,6 @@ class StreamConfig:
     async_detect: bool = False
 
 
-def still_source(info: dict) -> bool:
-    """Whether a source with ``info`` gives independent still images (a folder of images, a single
-    image) rather than video: nothing carries from one frame to the next (no smoothing, no box reuse,
-    a detection on every image; ``StreamConfig.still_images``)."""
-    from .sources.base import SourceInfo
-    return SourceInfo(info).still
-
-
 class StreamProcessor:
     """Frame pair -> :class:`FrameResult`. Keeps the state a video needs (selector, filters, tracks)."""
 

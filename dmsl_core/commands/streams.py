@@ -264,7 +264,8 @@ def _faces_text(cfg) -> str:
 def _stream_config(args: argparse.Namespace, info: dict):
     """The StreamConfig ``dmsl run`` uses for a source with ``info``."""
     from ..spectrum import SelectorConfig
-    from ..stream import StreamConfig, still_source
+    from ..sources.base import SourceInfo
+    from ..stream import StreamConfig
 
     sel = SelectorConfig()
     if args.low is not None:
@@ -274,7 +275,7 @@ def _stream_config(args: argparse.Namespace, info: dict):
     if args.dwell is not None:
         sel.min_dwell_s = args.dwell
     sel.__post_init__()
-    still = still_source(info)
+    still = SourceInfo(info).still
     smooth = (not still) if args.smooth is None else bool(args.smooth)
     faces = getattr(args, "faces", None) or ("one" if args.reuse_box else "every")
     if faces == "every" and args.reuse_box:

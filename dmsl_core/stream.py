@@ -310,6 +310,22 @@ class StreamProcessor:
             boundary[s] = np.asarray(p.boundary, dtype=np.float64)
         return landmarks, boundary, reused, t_pred
 
+    # how long a spectrum's last faces lend their ids to the other spectrum's after a switch
+    ID_MEMORY_S = 1.0
+    ID_MEMORY_FRAMES = 25                  # the same, for frames without a time stamp
+
+    def _recent_faces(self, s: str, pair: FramePair) -> bool:
+        """Whether spectrum ``s``'s last faces are recent enough to hand their ids on (see ``_every_face``)."""
+        last = self._last_faces.get(s)
+        if not last or not last[1]:
+            return False
+        index, t = last[0], (last[2] if len(last) > 2 else None)
+        if index is not None and pair.index is not None and 0 < pair.index - index <= 2:
+            return True                    # a frame or two ago, whatever the clock says
+        if t is not None and pair.t is not None:
+            return 0 <= pair.t - t <= self.ID_MEMORY_S
+        return index is not None and pair.index is not None and 0 < pair.index - index <= self.ID_MEMORY_FRAMES
+
     def _take_face_id(self) -> int:
         self._next_face_id += 1
         return self._next_face_id - 1
@@ -406,10 +422,10 @@ class StreamProcessor:
             o = "vis" if s == "th" else "th"
             if s == "th" and faces_by.get("vis"):
                 self._share_ids(pair, "th", tr, faces, faces_by["vis"])
-            elif o not in run and self._last_faces.get(o) and self._last_faces[o][0] == self._last_index \
-                    and self._last_index is not None and pair.index is not None \
-                    and 0 < pair.index - self._last_index <= 2:
-                # the selector switched spectrum: the same person keeps the id it had a frame ago
+            elif o not in run and self._recent_faces(o, pair):
+                # the selector switched spectrum: the same person keeps the id it had in the other one
+                # (the last faces seen there, if recent: a live stream drops frames, and the new
+                # spectrum's first detection round may come frames after the switch)
                 self._share_ids(pair, s, tr, faces, self._last_faces[o][1])
             live = {f.id for f in faces}
             for key in [k for k in self._face_filters if k[0] == s and k[1] not in live]:
@@ -435,7 +451,7 @@ class StreamProcessor:
         for s, fs in faces_by.items():        # (a frame without faces keeps the last ones: a same-frame
             if fs:                             # fallback to the other spectrum still sees them)
                 self._last_faces[s] = (pair.index, [(int(f.id), np.asarray(f.landmarks, np.float64).copy())
-                                                    for f in fs])
+                                                    for f in fs], pair.t)
         return landmarks, boundary, reused, faces_by, time.perf_counter()
 
     def process(self, pair: FramePair, dropped: int = 0) -> FrameResult:

@@ -336,3 +336,27 @@ def test_the_person_keeps_its_id_when_the_selector_switches_spectrum(predictor):
         if before is not None and after is not None:
             assert before == after, (k, seen[k - 3:k + 3])
     assert any(seen[k - 1][1] is not None and seen[k][1] is not None for k in switches)
+
+
+def test_the_id_survives_the_switch_in_a_live_stream_that_drops_frames(predictor):
+    """As the live window runs it: detection on its own thread (the new spectrum's first round comes a
+    frame late) and the latest frame only (every 3rd frame reaches the pipeline). The person still
+    keeps one id through the switch."""
+    import time
+    from dmsl_core.sources.demo import DemoScene
+    scene = DemoScene(size=(320, 256), fps=25, cycle=4.0, seed=0)
+    proc = StreamProcessor(predictor, StreamConfig(mode="auto", detector="auto", async_detect=True))
+    seen = []
+    try:
+        for k in range(0, 150, 3):
+            r = proc.process(scene.pair(k))
+            seen.append((r.chosen, r.primary_ids.get(r.chosen)))
+            for tr in proc._trackers.values():         # a live frame interval: the round finishes
+                if tr._job is not None:
+                    tr._job.result(timeout=60)
+            time.sleep(0.001)
+    finally:
+        proc.close()
+    ids = {i for _, i in seen if i is not None}
+    assert {c for c, _ in seen} == {"vis", "th"}, seen      # the light went down and came back
+    assert len(ids) == 1, str(seen)

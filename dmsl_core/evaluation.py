@@ -166,13 +166,54 @@ def _mean(vals: Sequence[float]) -> Optional[float]:
     return float(np.mean(v)) if v else None
 
 
+#: a reported face is the annotated one when the box of its points overlaps the box of the true points
+#: this much (IoU; the rule of ``tools/face_targets.py`` and of ``dmsl eval --detector``)
+MATCH_IOU = 0.4
+
+
+def match_annotated_face(faces: Sequence, gt: np.ndarray, min_iou: float = MATCH_IOU):
+    """(the face of ``faces`` that is the annotated one, or None; how many others). A face is anything
+    with ``landmarks`` (a :class:`dmsl_core.pipeline.Face`); the best-overlapping one with IoU >= ``min_iou``
+    between its points' box and the true points' box is the annotated face."""
+    from .detection import iou
+    from .landmarks import boundary_from_points
+    gbox = boundary_from_points(np.asarray(gt, float))
+    best, best_iou = None, float(min_iou)
+    for f in faces:
+        try:
+            v = iou(boundary_from_points(np.asarray(f.landmarks, float)), gbox)
+        except ValueError:
+            continue
+        if v >= best_iou:
+            best, best_iou = f, v
+    return best, len(faces) - (best is not None)
+
+
+def _detector_predictions(predictor, imgs, chunk, detector):
+    """The shipped path per image (``Predictor.faces``: the face detector, the box refinement, the
+    confidence): the annotated face's prediction, or a miss (``landmarks`` None) when no reported
+    face is it."""
+    from types import SimpleNamespace
+    out = []
+    for im, s in zip(imgs, chunk):
+        faces = predictor.faces(im, detector=detector, spectrum=s.spectrum)
+        best, _ = match_annotated_face(faces, s.landmarks)
+        out.append(SimpleNamespace(landmarks=None if best is None else np.asarray(best.landmarks, float)))
+    return out
+
+
 def predict_records(predictor, samples, batch_size: int = 16, progress=None, keep_predictions: bool = False,
-                    should_stop=None, true_box: bool = False) -> tuple[list[EvalRecord], list[dict]]:
+                    should_stop=None, true_box: bool = False,
+                    detector: Optional[str] = None) -> tuple[list[EvalRecord], list[dict]]:
     """Run a Predictor (or a baseline with the same ``predict``) over samples, ``batch_size`` images
     per call: (one :class:`EvalRecord` per sample in order, and with ``keep_predictions`` one
     ``{"pred", "gt"}`` per sample). A prediction whose ``landmarks`` is None is a miss (no face
     found). ``should_stop()`` returning True raises :class:`EvaluationStopped`. ``true_box``: give
-    M_l the ground truth's box B instead of M_b's (a diagnosis: M_l's error with a perfect M_b)."""
+    M_l the ground truth's box B instead of M_b's (a diagnosis: M_l's error with a perfect M_b).
+    ``detector``: find the faces with this face detector first, as ``dmsl predict`` and the app do
+    (:func:`_detector_predictions`; the annotated face not among them is a miss)."""
+    if true_box and detector:
+        raise ValueError("true_box and detector exclude each other (the box comes from the truth or from the detector)")
     recs: list[EvalRecord] = []
     samples = list(samples)
     kept: list[dict] = []
@@ -185,6 +226,8 @@ def predict_records(predictor, samples, batch_size: int = 16, progress=None, kee
             from .landmarks import boundary_from_points
             preds = predictor.predict(imgs, boxes=[boundary_from_points(np.asarray(s.landmarks, float)) for s in chunk],
                                       refine=False)
+        elif detector:
+            preds = _detector_predictions(predictor, imgs, chunk, detector)
         else:
             preds = predictor.predict(imgs)
         for s, p in zip(chunk, preds):
@@ -208,7 +251,8 @@ class EvaluationStopped(Exception):
 
 
 def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, method: str = "dmsl",
-                       keep_predictions: bool = False, should_stop=None, dist=None, true_box: bool = False) -> dict:
+                       keep_predictions: bool = False, should_stop=None, dist=None, true_box: bool = False,
+                       detector: Optional[str] = None) -> dict:
     """Run a Predictor (or a baseline with the same ``predict``) over samples and build the report.
 
     A prediction whose ``landmarks`` is None is a miss (no face found). ``keep_predictions`` adds
@@ -222,11 +266,13 @@ def evaluate_predictor(predictor, samples, batch_size: int = 16, progress=None, 
     """
     samples = list(samples)
     if dist is None or not dist.active:
-        recs, kept = predict_records(predictor, samples, batch_size, progress, keep_predictions, should_stop, true_box)
+        recs, kept = predict_records(predictor, samples, batch_size, progress, keep_predictions, should_stop, true_box,
+                                     detector)
     else:
         from .distributed import shard_range
         lo, hi = shard_range(len(samples), dist.rank, dist.world_size, align=batch_size)
-        mine = predict_records(predictor, samples[lo:hi], batch_size, progress, keep_predictions, should_stop, true_box)
+        mine = predict_records(predictor, samples[lo:hi], batch_size, progress, keep_predictions, should_stop, true_box,
+                               detector)
         parts = dist.all_gather_object(mine)
         recs = [r for part in parts for r in part[0]]
         kept = [k for part in parts for k in part[1]]
@@ -244,7 +290,7 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
                     device: str = "auto", batch_size: int = 16, keep_predictions: bool = False,
                     skip_unavailable: bool = False, progress=None, should_stop=None,
                     compare: Sequence[str] = (), dist=None, tta: Optional[str] = None,
-                    refine: Optional[str] = None, true_box: bool = False) -> dict:
+                    refine: Optional[str] = None, true_box: bool = False, detector: Optional[str] = None) -> dict:
     """Evaluate weights (run folder, ``.safetensors`` or shipped name) on a dataset folder - all of
     it, or fold ``fold``'s test subjects - and the named baselines (``dlib``, ``dlib+mb``) on the
     same images, and other trained models (``compare``: weights specs) likewise: the report of ``dmsl eval`` (see :func:`build_report`) plus ``baselines``
@@ -255,7 +301,10 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
     test-time augmentation of the models ("none", "flip-final", "flip"; None = each model card's own); ``refine``: their box
     refinement ("mb", "landmarks", "both"; None = each card's own). ``true_box``:
     the DMSL models get the ground truth's face box instead of M_b's (M_l's error with a perfect M_b;
-    the report says ``"box": "truth"``; baselines are run as usual)."""
+    the report says ``"box": "truth"``; baselines are run as usual). ``detector`` (a face detector's
+    name, e.g. "auto"): the DMSL models find the faces the way ``dmsl predict`` and the app do - the
+    detector, the box refinement, the landmark confidence - and the annotated face not among the
+    reported faces counts as a miss (``"box": "detector:NAME"``)."""
     from pathlib import Path
 
     from .data.folder import LoadReport, load_samples
@@ -276,10 +325,11 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
     say = (lambda msg: (lambda i, n: progress(msg, i, n))) if progress else (lambda msg: None)
     report = evaluate_predictor(pred, samples, batch_size=batch_size, progress=say(pred.name or "dmsl"),
                                 keep_predictions=keep_predictions, should_stop=should_stop, dist=dist,
-                                true_box=true_box)
+                                true_box=true_box, detector=detector)
     report.update({"weights": pred.source, "model": pred.name, "tta": pred.tta,
                    "refine": None if true_box else pred.refine,
-                   "box": "truth" if true_box else "model", "data": str(Path(data).resolve()),
+                   "box": "truth" if true_box else f"detector:{detector}" if detector else "model",
+                   "data": str(Path(data).resolve()),
                    "fold": fold, "dropped_dark": rep.dropped_dark, "skipped": rep.skipped})
     out, unavailable = {}, {}
     for name in [b.strip() for b in baselines if b and b.strip()]:
@@ -306,7 +356,7 @@ def evaluate_folder(data, weights=None, *, fold: Optional[int] = None, folds: in
             name = f"{name} ({spec})"
         b = evaluate_predictor(other, samples, batch_size=batch_size, method=name, progress=say(name),
                                keep_predictions=keep_predictions, should_stop=should_stop, dist=dist,
-                               true_box=true_box)
+                               true_box=true_box, detector=detector)
         if not keep_predictions:
             b.pop("images", None)
         b["weights"] = other.source

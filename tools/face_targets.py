@@ -42,8 +42,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dmsl_core.data.imageio import read_image  # noqa: E402
-from dmsl_core.detection import iou  # noqa: E402
-from dmsl_core.evaluation import nme_per_image  # noqa: E402
+from dmsl_core.evaluation import match_annotated_face, nme_per_image  # noqa: E402
 from dmsl_core.landmarks import boundary_from_points  # noqa: E402
 from dmsl_core.pipeline import Predictor  # noqa: E402
 
@@ -52,14 +51,9 @@ from detector_benchmark import _points as read_points, no_face_images, resize_lo
 
 
 def match(faces, gt_pts: np.ndarray):
-    """(the reported face that is the annotated one or None, how many others)."""
-    gbox = boundary_from_points(gt_pts)
-    best, best_iou = None, 0.4
-    for f in faces:
-        v = iou(boundary_from_points(np.asarray(f.landmarks)), gbox)
-        if v >= best_iou:
-            best, best_iou = f, v
-    return best, len(faces) - (best is not None)
+    """(the reported face that is the annotated one or None, how many others): the rule of ``dmsl eval
+    --detector`` (:func:`dmsl_core.evaluation.match_annotated_face`, IoU >= 0.4 of the points' boxes)."""
+    return match_annotated_face(faces, gt_pts)
 
 
 def summary(nmes: list[float], n: int) -> dict:

@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -59,3 +60,53 @@ def test_report_shape_and_misses():
     assert r["failure_rate_0.10"] == pytest.approx(1 / 3)
     assert r["strict"]["failure_rate_0.10"] == pytest.approx(2 / 4)
     assert not math.isnan(r["auc_0.08"])
+
+
+def test_eval_with_a_detector_measures_the_shipped_path_and_counts_misses(tmp_path):
+    """``dmsl eval --detector auto``: the faces are found the way ``dmsl predict`` finds them (the detector,
+    the box refinement, the confidence); the annotated face on a real photo is found and measured, a
+    "face" annotated on a photo of coffee (none there) is a miss, not a number."""
+    import importlib.util
+    from pathlib import Path
+
+    import cv2
+
+    from dmsl_core.baselines import DlibBaseline, dlib_available
+    from dmsl_core.cli import main
+    from dmsl_core.data.imageio import read_image
+    from dmsl_core.data.pts import write_pts
+    from dmsl_core.evaluation import match_annotated_face
+    from dmsl_core.pipeline import Predictor
+    ok, why = dlib_available()
+    spec = importlib.util.find_spec("skimage")
+    if not ok or spec is None:
+        pytest.skip(why if not ok else "scikit-image (dev extra) not installed")
+    skdata = Path(list(spec.submodule_search_locations)[0]) / "data"
+    face = read_image(skdata / "astronaut.png")
+    pts = DlibBaseline().predict([face])[0].landmarks             # the "annotation": Dlib's points
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "astronaut.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    write_pts(src / "astronaut.pts", pts)
+    coffee = read_image(skdata / "coffee.png")
+    cv2.imwrite(str(src / "coffee.png"), cv2.cvtColor(coffee, cv2.COLOR_RGB2BGR))
+    write_pts(src / "coffee.pts", pts * 0.8 + 60)                 # a face drawn where there is none
+    data = tmp_path / "data"
+    assert main(["import", "--preset", "300w", str(src), str(data), "--crop", "2"]) == 0
+    out = tmp_path / "det.json"
+    assert main(["eval", "--data", str(data), "--weights", "dmsl-default", "--spectra", "vis", "--threads", "1",
+                 "--detector", "auto", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["box"] == "detector:auto" and rep["n_images"] == 2
+    assert rep["misses"]["count"] == 1 and "coffee" in rep["misses"]["images"][0]
+    by = {e["image"]: e["nme"] for e in rep["images"]}
+    got = [v for k, v in by.items() if "astronaut" in k]
+    assert len(got) == 1 and got[0] is not None and got[0] < 0.08
+    # the figure is Predictor.faces' on that crop, matched by the one rule
+    from dmsl_core.data.folder import load_samples
+    s = [s for s in load_samples(data, ("vis",)) if "astronaut" in s.name][0]
+    best, _ = match_annotated_face(Predictor.from_weights("dmsl-default").faces(s.load(), spectrum="vis"), s.landmarks)
+    assert got[0] == pytest.approx(nme_per_image(best.landmarks, s.landmarks), rel=1e-9)
+    # the box comes from the truth or from a detector, not both; an unknown detector is named
+    assert main(["eval", "--data", str(data), "--detector", "auto", "--true-box"]) == 2
+    assert main(["eval", "--data", str(data), "--detector", "nope"]) == 2

@@ -24,6 +24,7 @@ from PySide6 import QtCore
 
 from dmsl_core.export import RecordSpec, recording_stem  # noqa: F401 - the window's names for them
 from dmsl_core.pipeline import LoadedPredictor as LoadedModel
+from dmsl_core.runner import StreamStats
 from dmsl_core.sources.base import SourceInfo
 
 from .workers import Worker, explain
@@ -98,17 +99,15 @@ class LiveOptions:
 
 
 @dataclass
-class LiveStats:
-    processed: int = 0
-    received: int = 0
-    dropped: int = 0             # frames the source produced that were never processed
-    display_dropped: int = 0     # results the window never drew (it was busy)
-    fps: float = 0.0             # processing rate (smoothed)
-    position: int = 0
-    frames: Optional[int] = None
-    recording_rows: int = 0
-    recording_dropped: int = 0      # results the recorder dropped (its queue was full: the disk was slower)
+class LiveStats(StreamStats):
+    """The runner's :class:`~dmsl_core.runner.StreamStats` (copied at each result) and the window's own
+    count: results it never drew because it was busy drawing the one before."""
+    display_dropped: int = 0
 
+    def take(self, rs: StreamStats) -> None:
+        """Copy the runner's counters (everything but the window's own)."""
+        for f in dataclasses.fields(StreamStats):
+            setattr(self, f.name, getattr(rs, f.name))
 
 
 class LiveWorker(Worker):
@@ -261,10 +260,7 @@ class LiveWorker(Worker):
     def _on_event(self, ev) -> None:
         """One runner event -> the window's signals (and the display mailbox)."""
         if ev.kind == "result":
-            st, rs = self.stats, self.runner.stats
-            st.processed, st.received, st.dropped = rs.processed, rs.received, rs.dropped
-            st.fps, st.position, st.frames = rs.rate, rs.position, rs.frames
-            st.recording_rows, st.recording_dropped = rs.recording_rows, rs.recording_dropped
+            self.stats.take(self.runner.stats)
             self._post(ev.result)
         elif ev.kind == "state":
             self.state.emit(dict(ev.info))
@@ -281,7 +277,7 @@ class LiveWorker(Worker):
             else:
                 self.recording.emit({k: v for k, v in ev.info.items() if k in ("active", "paths", "rows", "dropped")})
         elif ev.kind == "error":
-            self.stats.received, self.stats.dropped = self.runner.stats.received, self.runner.stats.dropped
+            self.stats.take(self.runner.stats)
             raise ev.exception if ev.exception is not None else RuntimeError(ev.error)
         elif ev.kind == "finished":
-            self.stats.received, self.stats.dropped = ev.stats.received, ev.stats.dropped
+            self.stats.take(ev.stats)

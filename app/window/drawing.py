@@ -176,7 +176,7 @@ class LiveDrawing:
             self.st_fps.setText("")
             return
         st = w.stats
-        self.st_fps.setText(f"processing {st.fps:4.1f} fps · shown {self.displayed_fps():4.1f} fps · "
+        self.st_fps.setText(f"processing {st.rate:4.1f} fps · shown {self.displayed_fps():4.1f} fps · "
                             f"dropped {st.dropped + st.display_dropped}")
         self.st_fps.setToolTip(f"frames dropped by the source reader: {st.dropped}\n"
                                f"results the window skipped (busy): {st.display_dropped}")

@@ -535,7 +535,9 @@ class MainWindow(WindowActions, LiveDrawing, RecordingExport, QtWidgets.QMainWin
                                     + (" - in the final M_l pass only)" if tta == "flip-final" else ")")
                                     if tta_text else "")
                                  + (f"\nbox refinement: {refine} ({forwards} model forwards per face when no box "
-                                    "is known)" if forwards else ""))
+                                    "is known)" if forwards else "")
+                                 + (f"\nboxes of the HOG detectors (not fitted to the points): {rough}"
+                                    if (rough := getattr(m.predictor, "refine_rough", refine)) != refine else ""))
         self.st_device.setText(m.device)
         if m.note:
             self.show_message(m.note, "warn")

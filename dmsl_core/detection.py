@@ -170,6 +170,13 @@ class AutoDetector:
         return (self.th if spectrum == "th" else self.vis)(image, spectrum)
 
 
+def boxes_fitted(name: str) -> bool:
+    """Whether detections of the backend registered as ``name`` come as the 68 points' box
+    (:attr:`FaceDetector.FITTED_BOXES`); False for an unknown name."""
+    cls = _REGISTRY.get(name)
+    return bool(getattr(cls, "FITTED_BOXES", False))
+
+
 def get_detector(name: str = "auto", **opts):
     """The detector registered as ``name`` built with ``opts``; ``auto`` = :class:`AutoDetector`."""
     if name == "auto" and AUTO in _REGISTRY:
@@ -251,6 +258,10 @@ class FaceDetector:
     WINDOW = 80            # the backend's smallest face side in working pixels
     DEFAULT_THRESHOLD = 0.0
     DEFAULT_POLARITY = "both"
+    #: True when the backend's boxes are mapped onto the box of the 68 points (as M_l's training boxes
+    #: are drawn), so the landmark stage may start from them as they are; False: a box of the backend's
+    #: own shape and placement, which the model card's ``inference.refine_rough`` refines (M_b's pass)
+    FITTED_BOXES = False
 
     def __init__(self, min_face: float = 0.05, threshold: Optional[float] = None, nms_iou: float = 0.3,
                  max_side: int = 0, thermal_polarity: Optional[str] = None) -> None:
@@ -428,6 +439,7 @@ class YuNetDetector(FaceDetector):
     WINDOW = 20
     GREY_WINDOW = 32
     DEFAULT_THRESHOLD = 0.6
+    FITTED_BOXES = True          # mapped onto the 68 points' box (BOX_MAP)
     BOX_MAP = (0.0075, 0.1254, 1.0303, 0.7603)
 
     def __init__(self, path: Optional[str] = None, max_upscale: float = 2.0,

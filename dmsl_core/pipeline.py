@@ -120,6 +120,8 @@ class Predictor:
         self.tta = card_tta if card_tta in self.TTA_MODES else "none"
         card_refine = inference.get("refine", "mb")
         self.refine = card_refine if card_refine in self.REFINE_MODES else "mb"
+        rough = inference.get("refine_rough", self.refine)
+        self.refine_rough = rough if rough in self.REFINE_MODES else self.refine
         #: the landmark stage's confidence network (None: faces carry no confidence); from_weights
         #: loads ``quality.safetensors`` beside the weights when there is one
         self.quality = None
@@ -228,13 +230,37 @@ class Predictor:
     #: second pass on a crop around its coarse box), "landmarks" (M_l on the coarse box, then again on
     #: the box of its own landmarks), "both"
     refine: str = "mb"
+    #: the refinement of a face detector's box that is not fitted to the 68 points' box
+    #: (:attr:`dmsl_core.detection.FaceDetector.FITTED_BOXES` False: the HOG detectors' boxes of their
+    #: own shape); the card's ``inference.refine_rough``, else :attr:`refine`
+    refine_rough: str = "mb"
     REFINE_MODES = ("mb", "landmarks", "both")
 
-    def set_refine(self, mode: str) -> "Predictor":
-        if mode not in self.REFINE_MODES:
-            raise ValueError(f"unknown box refinement {mode!r} (known: {', '.join(self.REFINE_MODES)})")
+    def set_refine(self, mode: str, rough: Optional[str] = None) -> "Predictor":
+        """The refinement of every box (``rough`` None), or of fitted boxes and of rough ones apart."""
+        for m in (mode, rough):
+            if m is not None and m not in self.REFINE_MODES:
+                raise ValueError(f"unknown box refinement {m!r} (known: {', '.join(self.REFINE_MODES)})")
         self.refine = mode
+        self.refine_rough = mode if rough is None else rough
         return self
+
+    def refine_for(self, detector: str) -> str:
+        """The refinement of a box from the detector backend ``detector`` (a registered name)."""
+        from .detection import boxes_fitted
+        return self.refine if boxes_fitted(detector) else self.refine_rough
+
+    def predict_detections(self, image: np.ndarray, dets: Sequence) -> list[Prediction]:
+        """Landmarks for each detection (anything with ``box`` and ``detector``) of one image, each
+        refined as :meth:`refine_for` says for its backend (one batch per refinement)."""
+        modes = [self.refine_for(getattr(d, "detector", "") or "") for d in dets]
+        out: list[Optional[Prediction]] = [None] * len(dets)
+        for m in dict.fromkeys(modes):
+            idx = [i for i, mi in enumerate(modes) if mi == m]
+            preds = self.predict([image] * len(idx), boxes=[np.asarray(dets[i].box, float) for i in idx], refine=m)
+            for i, p in zip(idx, preds):
+                out[i] = p
+        return out
 
     @property
     def forwards_per_face(self) -> int:
@@ -258,10 +284,15 @@ class Predictor:
         return y.float().cpu().numpy().astype(np.float64)
 
     def predict(self, images: Sequence[np.ndarray], boxes: Optional[Sequence[Optional[np.ndarray]]] = None,
-                refine: bool = True, keep_quality_inputs: bool = False) -> list[Prediction]:
+                refine: bool | str = True, keep_quality_inputs: bool = False) -> list[Prediction]:
         """Landmarks for each image (one forward per model and step for the whole list); with a
         quality network (:attr:`quality`) each prediction carries its ``confidence``.
-        ``keep_quality_inputs`` also returns that network's inputs (for training it)."""
+        ``refine``: True = :attr:`refine`'s refinement, False = none (the box is final), or a mode
+        of :data:`REFINE_MODES` for this call. ``keep_quality_inputs`` also returns that network's
+        inputs (for training it)."""
+        if isinstance(refine, str) and refine not in self.REFINE_MODES:
+            raise ValueError(f"unknown box refinement {refine!r} (known: {', '.join(self.REFINE_MODES)})")
+        mode = self.refine if refine is True else (refine or None)
         if len(images) == 0:
             return []
         if boxes is not None and len(boxes) != len(images):
@@ -282,7 +313,7 @@ class Predictor:
         flips, final = self._flips, self._final_flips
         n = len(cur)
         # Step 2: M_b again on a crop around the box (with flip TTA also on the mirrored crop).
-        if refine and self.refine in ("mb", "both"):
+        if mode in ("mb", "both"):
             views = [pp.box_view(b, S, cs, flip=f) for f in flips for b in cur]
             out = self._forward(self.boundary, [pp.normalise(pp.warp_view(g, v))
                                                 for g, v in zip(grays * len(flips), views)])
@@ -290,7 +321,7 @@ class Predictor:
             cur = boxes_[:n] if len(flips) == 1 else [(a + b) / 2.0 for a, b in zip(boxes_[:n], boxes_[n:])]
         # Step 3: crop around B, black out, M_l (with flip TTA also on the mirrored crop, same batch);
         # with landmark refinement, once more around the box of the first pass's landmarks.
-        again = refine and self.refine in ("landmarks", "both")
+        again = mode in ("landmarks", "both")
         want_q = keep_quality_inputs or self.quality is not None
         keep: Optional[list] = [] if want_q else None
         pts = self._landmark_pass(grays, flips if again else final, boxes=cur, keep=None if again else keep)
@@ -386,9 +417,11 @@ class Predictor:
 
         ``detector``: a registered name (:func:`dmsl_core.detection.list_detectors`; built once and
         kept), or any callable ``(image, spectrum) -> list[Detection]``. Each detection's box goes
-        through :meth:`predict` (all faces in one batch): ``refine=True`` refines it the way
-        :attr:`refine` says (M_b's second pass re-centres the detector's box on the box M_l was
-        trained on), ``False`` trusts the detector's box (one M_l pass). A detection whose
+        through :meth:`predict` (one batch per refinement): ``refine=True`` refines it the way
+        :meth:`refine_for` says for its backend (:attr:`refine` for a box fitted to the 68 points'
+        box, YuNet's; :attr:`refine_rough` for a box of the backend's own shape, where M_b's second
+        pass re-centres it on the box M_l was trained on), ``False`` trusts the detector's box (one
+        M_l pass). A detection whose
         landmarks the quality network rejects (:meth:`is_face`) is not a face and is left out.
         ``fallback``: where the detector finds nothing, M_b's own whole-frame pass is tried and kept
         when the quality network accepts it (:meth:`fallback_prediction`; detector name
@@ -408,7 +441,8 @@ class Predictor:
             return [Face(index=0, box=boundary_from_points(p.landmarks), score=float("nan"), boundary=p.boundary,
                          landmarks=p.landmarks, spectrum=spectrum or "", detector=FALLBACK_DETECTOR,
                          confidence=p.confidence)]
-        preds = self.predict([image] * len(dets), boxes=[np.asarray(d.box, float) for d in dets], refine=refine)
+        preds = (self.predict_detections(image, dets) if refine else
+                 self.predict([image] * len(dets), boxes=[np.asarray(d.box, float) for d in dets], refine=False))
         kept = [(d, p) for d, p in zip(dets, preds) if self.is_face(p)]
         return [Face(index=i, box=np.asarray(d.box, float), score=float(d.score), boundary=p.boundary,
                      landmarks=p.landmarks, spectrum=spectrum or d.spectrum or "",

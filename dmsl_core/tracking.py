@@ -39,6 +39,7 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -203,11 +204,11 @@ class FaceTracker:
         return TrackedFace(id=t.id, box=np.asarray(shown, float), score=score, boundary=t.boundary, landmarks=pts,
                            spectrum=self.spectrum, detected=True, age=1, confidence=getattr(pred, "confidence", None))
 
-    def _associate(self, dets: list) -> list[tuple[np.ndarray, float]]:
+    def _associate(self, dets: list) -> list[tuple[np.ndarray, float, str]]:
         """Match a detection round to the tracks (confirming them, ending the unconfirmed); returns
-        the detections that start new faces (box, score)."""
+        the detections that start new faces (box, score, detector backend)."""
         cfg = self.config
-        new_boxes: list[tuple[np.ndarray, float]] = []
+        new_boxes: list[tuple[np.ndarray, float, str]] = []
         claimed: set[int] = set()
         pairs = sorted(((box_iou(t.box, d.box), ti, di) for ti, t in enumerate(self.tracks)
                         for di, d in enumerate(dets)), reverse=True)
@@ -237,7 +238,7 @@ class FaceTracker:
             b = np.asarray(d.box, dtype=np.float64)
             if any(box_iou(b, t.box) >= cfg.match_iou for t in self.tracks):
                 continue
-            new_boxes.append((b, float(d.score)))
+            new_boxes.append((b, float(d.score), str(getattr(d, "detector", "") or "")))
         room = max(0, cfg.max_faces - len(self.tracks))
         new_boxes = new_boxes[:room]
         return new_boxes
@@ -278,7 +279,7 @@ class FaceTracker:
             self._job = None                             # a detection of a frame from before is not wanted
         detect = self.needs_detection(index)
         self.last_index = index
-        new_boxes: list[tuple[np.ndarray, float]] = []
+        new_boxes: list[tuple[np.ndarray, float, str]] = []
         fallback = None
         dets = None
         if detect and cfg.async_detect:
@@ -313,12 +314,13 @@ class FaceTracker:
                 nb = _points_box(np.asarray(p.landmarks, dtype=np.float64), cfg.min_size_px)
                 return nb is not None and box_iou(nb, t.box) >= cfg.keep_iou and _is_face(self.predictor, p)
             # a face that slipped (it moved more than one M_l pass follows, or the pass drifted): one
-            # refining pass (M_b's, as for a new detection) from the same box before it is given up
+            # refining pass from the same box before it is given up - the refinement of a box that no
+            # longer fits the face (the predictor's refine_rough: M_b's pass re-centres it)
             ok = [holds(t, p) for t, p in zip(self.tracks, preds)]
             slipped = [i for i, o in enumerate(ok) if not o]
             if slipped and cfg.rescue:
                 again = self.predictor.predict([image] * len(slipped), [self.tracks[i].box for i in slipped],
-                                               refine=True)
+                                               refine=getattr(self.predictor, "refine_rough", True))
                 for i, p in zip(slipped, again):
                     preds[i], ok[i] = p, holds(self.tracks[i], p)
             alive = []
@@ -339,8 +341,12 @@ class FaceTracker:
             self.tracks = alive
         # new faces: M_b's refining pass on the detector's box, then M_l
         if new_boxes:
-            preds = self.predictor.predict([image] * len(new_boxes), [b for b, _ in new_boxes], refine=True)
-            for (b, score), p in zip(new_boxes, preds):
+            if hasattr(self.predictor, "predict_detections"):   # each box refined as its backend needs
+                preds = self.predictor.predict_detections(image, [SimpleNamespace(box=b, detector=n)
+                                                                  for b, _, n in new_boxes])
+            else:
+                preds = self.predictor.predict([image] * len(new_boxes), [b for b, _, _ in new_boxes], refine=True)
+            for (b, score, _), p in zip(new_boxes, preds):
                 pts = np.asarray(p.landmarks, dtype=np.float64)
                 nb = _points_box(pts, cfg.min_size_px)
                 if nb is None or box_iou(nb, b) < cfg.match_iou * 0.5:

@@ -1,5 +1,6 @@
 """The "Find every face" issue's targets, measured end to end with the shipped pipeline (face
-detector -> M_b's refining pass -> M_l -> the landmark stage's own confidence):
+detector -> the box refinement the model card says (``landmarks``: M_l, then M_l again around its own
+points) -> the landmark stage's own confidence):
 
     OMP_NUM_THREADS=1 python tools/face_targets.py --json face_targets.json [--overlay-dir DIR]
 

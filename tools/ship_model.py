@@ -86,6 +86,9 @@ def main() -> int:
     p.add_argument("--refine", default="mb", choices=Predictor.REFINE_MODES,
                    help="the box refinement the model runs with by default (the card's inference.refine); the "
                         "held-out figures are measured with it, and (without baselines) with each other mode")
+    p.add_argument("--refine-rough", default=None, choices=Predictor.REFINE_MODES,
+                   help="the refinement of a face detector's box that is not fitted to the 68 points' box (the "
+                        "HOG detectors'; the card's inference.refine_rough; default: --refine)")
     p.add_argument("--real-test", action="append", default=[], metavar="NAME=DIR",
                    help="a dataset folder of real faces never used in training or selection (e.g. "
                         "helen-test=/work/data/helen_test), evaluated whole with the Dlib baseline; repeatable")
@@ -115,6 +118,8 @@ def main() -> int:
         tmp = Path(tmp)
         card = dict(card)
         card["inference"] = {"tta": args.tta, "refine": args.refine}
+        if args.refine_rough and args.refine_rough != args.refine:
+            card["inference"]["refine_rough"] = args.refine_rough
         w = save_weights(tmp / "model", mb, ml, cfg, card, half=True)
         report_path = tmp / "eval.json"
         cmd = [sys.executable, "-m", "dmsl_core.cli", "eval", "--data", args.data, "--weights", str(w.parent),

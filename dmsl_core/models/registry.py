@@ -20,6 +20,7 @@ class ModelConfig:
     crop_scale: float = 1.5        # side of the square crop around the face box, in units of max(w, h)
     blackout_margin: float = 0.0   # grow B by this fraction of (w, h) on each side before blacking out
     head: str = "fc"               # M_l's head: "fc" (the paper's) or "heatmap" (soft-argmax, end to end)
+    landmark_hidden: int = 0       # M_l's FC hidden width when it differs from M_b's (0: ``hidden`` for both)
     description: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
 
@@ -63,7 +64,7 @@ def build_models(cfg: ModelConfig) -> tuple[BoundaryModel, LandmarkModel]:
     if cfg.head not in HEADS:
         raise ValueError(f"configuration {cfg.name!r}: unknown landmark head {cfg.head!r} (known: {', '.join(HEADS)})")
     return (BoundaryModel(cfg.widths, cfg.hidden, cfg.input_size),
-            HEADS[cfg.head](cfg.widths, cfg.hidden, cfg.input_size))
+            HEADS[cfg.head](cfg.widths, cfg.landmark_hidden or cfg.hidden, cfg.input_size))
 
 
 def create_models(cfg: ModelConfig | str, seed: Optional[int] = None) -> tuple[BoundaryModel, LandmarkModel]:

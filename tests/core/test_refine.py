@@ -197,3 +197,40 @@ def test_the_command_line_offers_exactly_the_predictors_modes():
         opts = {a.dest: a.choices for a in sub.choices[command]._actions}
         assert tuple(opts["tta"]) == Predictor.TTA_MODES, command
         assert tuple(opts["refine"]) == Predictor.REFINE_MODES, command
+
+
+def test_a_detectors_box_is_refined_as_its_backend_needs(synth_data, tmp_path):
+    """The card's ``refine`` for boxes fitted to the 68 points' box (YuNet's), its ``refine_rough``
+    for a HOG detector's box of its own shape: ``predict_detections`` and ``faces`` refine each
+    detection so (the same points as ``predict`` with that mode), and an explicit ``--refine`` sets both."""
+    from types import SimpleNamespace
+
+    from dmsl_core.detection import Detection, boxes_fitted
+    assert boxes_fitted("yunet") and not boxes_fitted("dlib-hog-thermal") and not boxes_fitted("nope")
+    mb, ml = create_models("dmsl-tiny", seed=3)
+    save_weights(tmp_path / "m", mb, ml, get_config("dmsl-tiny"),
+                 card={"name": "t", "inference": {"tta": "none", "refine": "landmarks", "refine_rough": "both"}})
+    pred = Predictor.from_weights(tmp_path / "m", device="cpu")
+    assert (pred.refine, pred.refine_rough) == ("landmarks", "both")
+    assert pred.refine_for("yunet") == "landmarks" and pred.refine_for("dlib-hog-thermal") == "both"
+    img = _image(synth_data)
+    h, w = img.shape[:2]
+    box = np.array([w * 0.25, h * 0.2, w * 0.5, h * 0.6])
+    dets = [SimpleNamespace(box=box, detector="yunet"), SimpleNamespace(box=box, detector="dlib-hog-thermal"),
+            SimpleNamespace(box=box + 3, detector="yunet")]
+    got = pred.predict_detections(img, dets)
+    for d, p in zip(dets, got):
+        want = pred.predict([img], boxes=[d.box], refine=pred.refine_for(d.detector))[0]
+        assert np.allclose(p.landmarks, want.landmarks, atol=1e-4), d.detector
+    assert not np.allclose(got[0].landmarks, got[1].landmarks, atol=1e-3)     # the two modes differ here
+    # faces(): the same, with a detector that returns one box of each kind
+    faces = pred.faces(img, detector=lambda im, s: [Detection(box, 0.9, "th", "yunet"),
+                                                    Detection(box, 0.8, "th", "dlib-hog-thermal")])
+    assert [f.detector for f in faces] == ["yunet", "dlib-hog-thermal"]
+    assert np.allclose(faces[0].landmarks, got[0].landmarks, atol=1e-4)
+    assert np.allclose(faces[1].landmarks, got[1].landmarks, atol=1e-4)
+    # a refinement given by the user (dmsl eval / predict --refine) is every box's
+    pred.set_refine("mb")
+    assert pred.refine_for("yunet") == pred.refine_for("dlib-hog-thermal") == "mb"
+    with pytest.raises(ValueError, match="unknown box refinement"):
+        pred.predict([img], refine="sideways")

@@ -51,3 +51,23 @@ def test_compact_is_much_smaller_and_seeded_init_is_reproducible():
     assert n_params(a) < 8e6
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_a_wider_landmark_head_leaves_the_boundary_model_as_it_is(tmp_path):
+    """``landmark_hidden``: M_l's FC width apart from M_b's (the wide-head experiment of
+    docs/experiments.md); the configuration travels in the weights file and builds the same models."""
+    import dataclasses
+
+    from dmsl_core.models.weights import load_weights, save_weights
+    base = get_config("dmsl-tiny")
+    wide = dataclasses.replace(base, name="dmsl-tiny-wide", landmark_hidden=3 * base.hidden)
+    mb, ml = create_models(wide, seed=0)
+    assert mb.fc1.out_features == base.hidden and ml.fc1.out_features == 3 * base.hidden
+    mb0, _ = create_models(base, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(mb.state_dict().values(), mb0.state_dict().values()))
+    save_weights(tmp_path / "w", mb, ml, wide, card={"name": "w"})
+    cfg, mb2, ml2, _, _ = load_weights(tmp_path / "w")
+    assert cfg.landmark_hidden == 3 * base.hidden and ml2.fc1.out_features == 3 * base.hidden
+    assert torch.equal(ml2.fc1.weight, ml.fc1.weight)
+    x = torch.rand(2, 1, base.input_size, base.input_size)
+    assert ml2(x).shape == (2, 136) and mb2(x).shape == (2, 4)

@@ -18,6 +18,11 @@ card's ``inference.refine`` sets the default, "mb" when it says nothing):
   approximates (see :meth:`Predictor.landmarks_from`).
 - ``"both"``: M_b, M_b, M_l, M_l (four forwards).
 
+A face detector's box takes the mode its backend needs (:meth:`Predictor.refine_for`): the card's
+``refine`` when the backend's boxes are fitted to the 68 points' box (YuNet's, through its box map),
+the card's ``refine_rough`` when they are of the backend's own shape (the HOG detectors'), where M_b's
+second pass re-centres them; a tracked face that slipped is rescued the rough way too.
+
 Each step runs one forward for the whole batch. A known box (``boxes=``, e.g. the previous
 frame's landmarks in a video) skips step 1; ``refine=False`` trusts the given box as final: no
 step 2 and a single M_l pass whatever the mode.

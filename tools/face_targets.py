@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         pred.quality = None
     parts = set(args.parts.split(","))
     from dmsl_core import detection as D
-    rep = {"schema": "dmsl-face-targets/1", "model": pred.name, "refine": pred.refine, "tta": pred.tta,
+    rep = {"schema": "dmsl-face-targets/1", "model": pred.name, "refine": pred.refine, "refine_rough": pred.refine_rough, "tta": pred.tta,
            "detector": {"auto": {"vis": D.get_detector("auto").vis.name, "th": D.get_detector("auto").th.name}},
            "quality": None if pred.quality is None else {"source": pred.quality.source,
                                                           "threshold": pred.quality.threshold}}

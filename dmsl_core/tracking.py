@@ -39,7 +39,6 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
@@ -204,11 +203,11 @@ class FaceTracker:
         return TrackedFace(id=t.id, box=np.asarray(shown, float), score=score, boundary=t.boundary, landmarks=pts,
                            spectrum=self.spectrum, detected=True, age=1, confidence=getattr(pred, "confidence", None))
 
-    def _associate(self, dets: list) -> list[tuple[np.ndarray, float, str]]:
+    def _associate(self, dets: list) -> list[tuple[np.ndarray, float, Any]]:
         """Match a detection round to the tracks (confirming them, ending the unconfirmed); returns
-        the detections that start new faces (box, score, detector backend)."""
+        the detections that start new faces (box, score, the detection)."""
         cfg = self.config
-        new_boxes: list[tuple[np.ndarray, float, str]] = []
+        new_boxes: list[tuple[np.ndarray, float, Any]] = []
         claimed: set[int] = set()
         pairs = sorted(((box_iou(t.box, d.box), ti, di) for ti, t in enumerate(self.tracks)
                         for di, d in enumerate(dets)), reverse=True)
@@ -238,7 +237,7 @@ class FaceTracker:
             b = np.asarray(d.box, dtype=np.float64)
             if any(box_iou(b, t.box) >= cfg.match_iou for t in self.tracks):
                 continue
-            new_boxes.append((b, float(d.score), str(getattr(d, "detector", "") or "")))
+            new_boxes.append((b, float(d.score), d))
         room = max(0, cfg.max_faces - len(self.tracks))
         new_boxes = new_boxes[:room]
         return new_boxes
@@ -279,7 +278,7 @@ class FaceTracker:
             self._job = None                             # a detection of a frame from before is not wanted
         detect = self.needs_detection(index)
         self.last_index = index
-        new_boxes: list[tuple[np.ndarray, float, str]] = []
+        new_boxes: list[tuple[np.ndarray, float, Any]] = []
         fallback = None
         dets = None
         if detect and cfg.async_detect:
@@ -339,11 +338,10 @@ class FaceTracker:
                                          landmarks=pts, spectrum=self.spectrum, detected=False, age=t.age,
                                          confirmed=t.unconfirmed == 0, confidence=getattr(p, "confidence", None)))
             self.tracks = alive
-        # new faces: M_b's refining pass on the detector's box, then M_l
+        # new faces: the detector's box refined as its backend needs (Predictor.refine_for), then M_l
         if new_boxes:
-            if hasattr(self.predictor, "predict_detections"):   # each box refined as its backend needs
-                preds = self.predictor.predict_detections(image, [SimpleNamespace(box=b, detector=n)
-                                                                  for b, _, n in new_boxes])
+            if hasattr(self.predictor, "predict_detections"):
+                preds = self.predictor.predict_detections(image, [d for _, _, d in new_boxes])
             else:
                 preds = self.predictor.predict([image] * len(new_boxes), [b for b, _, _ in new_boxes], refine=True)
             for (b, score, _), p in zip(new_boxes, preds):

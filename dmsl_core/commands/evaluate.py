@@ -18,16 +18,6 @@ def cmd_eval(args) -> int:
         import torch
         torch.set_num_threads(int(args.threads))
     spectra = parse_spectra(args.spectra)
-    if args.detector and args.true_box:
-        print("dmsl eval: --detector and --true-box exclude each other (the box comes from the detector or "
-              "from the truth)", file=sys.stderr)
-        return 2
-    if args.detector:
-        from ..detection import list_detectors
-        if args.detector not in list_detectors():
-            print(f"dmsl eval: unknown face detector {args.detector!r} (known: {', '.join(list_detectors())})",
-                  file=sys.stderr)
-            return 2
     names = [b.strip() for b in (args.baseline or "").split(",") if b.strip()]
     if args.json and ctx.is_main:  # before the work: a report that cannot be written fails now
         from ..atomic import check_writable

@@ -51,12 +51,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from detector_benchmark import _points as read_points, no_face_images, resize_longer  # noqa: E402
 
 
-def match(faces, gt_pts: np.ndarray):
-    """(the reported face that is the annotated one or None, how many others): the rule of ``dmsl eval
-    --detector`` (:func:`dmsl_core.evaluation.match_annotated_face`, IoU >= 0.4 of the points' boxes)."""
-    return match_annotated_face(faces, gt_pts)
-
-
 def summary(nmes: list[float], n: int) -> dict:
     a = np.asarray(nmes, float)
     return {"n": n, "found": int(len(a)), "misses": n - int(len(a)), "miss_rate": round(1 - len(a) / max(1, n), 4),
@@ -110,7 +104,8 @@ def main(argv=None) -> int:
         pred.quality = None
     parts = set(args.parts.split(","))
     from dmsl_core import detection as D
-    rep = {"schema": "dmsl-face-targets/1", "model": pred.name, "refine": pred.refine, "refine_rough": pred.refine_rough, "tta": pred.tta,
+    rep = {"schema": "dmsl-face-targets/1", "model": pred.name, "refine": pred.refine,
+           "refine_rough": pred.refine_rough, "tta": pred.tta,
            "detector": {"auto": {"vis": D.get_detector("auto").vis.name, "th": D.get_detector("auto").th.name}},
            "quality": None if pred.quality is None else {"source": pred.quality.source,
                                                           "threshold": pred.quality.threshold}}
@@ -125,7 +120,7 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             faces = pred.faces(img, detector="auto", spectrum="vis")
             ms.append((time.perf_counter() - t) * 1000)
-            f, o = match(faces, gt)
+            f, o = match_annotated_face(faces, gt)
             others += o
             if f is None:
                 missed.append(os.path.basename(p))
@@ -178,7 +173,7 @@ def main(argv=None) -> int:
                 if not ok:
                     break
                 res = proc.process(FramePair(vis=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), th=None, t=k / 25.0, index=k))
-                f, _ = match(res.faces.get("vis") or [], truth[k])
+                f, _ = match_annotated_face(res.faces.get("vis") or [], truth[k])
                 if f is None:
                     lost += 1
                     nmes.append(np.inf)
@@ -240,7 +235,7 @@ def main(argv=None) -> int:
             faces = pred.faces(frame, detector="auto", spectrum="th")
             used = set()
             for gt in truths:
-                f, _ = match([f for f in faces if id(f) not in used], gt)
+                f, _ = match_annotated_face([f for f in faces if id(f) not in used], gt)
                 total += 1
                 if f is not None:
                     used.add(id(f))

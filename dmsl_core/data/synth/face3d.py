@@ -11,6 +11,7 @@ is what makes the ground truth exact.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Mapping
 
@@ -175,9 +176,10 @@ class Camera:
     def project(self, p_view: np.ndarray) -> np.ndarray:
         p = np.asarray(p_view, dtype=np.float64)
         depth = self.dist - p[..., 2]
-        u = self.px + self.f * (p[..., 0] + self.tx) / depth
-        v = self.py + self.f * (p[..., 1] + self.ty) / depth
-        return np.stack([u, v], axis=-1)
+        out = np.empty(p.shape[:-1] + (2,))
+        out[..., 0] = self.px + self.f * (p[..., 0] + self.tx) / depth
+        out[..., 1] = self.py + self.f * (p[..., 1] + self.ty) / depth
+        return out
 
     def px_per_mm(self, z: float = 0.0) -> float:
         return self.f / (self.dist - z)
@@ -201,14 +203,11 @@ class FaceGeometry:
     mouth_open: float         # jaw drop, mm
 
 
-def build_geometry(shape: ShapeParams, expression: Mapping[str, float] | None = None,
-                   mouth_open: float = 0.0, eyes_closed: float = 0.0) -> FaceGeometry:
-    """3D landmarks and helper points of a face with the given shape and expression weights.
-
-    ``expression`` maps names in :data:`EXPRESSIONS` to weights (0..1, may overlap);
-    ``mouth_open`` is 0..1 (1 = jaw dropped ~22 mm); ``eyes_closed`` 0..1.
-    """
-    s = shape
+@functools.lru_cache(maxsize=256)
+def _shape_part(key: tuple[float, ...]) -> dict:
+    """Everything of :func:`build_geometry` that depends on the identity shape alone (cached per
+    shape value: a video of one identity re-uses it every frame). Read-only arrays."""
+    s = ShapeParams(*key)
     xy = _MEAN_XY.copy()
     # identity shape modes (mm per SD)
     xy[36:48, 0] += np.sign(xy[36:48, 0]) * 1.8 * s.eye_spacing
@@ -221,36 +220,18 @@ def build_geometry(shape: ShapeParams, expression: Mapping[str, float] | None = 
     xy[28:36, 1] = xy[28:36, 1] * nl
     xy[31:36, 0] *= 1 + 0.1 * s.nose_width
     fl = 1 + 0.05 * s.face_length
-    low = xy[:, 1] > 40
     mouth_shift = (fl - 1) * 60 + (nl - 1) * 30
     xy[48:68, 1] += mouth_shift
     xy[48:68, 0] *= 1 + 0.07 * s.mouth_width
     lip = 1 + 0.15 * s.lip_thickness
     mc = 65.5 + mouth_shift
     xy[48:60, 1] = mc + (xy[48:60, 1] - mc) * lip
-    del low
     dz = _DZ.copy()
     dz[28:36] *= 1 + 0.12 * s.nose_depth
     pts = np.zeros((68, 3))
     pts[:, :2] = xy
 
-    # expression
-    expr = dict(expression or {})
-    for name, w in expr.items():
-        if w:
-            d = _EXPR_DELTAS[name]
-            pts += w * d
-    surprise = float(expr.get("surprise", 0.0))
-    drop = 22.0 * float(np.clip(mouth_open + 0.75 * surprise, 0.0, 1.2))
-    pts[:, 1] += _MOUTH_DROP * drop
-    ec = float(np.clip(eyes_closed, 0.0, 1.0))
-    if ec > 0:
-        target = pts[_LOWER_LID, 1] - 0.4
-        pts[_UPPER_LID, 1] += ec * (target - pts[_UPPER_LID, 1])
-        pts[[36, 39, 42, 45], 1] += 0.8 * ec
-    pts[:, 2] = z_face(pts[:, 0], pts[:, 1]) + dz
-
-    # jaw: superellipse from ear to chin, follows the jaw drop
+    # jaw: superellipse from ear to chin (the jaw drop is added per expression)
     t = (np.arange(17) - 8) / 8 * (np.pi / 2)
     n = 2.3 + 0.45 * s.jaw_square
     st, ct = np.abs(np.sin(t)), np.abs(np.cos(t))
@@ -258,16 +239,9 @@ def build_geometry(shape: ShapeParams, expression: Mapping[str, float] | None = 
     jaw_x = np.sign(t) * half_w * st ** (2 / n) * (1 + 0.06 * s.jaw_width * ct ** 0.7)
     y_top, y_chin = 4.0, 113.0 + 60 * (fl - 1) + 4.0 * s.chin + mouth_shift * 0.5
     jaw_y = y_top + (y_chin - y_top) * ct ** (2 / n)
-    jaw_y += drop * np.clip((ct - 0.25) / 0.75, 0, 1) ** 0.8
-    zf = z_face(0.0, jaw_y) - 8.0 + 3.0 * s.chin * ct
-    z_side = 8.0
-    jaw_z = zf - (zf - z_side) * st ** 1.4
-    pts[0:17] = np.stack([jaw_x, jaw_y, jaw_z], axis=1)
+    drop_w = np.clip((ct - 0.25) / 0.75, 0, 1) ** 0.8
+    chin_z = 3.0 * s.chin * ct
     phi = np.linspace(0.0, np.pi / 2, N_ARC)
-    arcs = np.empty((17, N_ARC, 3))
-    arcs[:, :, 0] = jaw_x[:, None] * np.sin(phi)[None]
-    arcs[:, :, 1] = jaw_y[:, None]
-    arcs[:, :, 2] = jaw_z[:, None] + (zf - jaw_z)[:, None] * np.cos(phi)[None]
 
     # head ellipsoid (skull + face bulk); the jaw polygon clips its lower part
     radii = np.array([77.0 + 3.0 * s.head_width, 130.0 + 4.0 * s.head_height, 106.0])
@@ -283,21 +257,78 @@ def build_geometry(shape: ShapeParams, expression: Mapping[str, float] | None = 
     ear_r = np.stack([ex, ey, ez], axis=1)
     ears = np.stack([ear_r * [-1, 1, 1], ear_r])
 
+    cheeks = np.array([[-40.0, 30.0, 0], [40.0, 30.0, 0]])
+    cheeks[:, 2] = z_face(cheeks[:, 0], cheeks[:, 1])
+    forehead = np.array([0.0, -48.0, z_face(0.0, -48.0)])
+    out = dict(pts=pts, dz=dz, jaw_x=jaw_x, jaw_y=jaw_y, drop_w=drop_w, chin_z=chin_z, st14=st ** 1.4,
+               sin_phi=np.sin(phi), cos_phi=np.cos(phi), radii=radii, center=center, ears=ears,
+               cheeks=cheeks, forehead=forehead)
+    for v in out.values():
+        v.flags.writeable = False
+    out["nw"] = 1 + 0.1 * s.nose_width
+    out["iris_r"] = 5.8 * (1 + 0.03 * s.eye_size)
+    return out
+
+
+_SHAPE_FIELDS = tuple(f.name for f in fields(ShapeParams))
+_LINSPACE_3_5 = np.linspace(0, 3, 5)
+_ARANGE_4 = np.arange(4)
+
+
+def build_geometry(shape: ShapeParams, expression: Mapping[str, float] | None = None,
+                   mouth_open: float = 0.0, eyes_closed: float = 0.0) -> FaceGeometry:
+    """3D landmarks and helper points of a face with the given shape and expression weights.
+
+    ``expression`` maps names in :data:`EXPRESSIONS` to weights (0..1, may overlap);
+    ``mouth_open`` is 0..1 (1 = jaw dropped ~22 mm); ``eyes_closed`` 0..1.
+    """
+    sp = _shape_part(tuple(getattr(shape, f) for f in _SHAPE_FIELDS))
+    pts = sp["pts"].copy()
+
+    # expression
+    expr = dict(expression or {})
+    for name, w in expr.items():
+        if w:
+            d = _EXPR_DELTAS[name]
+            pts += w * d
+    surprise = float(expr.get("surprise", 0.0))
+    drop = 22.0 * float(np.clip(mouth_open + 0.75 * surprise, 0.0, 1.2))
+    pts[:, 1] += _MOUTH_DROP * drop
+    ec = float(np.clip(eyes_closed, 0.0, 1.0))
+    if ec > 0:
+        target = pts[_LOWER_LID, 1] - 0.4
+        pts[_UPPER_LID, 1] += ec * (target - pts[_UPPER_LID, 1])
+        pts[[36, 39, 42, 45], 1] += 0.8 * ec
+    pts[:, 2] = z_face(pts[:, 0], pts[:, 1]) + sp["dz"]
+
+    # jaw: superellipse from ear to chin, follows the jaw drop
+    jaw_x = sp["jaw_x"]
+    jaw_y = sp["jaw_y"] + drop * sp["drop_w"]
+    zf = z_face(0.0, jaw_y) - 8.0 + sp["chin_z"]
+    z_side = 8.0
+    jaw_z = zf - (zf - z_side) * sp["st14"]
+    pts[0:17, 0] = jaw_x
+    pts[0:17, 1] = jaw_y
+    pts[0:17, 2] = jaw_z
+    arcs = np.empty((17, N_ARC, 3))
+    arcs[:, :, 0] = jaw_x[:, None] * sp["sin_phi"][None]
+    arcs[:, :, 1] = jaw_y[:, None]
+    arcs[:, :, 2] = jaw_z[:, None] + (zf - jaw_z)[:, None] * sp["cos_phi"][None]
+
     # brows: tapered band around the brow polyline
     brows = np.zeros((2, 2, 5, 3))
-    thick = np.array([3.2, 4.2, 5.0, 5.6, 6.2])  # outer -> inner
-    for k, idx in enumerate((range(17, 22), range(26, 21, -1))):
-        c = pts[list(idx)]
-        brows[k, 0] = c + np.stack([0 * thick, -0.55 * thick, 0 * thick], 1)
-        brows[k, 1] = c + np.stack([0 * thick, 0.45 * thick, 0 * thick], 1)
+    brows[0, :, :, :2] = pts[17:22, :2]
+    brows[1, :, :, :2] = pts[26:21:-1, :2]
+    brows[:, 0, :, 1] += _BROW_UP  # c + (0, -0.55 thick, 0) / c + (0, 0.45 thick, 0)
+    brows[:, 1, :, 1] += _BROW_DOWN
     brows[:, :, :, 2] = z_face(brows[..., 0], brows[..., 1]) + 2.5
 
     # upper-lid crease: 4-5 mm above the upper lid
     crease = np.zeros((2, 5, 3))
     for k, idx in enumerate(([36, 37, 38, 39], [42, 43, 44, 45])):
         c = pts[idx]
-        lidx = np.interp(np.linspace(0, 3, 5), np.arange(4), c[:, 0])
-        lidy = np.interp(np.linspace(0, 3, 5), np.arange(4), c[:, 1])
+        lidx = np.interp(_LINSPACE_3_5, _ARANGE_4, c[:, 0])
+        lidy = np.interp(_LINSPACE_3_5, _ARANGE_4, c[:, 1])
         up = np.array([0.5, 4.2, 4.8, 4.0, 0.8]) * (1 - 0.25 * ec)
         crease[k, :, 0] = lidx
         crease[k, :, 1] = np.minimum(lidy, pts[idx[1:3], 1].min()) - up
@@ -305,19 +336,22 @@ def build_geometry(shape: ShapeParams, expression: Mapping[str, float] | None = 
 
     # nostrils
     nos = np.zeros((2, 3, 3))
-    nw = 1 + 0.1 * s.nose_width
+    nw = sp["nw"]
     for k, (a_i, b_i) in enumerate(((31, 32), (35, 34))):
         c = 0.45 * pts[a_i] + 0.55 * pts[b_i] + [0, -1.6, -2.0]
         nos[k, 0] = c
         nos[k, 1] = c + [3.2 * nw, 0.6 * (1 if k == 0 else -1), 0]
         nos[k, 2] = c + [0, 1.6, 0.5]
 
-    cheeks = np.array([[-40.0, 30.0, 0], [40.0, 30.0, 0]])
-    cheeks[:, 2] = z_face(cheeks[:, 0], cheeks[:, 1])
-    forehead = np.array([0.0, -48.0, z_face(0.0, -48.0)])
-    return FaceGeometry(lm=pts, jaw_arcs=arcs, head_center=center, head_radii=radii, ears=ears,
-                        brows=brows, iris_r=5.8 * (1 + 0.03 * s.eye_size), lid_crease=crease,
-                        nostrils=nos, cheeks=cheeks, forehead=forehead, mouth_open=drop)
+    return FaceGeometry(lm=pts, jaw_arcs=arcs, head_center=sp["center"].copy(), head_radii=sp["radii"].copy(),
+                        ears=sp["ears"].copy(), brows=brows, iris_r=sp["iris_r"], lid_crease=crease,
+                        nostrils=nos, cheeks=sp["cheeks"].copy(), forehead=sp["forehead"].copy(),
+                        mouth_open=drop)
+
+
+_BROW_THICK = np.array([3.2, 4.2, 5.0, 5.6, 6.2])  # outer -> inner
+_BROW_UP = -0.55 * _BROW_THICK
+_BROW_DOWN = 0.45 * _BROW_THICK
 
 
 def silhouette_jaw(arcs_2d: np.ndarray, outward: np.ndarray) -> np.ndarray:

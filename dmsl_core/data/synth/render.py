@@ -118,11 +118,27 @@ class FaceRenderer:
         self._strands = (strands - strands.min()) / (np.ptp(strands) + 1e-6)
         self._xs = np.arange(self.W, dtype=np.float32)
         self._ys = np.arange(self.H, dtype=np.float32)
+        self._gx = np.linspace(-1, 1, self.W, dtype=np.float32)[None, :]
         self._bg_cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._tex_tiles: dict[int, np.ndarray] = {}
+        # full-frame scratch canvases, reused from frame to frame (fresh large arrays cost page
+        # faults on every frame); a render pops a set and puts it back, so concurrent renders on
+        # one renderer never share one (list.pop / append are atomic)
+        self._spare: list[_Canvas] = []
 
     @property
     def size(self) -> tuple[int, int]:
         return self.W, self.H
+
+    def _tex_tile(self, step: int, box: D.Box) -> np.ndarray:
+        """``self._tex[(ys * step) % 128][:, (xs * step) % 128]`` over ``box`` (a read-only view of a
+        full-frame tiling built once per step)."""
+        tile = self._tex_tiles.get(step)
+        if tile is None:
+            tile = self._tex[(np.arange(self.H) * step) % 128][:, (np.arange(self.W) * step) % 128]
+            tile.flags.writeable = False
+            self._tex_tiles[step] = tile
+        return tile[box[1]:box[3], box[0]:box[2]]
 
     # ------------------------------------------------------------------ geometry
     def _pose(self, identity: Identity, state: FaceState) -> _Posed:
@@ -190,12 +206,15 @@ class FaceRenderer:
         return out
 
     # ------------------------------------------------------------------ ray casting
-    def _raycast(self, P: _Posed, center: np.ndarray, radii: np.ndarray, box: D.Box):
+    def _raycast(self, P: _Posed, center: np.ndarray, radii: np.ndarray, box: D.Box,
+                 cv: Optional["_Canvas"] = None):
         """Ray-cast an ellipsoid (head frame) over ``box``.
 
         Returns (alpha, hit point in head frame (3 planes), unit view-frame normal (3, h, w)).
         The smooth fields are solved on a 2x coarser grid and upsampled; the anti-aliased
         silhouette comes from the upsampled (smooth) discriminant at full resolution.
+        With ``cv`` the results are views of its reusable ray-cast block: valid until the next
+        ray cast with the same canvas (the callers use them before casting again).
         """
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
@@ -210,26 +229,72 @@ class FaceRenderer:
         o = np.array([-cam.tx, -cam.ty, cam.dist])
         oh = (Rt @ o - center) * inv
         g0, g1, g2 = Rt[:, 0] * inv, Rt[:, 1] * inv, Rt[:, 2] * inv
-        d = [(du * np.float32(g0[k]) + dv * np.float32(g1[k]) - np.float32(g2[k])) for k in range(3)]
-        a = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
-        b = d[0] * np.float32(oh[0]) + d[1] * np.float32(oh[1]) + d[2] * np.float32(oh[2])
+        # coarse grid, in place (the float32 operations of the formulas in the comments, in order)
+        d = []
+        for k in range(3):  # d[k] = du * g0[k] + dv * g1[k] - g2[k]
+            dk = du * np.float32(g0[k]) + dv * np.float32(g1[k])
+            dk -= np.float32(g2[k])
+            d.append(dk)
+        tmp = np.empty_like(d[0])
+
+        def dot(u, v):  # u[0] * v[0] + u[1] * v[1] + u[2] * v[2] (u: planes, v: planes or scalars)
+            acc = np.multiply(u[0], v[0])
+            acc += np.multiply(u[1], v[1], out=tmp)
+            acc += np.multiply(u[2], v[2], out=tmp)
+            return acc
+
+        a = dot(d, d)
+        b = dot(d, [np.float32(oh[0]), np.float32(oh[1]), np.float32(oh[2])])
         c = np.float32(oh @ oh - 1.0)
-        disc = b * b - a * c
-        t = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
-        q = [np.float32(oh[k]) + t * d[k] for k in range(3)]
+        disc = np.multiply(b, b)  # b * b - a * c
+        disc -= np.multiply(a, c, out=tmp)
+        t = np.negative(b, out=b)  # (-b - sqrt(max(disc, 0))) / a
+        t -= np.sqrt(np.maximum(disc, 0.0, out=tmp), out=tmp)
+        t /= a
+        q = []
+        for k in range(3):  # q[k] = oh[k] + t * d[k]
+            qk = np.multiply(t, d[k], out=d[k])
+            qk += np.float32(oh[k])
+            q.append(qk)
         R = P.R.astype(np.float32)
         nh = [q[k] * np.float32(inv[k]) for k in range(3)]
-        nv = [R[i, 0] * nh[0] + R[i, 1] * nh[1] + R[i, 2] * nh[2] for i in range(3)]
-        nn = 1.0 / (np.sqrt(nv[0] * nv[0] + nv[1] * nv[1] + nv[2] * nv[2]) + np.float32(1e-6))
-        planes = [disc / a] + [q[k] * np.float32(radii[k]) + np.float32(center[k]) for k in range(3)] + \
-            [nv[i] * nn for i in range(3)]
-        up = [cv2.resize(pl, (2 * hw, 2 * hh), interpolation=cv2.INTER_LINEAR)[:h, :w] for pl in planes]
+        nv = [dot(nh, R[i]) for i in range(3)]  # R[i, 0] * nh[0] + R[i, 1] * nh[1] + R[i, 2] * nh[2]
+        nn = dot(nv, nv)  # 1 / (|nv| + 1e-6)
+        np.sqrt(nn, out=nn)
+        nn += np.float32(1e-6)
+        np.divide(1.0, nn, out=nn)
+        disc /= a
+        planes = [disc]
+        for k in range(3):  # hit point: q[k] * radii[k] + center[k]
+            qk = q[k]
+            qk *= np.float32(radii[k])
+            qk += np.float32(center[k])
+            planes.append(qk)
+        for i in range(3):
+            nv[i] *= nn
+            planes.append(nv[i])
+        # all seven planes upsampled into one block (no per-plane arrays); views cropped to the box
+        shape = (7, 2 * hh, 2 * hw)
+        up = np.empty(shape, np.float32) if cv is None else cv.scratch("ray", shape)
+        for k, pl in enumerate(planes):
+            cv2.resize(pl, (2 * hw, 2 * hh), up[k], interpolation=cv2.INTER_LINEAR)
+        up = up[:, :h, :w]
         r_px = float(radii.min()) * P.ppm
-        alpha = np.clip(up[0] * np.float32(r_px * 0.5) + np.float32(0.5), 0.0, 1.0)
-        hit = [np.ascontiguousarray(u) for u in up[1:4]]
-        nv_full = np.stack(up[4:7])
-        nv_full *= 1.0 / (np.sqrt(nv_full[0] * nv_full[0] + nv_full[1] * nv_full[1] + nv_full[2] * nv_full[2])
-                          + np.float32(1e-6))
+        alpha = up[0]  # clip(disc / a * r_px / 2 + 1/2, 0, 1), in place
+        alpha *= np.float32(r_px * 0.5)
+        alpha += np.float32(0.5)
+        np.clip(alpha, 0.0, 1.0, out=alpha)
+        hit = [up[1], up[2], up[3]]
+        nv_full = up[4:7]
+        # nv_full *= 1 / (|nv_full| + 1e-6), in place
+        n2 = np.multiply(nv_full[0], nv_full[0])
+        tmp = np.multiply(nv_full[1], nv_full[1])
+        n2 += tmp
+        n2 += np.multiply(nv_full[2], nv_full[2], out=tmp)
+        np.sqrt(n2, out=n2)
+        n2 += np.float32(1e-6)
+        np.divide(1.0, n2, out=n2)
+        nv_full *= n2
         return alpha, hit, nv_full
 
     # ------------------------------------------------------------------ main entry
@@ -238,18 +303,33 @@ class FaceRenderer:
         """Draw one registered visible/thermal pair; ``rng`` drives sensor noise and JPEG quality."""
         if rng is None:
             rng = np.random.default_rng()
+        try:
+            cv = self._spare.pop()
+        except IndexError:
+            cv = _Canvas(self.W, self.H)
+        frame = self._render(identity, state, rng, cv)
+        if len(self._spare) < 4:  # keep a few (one per concurrent render), not one per thread ever seen
+            self._spare.append(cv)
+        return frame
+
+    def _render(self, identity: Identity, state: FaceState, rng: np.random.Generator,
+                cv: "_Canvas") -> SynthFrame:
         W, H = self.W, self.H
         P = self._pose(identity, state)
         bg_vis, bg_th = self._background(state.scene)
-        alb = bg_vis.copy()
-        T = bg_th + np.float32(state.ambient_c)
-        N = np.zeros((3, H, W), np.float32)
+        alb = cv.alb
+        np.copyto(alb, bg_vis)
+        T = np.add(bg_th, np.float32(state.ambient_c), out=cv.T)
+        N = cv.N
+        N[:2] = 0.0
         N[2] = 1.0
-        spec = np.zeros((H, W), np.float32)
-        person = np.zeros((H, W), np.float32)
+        spec = cv.spec
+        spec.fill(0.0)
+        person = cv.person
+        person.fill(0.0)
         amb_c = float(state.ambient_c)
         core = 34.0 + identity.skin_temp + 0.08 * (amb_c - 22.0)
-        layer = _Layers(alb, T, N, spec, person)
+        layer = _Layers(alb, T, N, spec, person, cv)
 
         self._draw_body(P, identity, state, layer, core)
         hair_v = max(identity.hair_volume, 1.0)
@@ -276,14 +356,18 @@ class FaceRenderer:
         self._draw_occlusions(P, identity, state, layer, amb_c, core)
         if state.breath > 0:
             c = P.proj(np.array([[0.0, 80.0, 125.0]]))[0]
-            acc = np.zeros((H, W), np.float32)
-            D.add_gauss(acc, (0, 0, W, H), c, 14 * P.ppm, 0.9 * state.breath, 20 * P.ppm)
-            T += acc
+            # added straight into T: the same sums as adding a zero canvas holding the blob
+            D.add_gauss(T, (0, 0, W, H), c, 14 * P.ppm, 0.9 * state.breath, 20 * P.ppm)
 
-        vis = self._shade(P, state, layer, shadow if roi is not None else None, roi, rng)
+        vis = self._shade(P, state, layer, shadow if roi is not None else None, roi, rng, cv)
         th_c, H_th = self._thermal_sensor(T, state, rng)
         lm = P.lm2d.copy()
-        th_u16 = np.round((th_c.astype(np.float64) + 273.15) * 100.0).clip(0, 65535).astype(np.uint16)
+        k = th_c.astype(np.float64)  # round((C + 273.15) * 100), in place
+        k += 273.15
+        k *= 100.0
+        np.round(k, out=k)
+        np.clip(k, 0, 65535, out=k)
+        th_u16 = k.astype(np.uint16)
         return SynthFrame(vis=vis, th_celsius=th_c, th_u16=th_u16, th_u8=_agc(th_c), landmarks=lm,
                           boundary=boundary_from_points(lm), homography_th_to_vis=H_th, state=state)
 
@@ -312,7 +396,7 @@ class FaceRenderer:
             a = D.fill([body2d], box)
             u = (self._xs[box[0]:box[2]] - float(body2d[:, 0].mean())) / max(float(np.ptp(body2d[:6, 0])), 1.0)
             nx = np.clip(u * 1.1, -0.9, 0.9)[None, :]
-            n = np.zeros((3,) + a.shape, np.float32)
+            n = np.zeros((3, 1, a.shape[1]), np.float32)  # per column, broadcast over the rows
             n[0] = nx
             n[1] = -0.15
             n[2] = np.sqrt(1 - nx * nx - 0.0225)
@@ -349,7 +433,8 @@ class FaceRenderer:
         if nbox is not None:
             a = D.fill([neck2d], nbox)
             u = (self._xs[nbox[0]:nbox[2]] - float(neck2d[:, 0].mean())) / max(float(np.ptp(neck2d[:, 0])) / 2, 1.0)
-            nx = np.clip(u, -0.95, 0.95)[None, :] * np.ones((a.shape[0], 1), np.float32)
+            # per-column fields (1, w), broadcast over the rows by the blend
+            nx = np.clip(u, -0.95, 0.95)[None, :]
             n = np.stack([nx, np.full_like(nx, 0.05), np.sqrt(np.maximum(1 - nx * nx, 0.01))])
             tn = core + 0.3 - 1.2 * (np.abs(nx) ** 3)
             L.paint(a, nbox, skin_tone(ident) * 0.9, tn, n, 0.05)
@@ -398,22 +483,20 @@ class FaceRenderer:
         geo, lm, ppm = P.geo, P.lm2d, P.ppm
         x0, y0, x1, y1 = roi
         h, w = y1 - y0, x1 - x0
-        ell_a, hit, nrm = self._raycast(P, geo.head_center, geo.head_radii, roi)
+        ell_a, hit, nrm = self._raycast(P, geo.head_center, geo.head_radii, roi, L.cv)
         big = 4.0 * max(w, h)
         out, up = P.outward, P.up
         jaw = lm[0:17]
         clip = np.concatenate([[jaw[0] - out * big], jaw, [jaw[16] + out * big, jaw[16] + out * big + up * big,
                                                            jaw[0] - out * big + up * big]])
-        clip_a = D.fill([clip], roi)
-        jaw_a = D.fill([jaw], roi)
-        head_a = np.maximum(ell_a * clip_a, jaw_a)
+        head_a = D.fill([clip], roi)  # max(ell_a * clip_a, jaw_a)
+        head_a *= ell_a
+        np.maximum(head_a, D.fill([jaw], roi), out=head_a)
         fallback = (P.R @ _norm([0, 0.35, 0.94])).astype(np.float32)
-        nrm = np.where(ell_a > 0.01, nrm, fallback[:, None, None])
+        np.copyto(nrm, fallback[:, None, None], where=~(ell_a > 0.01))  # nrm is ours: in place
         skin = skin_tone(ident)
 
         # skin colour and temperature fields
-        col = np.empty((3, h, w), np.float32)
-        col[:] = skin[:, None, None]
         red = np.zeros((h, w), np.float32)
         tf = np.full((h, w), core, np.float32)
         mm = ppm
@@ -422,9 +505,11 @@ class FaceRenderer:
             D.add_gauss(red, roi, c, 14 * mm, 1.0)
             D.add_gauss(tf, roi, c, 15 * mm, -1.1)
         D.add_gauss(red, roi, lm[30], 7 * mm, 0.7)
-        col[0] += 0.05 * red
-        col[1] -= 0.03 * red
-        col[2] -= 0.02 * red
+        # col = skin + (0.05, -0.03, -0.02) * red, per channel
+        col = np.empty((3, h, w), np.float32)
+        np.add(np.multiply(red, 0.05, out=col[0]), skin[0], out=col[0])
+        np.subtract(skin[1], np.multiply(red, 0.03, out=col[1]), out=col[1])
+        np.subtract(skin[2], np.multiply(red, 0.02, out=col[2]), out=col[2])
         fore = P.proj(geo.forehead[None])[0]
         D.add_gauss(tf, roi, fore, 30 * mm, 0.7, 22 * mm)
         D.add_gauss(tf, roi, lm[27], 9 * mm, 0.6)
@@ -437,8 +522,13 @@ class FaceRenderer:
             D.add_gauss(tf, roi, lm[i], 5 * mm, -0.6 * nc)
         D.add_gauss(tf, roi, 0.5 * (lm[62] + lm[66]), 12 * mm, 0.5, 6 * mm)
         D.add_gauss(tf, roi, lm[8], 16 * mm, -0.6)
-        edge = np.clip(1.0 - nrm[2], 0.0, 1.0)
-        tf -= 2.8 * edge * np.sqrt(edge)
+        # tf -= 2.8 * edge * sqrt(edge), edge = clip(1 - nz, 0, 1) (in red's buffer: red is used up)
+        edge = np.subtract(1.0, nrm[2], out=red)
+        np.clip(edge, 0.0, 1.0, out=edge)
+        root = np.sqrt(edge)
+        edge *= 2.8
+        edge *= root
+        tf -= edge
         spec_w = np.full((h, w), 0.08, np.float32)
         D.add_gauss(spec_w, roi, lm[30], 6 * mm, 0.12)
         D.add_gauss(spec_w, roi, fore, 22 * mm, 0.06)
@@ -537,21 +627,36 @@ class FaceRenderer:
         self._draw_mouth(P, ident, state, L, roi, head_a, ao_f)
 
         # apply creases: darker in visible, slightly warmer in thermal
-        fine = D.blur(ao_f.astype(np.float32) * np.float32(1 / 255), max(0.6, 0.45 * mm))
-        broad = D.blur(ao_b.astype(np.float32) * np.float32(1 / 255), max(1.0, 3.5 * mm))
-        sl = (slice(y0, y1), slice(x0, x1))
-        dark = 1.0 - head_a * (0.5 * fine + 0.3 * broad)
+        fine = D.blur(D._alpha(ao_f), max(0.6, 0.45 * mm))
+        broad = D.blur(D._alpha(ao_b), max(1.0, 3.5 * mm))
+        # alb *= 1 - head_a * (0.5 * fine + 0.3 * broad); T += head_a * (0.5 * broad + 0.3 * fine)
+        dark = np.multiply(fine, 0.5)
+        tmp = np.multiply(broad, 0.3)
+        dark += tmp
+        dark *= head_a
+        np.subtract(1.0, dark, out=dark)
         L.alb[:, y0:y1, x0:x1] *= dark
-        L.T[sl] += head_a * (0.5 * broad + 0.3 * fine)
+        warm = np.multiply(broad, 0.5, out=dark)
+        warm += np.multiply(fine, 0.3, out=tmp)
+        warm *= head_a
+        L.T[y0:y1, x0:x1] += warm
 
         # height bump -> normal perturbation and a cast shadow (nose)
-        hb = D.blur(bump.astype(np.float32) * np.float32(14.0 * mm / 255), max(1.0, 2.5 * mm))
-        gx = cv2.Sobel(hb, cv2.CV_32F, 1, 0, ksize=3) * np.float32(0.125)
-        gy = cv2.Sobel(hb, cv2.CV_32F, 0, 1, ksize=3) * np.float32(0.125)
+        hb = D.blur(np.multiply(bump, np.float32(14.0 * mm / 255), dtype=np.float32), max(1.0, 2.5 * mm))
+        # N -= head_a * (Sobel(hb) / 8) in x and y, then N *= 1 / (|N| + 1e-6)
         Nroi = L.N[:, y0:y1, x0:x1]
-        Nroi[0] -= head_a * gx
-        Nroi[1] -= head_a * gy
-        Nroi *= 1.0 / (np.sqrt(Nroi[0] * Nroi[0] + Nroi[1] * Nroi[1] + Nroi[2] * Nroi[2]) + np.float32(1e-6))
+        for k, (ox, oy) in enumerate(((1, 0), (0, 1))):
+            g = cv2.Sobel(hb, cv2.CV_32F, ox, oy, ksize=3)
+            g *= np.float32(0.125)
+            g *= head_a
+            Nroi[k] -= g
+        n2 = np.multiply(Nroi[0], Nroi[0], out=tmp)
+        n2 += np.multiply(Nroi[1], Nroi[1], out=g)
+        n2 += np.multiply(Nroi[2], Nroi[2], out=g)
+        np.sqrt(n2, out=n2)
+        n2 += np.float32(1e-6)
+        np.divide(1.0, n2, out=n2)
+        Nroi *= n2
         shadow = np.zeros_like(head_a)
         sb = _intersect(D.bbox(np.concatenate([lm[27:36], lm[48:68]]), 12 * mm, self.W, self.H), roi)
         if sb is not None:
@@ -575,7 +680,7 @@ class FaceRenderer:
         a *= head_a[sy, sx] * np.float32(opacity)
         if texture > 0:
             th, tw = a.shape
-            tex = self._tex[(np.arange(box[1], box[3]) * 3) % 128][:, (np.arange(box[0], box[2]) * 3) % 128]
+            tex = self._tex_tile(3, box)
             a *= (1 - texture) + texture * tex
         x0, y0, x1, y1 = box
         tcur = L.T[y0:y1, x0:x1]
@@ -691,7 +796,7 @@ class FaceRenderer:
         style = ident.hair_style
         geo = P.geo
         shell = geo.head_radii + np.array([vol, vol * 1.15, vol])
-        a_sh, hit, nrm = self._raycast(P, geo.head_center, shell, roi)
+        a_sh, hit, nrm = self._raycast(P, geo.head_center, shell, roi, L.cv)
         # work only on the pixels that see the shell (1-D gathers), then scatter back
         idx = np.flatnonzero(a_sh > 0.002)
         if idx.size == 0:
@@ -702,7 +807,7 @@ class FaceRenderer:
         hx = (hit[0].ravel()[idx] - c0[0]) * k[0] + c0[0]
         hy = (hit[1].ravel()[idx] - c0[1]) * k[1] + c0[1]
         hz = (hit[2].ravel()[idx] - c0[2]) * k[2] + c0[2]
-        theta = np.degrees(np.arctan2(np.abs(hx), hz)).astype(np.float32)
+        theta = np.degrees(np.arctan2(np.abs(hx), hz)).astype(np.float32, copy=False)
         yf = -70.0 + 48.0 * ident.hairline
         knots = [0, 30, 60, 78, 88, 100, 130, 180]
         if style == "short":
@@ -716,12 +821,21 @@ class FaceRenderer:
         yline = np.interp(theta, knots, vals).astype(np.float32)
         if style in ("medium", "long") and abs(ident.hair_part) > 0:
             yline += np.float32(ident.hair_part * 0.25) * hx * (theta < 60)
-        tex = self._tex[(hy * 1.3).astype(np.int32) % 128, (hx * 1.3).astype(np.int32) % 128]
+        # self._tex[iy % 128, ix % 128] as one flat take (x % 128 == x & 127, negatives included)
+        tex = np.take(self._tex.ravel(), (((hy * 1.3).astype(np.int32) & 127) << 7) | ((hx * 1.3).astype(np.int32) & 127))
         yline += (tex - 0.5) * 5.0
         zone = np.clip((yline - hy) * 0.5 + 0.5, 0.0, 1.0)
         if style == "bald":
             low = np.interp(theta, [0, 85, 100, 180], [400, 400, -16, -48]).astype(np.float32)
             zone *= np.clip((hy - low) * 0.5 + 0.5, 0.0, 1.0)
+        # only the pixels with hair (zone > 0) are painted: carry on with those, in the bounding box
+        # of them (elsewhere the alpha is 0 and the layer changes nothing)
+        keep = np.flatnonzero(zone)
+        L.box = D.union(L.box, roi)  # the lighting still covers the whole layer box
+        L.spec_box = D.union(L.spec_box, roi)
+        if keep.size == 0:
+            return
+        idx, zone, hx, hy, yline, theta, tex = (v[keep] for v in (idx, zone, hx, hy, yline, theta, tex))
         thick = np.clip((yline - hy) * np.float32(1 / 14.0), 0.0, 1.0)
         sidx = ((np.copysign(theta, hx) * 3.0 + hy * 0.04 + tex * 6.0 + ident.index * 37).astype(np.int32)) \
             % len(self._strands)
@@ -729,14 +843,18 @@ class FaceRenderer:
         shade = 0.8 + 0.35 * strand
         hc = np.array(ident.hair, np.float32)
         t1 = np.float32(amb + 4.0) + np.float32(0.55 * (core - amb - 4.0)) * (1 - thick) + (strand - 0.5) * 0.8
-        a = np.zeros(a_sh.shape, np.float32)
-        a.ravel()[idx] = a_sh.ravel()[idx] * zone
-        col = np.zeros((3,) + a_sh.shape, np.float32)
+        rows, cols = np.divmod(idx, a_sh.shape[1])
+        r0, r1, q0, q1 = int(rows[0]), int(rows[-1]) + 1, int(cols.min()), int(cols.max()) + 1  # idx is sorted
+        loc = (rows - r0) * (q1 - q0) + (cols - q0)  # flat index inside the sub-box
+        a = np.zeros((r1 - r0, q1 - q0), np.float32)
+        a.ravel()[loc] = a_sh[r0:r1, q0:q1].ravel()[loc] * zone
+        col = np.zeros((3,) + a.shape, np.float32)
         for c in range(3):
-            col[c].ravel()[idx] = shade * hc[c]
-        t_hair = np.zeros(a_sh.shape, np.float32)
-        t_hair.ravel()[idx] = t1
-        L.paint(a, roi, col, t_hair, nrm, 0.18)
+            col[c].ravel()[loc] = shade * hc[c]
+        t_hair = np.zeros(a.shape, np.float32)
+        t_hair.ravel()[loc] = t1
+        sub = (roi[0] + q0, roi[1] + r0, roi[0] + q1, roi[1] + r1)
+        L.paint(a, sub, col, t_hair, nrm[:, r0:r1, q0:q1], 0.18)
 
     # ------------------------------------------------------------------ occlusions
     def _draw_occlusions(self, P: _Posed, ident: Identity, state: FaceState, L: "_Layers", amb: float,
@@ -764,7 +882,7 @@ class FaceRenderer:
                 c2 = np.array(ident.clothing, np.float32)
                 vv = self._ys[box[1]:box[3]][:, None] + 0.3 * self._xs[box[0]:box[2]][None, :]
                 stripe = (np.sin(vv / max(2.0, 9 * mm) * 2 * np.pi) > 0.3).astype(np.float32)
-                knit = self._tex[(np.arange(box[1], box[3]) * 5) % 128][:, (np.arange(box[0], box[2]) * 5) % 128]
+                knit = self._tex_tile(5, box)
                 col = np.stack([(c1[c] + (c2[c] - c1[c]) * stripe) * (0.85 + 0.25 * knit) for c in range(3)])
                 tmap = np.float32(amb + 7.5) + 0.8 * knit
                 D.add_gauss(tmap, box, top2d[len(top2d) // 2], 25 * mm, 1.5)
@@ -860,11 +978,11 @@ class FaceRenderer:
         if box is None:
             return
         # the dome: ray-cast the hat ellipsoid, keep what lies above the (tilted) rim
-        a_sh, hit, nrm = self._raycast(P, c0, r, box)
+        a_sh, hit, nrm = self._raycast(P, c0, r, box, L.cv)
         theta = np.arctan2(hit[0] - np.float32(c0[0]), hit[2] - np.float32(c0[2]))
         ycut_px = np.float32(cut) + np.float32(rise / 2) * (1 - np.cos(theta))
         a = a_sh * np.clip((ycut_px - hit[1]) * 0.7 + 0.5, 0.0, 1.0)
-        knit = self._tex[(np.arange(box[1], box[3]) * 4) % 128][:, (np.arange(box[0], box[2]) * 4) % 128]
+        knit = self._tex_tile(4, box)
         colmap = np.stack([col[c] * (0.9 + 0.2 * knit) for c in range(3)])
         L.paint(a, box, colmap, amb + 4.0 + 0.5 * knit, nrm, 0.04)
         th = np.radians(np.linspace(-180, 180, 36, endpoint=False))
@@ -928,7 +1046,9 @@ class FaceRenderer:
 
     # ------------------------------------------------------------------ lighting and sensors
     def _shade(self, P: _Posed, state: FaceState, L: "_Layers", shadow: Optional[np.ndarray],
-               roi: Optional[D.Box], rng: np.random.Generator) -> np.ndarray:
+               roi: Optional[D.Box], rng: np.random.Generator, cv: "_Canvas") -> np.ndarray:
+        # (in-place numpy with ``out=``: the very float32 operations of the plain expressions in the
+        # comments, in the same order up to commutation, without full-frame temporaries)
         W, H = self.W, self.H
         az, el = float(np.radians(state.light_azimuth)), float(np.radians(state.light_elevation))
         Ld = np.array([np.sin(az) * np.cos(el), -np.sin(el), np.cos(az) * np.cos(el)], np.float32)
@@ -936,44 +1056,70 @@ class FaceRenderer:
         light = float(np.clip(state.light, 0.0, 1.5))
         gain = float(np.clip(0.9 / max(light, 1e-3), 1.0, 2.6))
         expo = np.float32(light * gain)
-        gx = np.linspace(-1, 1, W, dtype=np.float32)[None, :]
-        bg_shade = np.float32(amb + (1 - amb) * max(float(Ld[2]), 0.2) * 0.85) * (1 + np.float32(0.35 * np.sin(az)) * gx)
-        lum = np.empty((H, W), np.float32)
+        zero = np.float32(0.0)
+        bg_shade = np.float32(amb + (1 - amb) * max(float(Ld[2]), 0.2) * 0.85) * \
+            (1 + np.float32(0.35 * np.sin(az)) * self._gx)
+        lum = cv.lum
         lum[:] = np.sqrt(bg_shade * expo)
-        add = np.zeros((H, W), np.float32)
+        # sensor noise first (same random stream as before): add = noise + black level
+        sigma = 0.004 + 0.007 * gain
+        cv2.setRNGSeed(int(rng.integers(0, 2 ** 31 - 1)))  # OpenCV's per-thread RNG, seeded from rng
+        add = cv.add
+        cv2.randn(add, 0.0, sigma)
+        cnoise = cv.cnoise
+        cv2.randn(cnoise, (0.0, 0.0, 0.0), (sigma * 0.6,) * 3)
+        add += np.float32(0.006)
         if L.box is not None:
             x0, y0, x1, y1 = L.box
             N = L.N[:, y0:y1, x0:x1]
-            diff = np.maximum(N[0] * Ld[0] + N[1] * Ld[1] + N[2] * Ld[2], np.float32(0.0))
+            # diff = max(N . Ld, 0)
+            diff = np.multiply(N[0], Ld[0])
+            tmp = np.multiply(N[1], Ld[1])
+            diff += tmp
+            diff += np.multiply(N[2], Ld[2], out=tmp)
+            np.maximum(diff, zero, out=diff)
             if shadow is not None and roi is not None:
                 sb = _intersect(roi, L.box)
                 if sb is not None:
                     diff[sb[1] - y0:sb[3] - y0, sb[0] - x0:sb[2] - x0] *= 1.0 - shadow[sb[1] - roi[1]:sb[3] - roi[1],
                                                                                      sb[0] - roi[0]:sb[2] - roi[0]]
-            shade = np.float32(amb * 0.75) + np.float32(amb * 0.25) * N[2] + np.float32(1 - amb) * diff
+            # shade = amb * 0.75 + amb * 0.25 * N[2] + (1 - amb) * diff, blended over the background
+            # shade by the person mask: bgb + person * (shade - bgb)
+            shade = np.multiply(N[2], np.float32(amb * 0.25), out=tmp)
+            shade += np.float32(amb * 0.75)
+            diff *= np.float32(1 - amb)
+            shade += diff
             bgb = bg_shade[:, x0:x1]
-            shade = bgb + L.person[y0:y1, x0:x1] * (shade - bgb)
-            lum[y0:y1, x0:x1] = np.sqrt(np.maximum(shade * expo, np.float32(0.0)))  # ~display gamma
+            shade -= bgb
+            shade *= L.person[y0:y1, x0:x1]
+            shade += bgb
+            shade *= expo
+            np.maximum(shade, zero, out=shade)
+            np.sqrt(shade, out=lum[y0:y1, x0:x1])  # ~display gamma
         if L.spec_box is not None:
             x0, y0, x1, y1 = L.spec_box
             N = L.N[:, y0:y1, x0:x1]
             hv = Ld + np.array([0, 0, 1.0], np.float32)
             hv /= np.linalg.norm(hv)
-            ndh = np.maximum(N[0] * hv[0] + N[1] * hv[1] + N[2] * hv[2], np.float32(0.0))
-            n2 = ndh * ndh
-            n4 = n2 * n2
-            n8 = n4 * n4
-            add[y0:y1, x0:x1] = L.spec[y0:y1, x0:x1] * (n8 * n8 * n8) * expo
-        alb = L.alb
-        sigma = 0.004 + 0.007 * gain
-        cv2.setRNGSeed(int(rng.integers(0, 2 ** 31 - 1)))  # OpenCV's per-thread RNG, seeded from rng
-        noise = np.empty((H, W), np.float32)
-        cv2.randn(noise, 0.0, sigma)
-        cnoise = np.empty((H // 2, W // 2, 3), np.float32)
-        cv2.randn(cnoise, (0.0, 0.0, 0.0), (sigma * 0.6,) * 3)
-        add += noise + np.float32(0.006)  # + black level
-        vis = cv2.merge([alb[0] * lum + add, alb[1] * lum + add, alb[2] * lum + add])
-        vis = cv2.add(vis, cv2.resize(cnoise, (W, H), interpolation=cv2.INTER_NEAREST))
+            # add += spec * max(N . hv, 0) ** 24 * expo
+            ndh = np.multiply(N[0], hv[0])
+            tmp = np.multiply(N[1], hv[1])
+            ndh += tmp
+            ndh += np.multiply(N[2], hv[2], out=tmp)
+            np.maximum(ndh, zero, out=ndh)
+            np.multiply(ndh, ndh, out=ndh)  # n2
+            np.multiply(ndh, ndh, out=ndh)  # n4
+            np.multiply(ndh, ndh, out=ndh)  # n8
+            n24 = np.multiply(ndh, ndh, out=tmp)
+            n24 *= ndh
+            n24 *= L.spec[y0:y1, x0:x1]
+            n24 *= expo
+            add[y0:y1, x0:x1] += n24
+        # vis = merge(alb[c] * lum + add) + the chroma noise (upsampled), clipped, to uint8
+        rgb = np.multiply(L.alb, lum, out=cv.rgb)
+        rgb += add
+        vis = cv2.merge([rgb[0], rgb[1], rgb[2]], cv.vis)
+        vis += cv2.resize(cnoise, (W, H), cv.cnoise_up, interpolation=cv2.INTER_NEAREST)
         np.clip(vis, 0.0, 1.0, out=vis)
         out = cv2.convertScaleAbs(vis, alpha=255.0)
         if self.jpeg:
@@ -995,18 +1141,62 @@ class FaceRenderer:
         s = D.blur(s, 0.7)
         s = s + self._fpn + self._vignette + rng.standard_normal(s.shape, dtype=np.float32) * np.float32(0.06)
         out = cv2.resize(s, (W, H), interpolation=cv2.INTER_LINEAR)
-        return out.astype(np.float32), Hm
+        return out.astype(np.float32, copy=False), Hm
+
+
+class _Canvas:
+    """Full-frame float32 scratch canvases of one render (reused by the next one)."""
+
+    def __init__(self, W: int, H: int) -> None:
+        self.alb = np.empty((3, H, W), np.float32)
+        self.N = np.empty((3, H, W), np.float32)
+        self.T = np.empty((H, W), np.float32)
+        self.spec = np.empty((H, W), np.float32)
+        self.person = np.empty((H, W), np.float32)
+        # lighting (_shade)
+        self.lum = np.empty((H, W), np.float32)
+        self.add = np.empty((H, W), np.float32)
+        self.cnoise = np.empty((H // 2, W // 2, 3), np.float32)
+        self.cnoise_up = np.empty((H, W, 3), np.float32)
+        self.rgb = np.empty((3, H, W), np.float32)
+        self.vis = np.empty((H, W, 3), np.float32)
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def scratch(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised float32 array of ``shape`` in the (grow-only) scratch block ``key``."""
+        n = int(np.prod(shape))
+        buf = self._scratch.get(key)
+        if buf is None or buf.size < n:  # grow with headroom: the boxes change a little every frame
+            buf = self._scratch[key] = np.empty(n + n // 4 + 1024, np.float32)
+        return buf[:n].reshape(shape)
 
 
 class _Layers:
     """The canvases every layer paints into: colour, temperature, normal, specular, person mask."""
 
-    def __init__(self, alb: np.ndarray, T: np.ndarray, N: np.ndarray, spec: np.ndarray, person: np.ndarray):
+    def __init__(self, alb: np.ndarray, T: np.ndarray, N: np.ndarray, spec: np.ndarray, person: np.ndarray,
+                 cv: Optional[_Canvas] = None):
         self.alb, self.T, self.N, self.spec, self.person = alb, T, N, spec, person
+        self.cv = cv  # scratch memory of this render
         self.box: Optional[D.Box] = None      # union of the surface layers (lighting is computed there)
         self.spec_box: Optional[D.Box] = None  # union of the layers with a specular weight
 
     def paint(self, a: np.ndarray, box: D.Box, rgb, temp=None, normal=None, spec=None) -> None:
+        if spec is not None:
+            self.spec_box = D.union(self.spec_box, box)
+        if normal is not None:
+            self.box = D.union(self.box, box)
+        if a.size >= _CROP_MIN_PX:
+            # a zero alpha leaves a pixel as it is: blend only inside the bounding box of the
+            # non-zero alpha (the lighting boxes above stay those of the whole layer)
+            x, y, w, h = cv2.boundingRect(cv2.compare(a, 0.0, cv2.CMP_NE))
+            if w == 0:
+                return
+            if w * h < a.size:
+                sy, sx = slice(y, y + h), slice(x, x + w)
+                box = (box[0] + x, box[1] + y, box[0] + x + w, box[1] + y + h)
+                a = a[sy, sx]
+                rgb, temp, normal, spec = (_crop(v, sy, sx) for v in (rgb, temp, normal, spec))
         if rgb is not None:
             D.paint(self.alb, a, box, rgb)
         if temp is not None:
@@ -1015,10 +1205,19 @@ class _Layers:
             D.paint(self.N, a, box, normal)
         if spec is not None:
             D.paint(self.spec, a, box, spec)
-            self.spec_box = D.union(self.spec_box, box)
         if normal is not None:
             D.paint(self.person, a, box, 1.0)
-            self.box = D.union(self.box, box)
+
+
+_CROP_MIN_PX = 2048  # alpha masks from this size on are cropped to their non-zero part before blending
+
+
+def _crop(v, sy: slice, sx: slice):
+    """A per-pixel colour (..., h, w) of a box cut to the sub-box; scalars, vectors and broadcast
+    axes (length 1) pass as they are."""
+    if not isinstance(v, np.ndarray) or v.ndim < 2:
+        return v
+    return v[..., sy if v.shape[-2] != 1 else slice(None), sx if v.shape[-1] != 1 else slice(None)]
 
 
 def skin_tone(ident: Identity) -> np.ndarray:
@@ -1067,4 +1266,8 @@ def _agc(th_c: np.ndarray) -> np.ndarray:
     sample = th_c[::3, ::3]
     lo, hi = np.percentile(sample, [1.0, 99.7])
     hi = max(hi, lo + 2.0)
-    return np.clip((th_c - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    v = np.subtract(th_c, lo)  # clip((th_c - lo) * (255 / (hi - lo)) + 0.5, 0, 255), in place (float64)
+    v *= 255.0 / (hi - lo)
+    v += 0.5
+    np.clip(v, 0, 255, out=v)
+    return v.astype(np.uint8)

@@ -5,7 +5,7 @@ settings. Grammar: ``scheme:target?key=value&key=value`` (``scheme://target`` al
 target holding ``|`` or ``+`` must be quoted in a shell)::
 
     demo                                  the synthetic live demo (a head that turns, talks, gets
-    demo:?fps=25&size=320x256&seed=0&cycle=20&realtime=1&frames=N&rig=0
+    demo:?fps=25&size=320x256&seed=0&cycle=20&realtime=1&frames=N&rig=0&render=process
                                           occluded; the light fades to dark and back each cycle)
     pair:VIS.mp4|TH.mp4                   two recordings (Duo Pro R style); TH may be a video or a
     pair:VIS.mp4|TIFF_DIR?sync=ratio      folder of 16-bit TIFF / PNG / .npy frames
@@ -105,7 +105,8 @@ def _demo(u: SourceURI, realtime: Optional[bool]) -> DemoSource:
     rt = u.opt_bool("realtime", True) if realtime is None or "realtime" in u.options else realtime
     frames = u.opt_int("frames")
     return DemoSource(u.text, size=size, fps=u.opt_float("fps", 25.0), cycle=u.opt_float("cycle", 20.0),
-                      seed=u.opt_int("seed", 0), realtime=rt, frames=frames, rig=u.opt_bool("rig", False))
+                      seed=u.opt_int("seed", 0), realtime=rt, frames=frames, rig=u.opt_bool("rig", False),
+                      render=u.opt("render") or None)
 
 
 def _folder(u: SourceURI, path: str) -> FrameSource:

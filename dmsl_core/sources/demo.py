@@ -13,6 +13,12 @@ light fades to dark and back once per cycle.
   occlusions (a hand, glasses) run through the cycle.
 - ``rig=1``: the thermal image is shifted/scaled like a side-by-side dual-sensor rig and each
   pair carries the thermal->visible homography; ``rig=0`` (default): pixel-registered.
+- ``render=process|thread``: where the frames are drawn. ``process`` (the default of a paced demo)
+  draws them in a child process, one frame ahead, as a camera's frames come from its driver: the
+  renderer is ~20 ms of Python per frame and, in this process, it held the interpreter lock against
+  the pipeline and the window (on 2 cores the app then drew 23-24 of the demo's 25 fps). ``thread``
+  (the default with ``realtime=0``: headless runs and tests get frames as fast as they render)
+  draws them on the consuming thread. A child that cannot start falls back to ``thread``, logged.
 - Ground truth goes into ``meta["landmarks_gt"]`` (visible pixels), ``meta["landmarks_gt_th"]``
   (thermal pixels) and ``meta["state"]`` (the scripted state).
 
@@ -21,7 +27,14 @@ a small built-in drawing stands in.
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Iterator, Optional
@@ -31,6 +44,8 @@ import numpy as np
 
 from ..frames import FramePair
 from .base import FrameSource, SourceError
+
+log = logging.getLogger("dmsl.sources")
 
 
 @dataclass
@@ -252,6 +267,170 @@ class DemoScene:
                                "files": {"vis": "", "th": ""}})
 
 
+#: Seconds the render process may take to start (an interpreter, the renderer imported, one frame
+#: drawn; past it the demo renders on its own thread) and for any later frame (past it: an error).
+RENDER_START_TIMEOUT_S = 30.0
+RENDER_FRAME_TIMEOUT_S = 10.0
+#: A frame asked for more than this long before its consumer came for it (a pause) is not shown.
+RENDER_STALE_S = 0.5
+
+
+def _render_child_main() -> None:
+    """The render process (``python -c "...; _render_child_main()"``): the scene's options, then frame
+    indices, arrive pickled on stdin; ``("ready", pid)`` and then ``(index, FramePair | error text)``
+    leave pickled on stdout. Ends on ``None`` or when stdin closes (the parent ended)."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)                     # anything printed goes to stderr, never into the frame stream
+    inp = sys.stdin.buffer
+    try:
+        cv2.setNumThreads(1)          # one core's worth: the pipeline and the window have the rest
+    except Exception:  # noqa: BLE001 - a best-effort setting
+        pass
+
+    def send(obj) -> bool:
+        try:
+            pickle.dump(obj, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    try:
+        scene = DemoScene(**pickle.load(inp))
+        scene.pair(0)                 # imports and warms the renderer before saying ready
+    except Exception as exc:  # noqa: BLE001 - said to the parent, which falls back to its own thread
+        send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    if not send(("ready", os.getpid())):
+        return
+    while True:
+        try:
+            index = pickle.load(inp)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return
+        if index is None:
+            return
+        try:
+            frame = scene.pair(int(index))
+        except Exception as exc:  # noqa: BLE001 - sent back and raised there, with the frame
+            frame = f"{type(exc).__name__}: {exc}"
+        if not send((int(index), frame)):
+            return
+
+
+_CHILD_CODE = "from dmsl_core.sources.demo import _render_child_main; _render_child_main()"
+
+
+class _RenderProcess:
+    """A child process that renders the demo's frames (see ``render=process`` in the module doc).
+
+    A plain interpreter running only this module (not ``multiprocessing``: its spawn would import
+    the parent's ``__main__`` - the whole app, 3.8 s and 340 MB - where this child needs 0.3 s and
+    75 MB). A reader thread turns its stdout into a queue, so waiting for a frame can time out and
+    notice the source closing."""
+
+    def __init__(self, scene_kwargs: dict, start_timeout: float = None) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["OMP_NUM_THREADS"] = "1"
+        self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, close_fds=True)
+        self.frames = 0          # frames received
+        self.requested = 0       # frames asked for (each is rendered once)
+        self._lock = threading.Lock()
+        self._ended = False
+        self._inbox: "queue.Queue" = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="dmsl-demo-render-reader", daemon=True)
+        self._reader.start()
+        try:
+            self._send(dict(scene_kwargs))
+            msg = self._get(RENDER_START_TIMEOUT_S if start_timeout is None else start_timeout, lambda: False)
+            if msg is None or msg[0] != "ready":
+                raise SourceError(msg[1] if msg is not None and msg[0] == "failed"
+                                  else "the render process did not say it was ready")
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _read(self) -> None:
+        stream = self.proc.stdout
+        try:
+            while True:
+                self._inbox.put(pickle.load(stream))
+        except Exception:  # noqa: BLE001 - EOF (the child ended) or a broken stream: said as EOF
+            self._inbox.put(_EOF)
+
+    def _send(self, obj) -> None:
+        try:
+            pickle.dump(obj, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            raise SourceError(f"demo: the render process ended (exit code {self.proc.poll()}): {exc}") from None
+
+    def _get(self, limit: float, closed):
+        end = time.monotonic() + limit
+        while True:
+            if closed() or self._ended:
+                return None
+            try:
+                msg = self._inbox.get(timeout=0.05)
+            except queue.Empty:
+                if time.monotonic() > end:
+                    raise SourceError(f"demo: the render process sent no frame in {limit:.0f} s") from None
+                continue
+            if msg is _EOF:
+                if closed() or self._ended:
+                    return None
+                self.proc.wait(2.0)
+                raise SourceError(f"demo: the render process ended (exit code {self.proc.poll()})")
+            return msg
+
+    def request(self, index: int) -> None:
+        if self._ended:
+            return
+        self.requested += 1
+        self._send(int(index))
+
+    def receive(self, closed) -> Optional[tuple[int, FramePair]]:
+        """The next rendered frame; None when ``closed()`` turns true while waiting."""
+        msg = self._get(RENDER_FRAME_TIMEOUT_S, closed)
+        if msg is None:
+            return None
+        index, out = msg
+        if isinstance(out, str):
+            raise SourceError(f"demo frame {index}: rendering failed: {out}")
+        self.frames += 1
+        return index, out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        try:
+            self._send(None)
+            self.proc.stdin.close()
+        except (SourceError, OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(2.0)
+        self.proc.stdout.close()
+
+
+_EOF = object()
+
+
 class DemoSource(FrameSource):
     """The synthetic demo as a frame source (see the module docstring for the options)."""
 
@@ -259,31 +438,114 @@ class DemoSource(FrameSource):
 
     def __init__(self, uri: str = "demo", size: tuple[int, int] = (320, 256), fps: float = 25.0,
                  cycle: float = 20.0, seed: int = 0, realtime: bool = True, frames: Optional[int] = None,
-                 rig: bool = False) -> None:
+                 rig: bool = False, render: Optional[str] = None) -> None:
         super().__init__(uri)
         self.scene = DemoScene(size=size, fps=fps, cycle=cycle, seed=seed, rig=rig)
+        self._scene_kwargs = dict(size=size, fps=fps, cycle=cycle, seed=seed, rig=rig)
+        render = render or ("process" if realtime else "thread")
+        if render not in ("process", "thread"):
+            raise SourceError(f"{uri}: render={render!r}: use 'process' or 'thread'")
+        self.render = render
+        self._worker: Optional[_RenderProcess] = None
         self.realtime, self.n_frames = realtime, frames
         self.skipped_frames = 0  # realtime: frames not rendered because rendering was slower than fps
         self._info.update(fps=fps, frames=frames, live=realtime, on_demand=realtime, spectra=("vis", "th"),
                           radiometric=True,
                           pairing="demo: rendered together (pixel-registered)" if not rig else
                           "demo: rendered together, thermal offset by a rig homography",
-                          cycle=cycle, size=size)
+                          cycle=cycle, size=size, render=render)
+
+    def _start_worker(self) -> Optional[_RenderProcess]:
+        try:
+            return _RenderProcess(self._scene_kwargs)
+        except Exception as exc:  # noqa: BLE001 - no interpreter to start (a frozen app), a broken one
+            log.warning("%s: the render process did not start (%s): rendering on this thread", self.uri, exc)
+            self.render = "thread"
+            self._info["render"] = "thread"
+            return None
 
     def _frames(self) -> Iterator[FramePair]:
+        worker = self._start_worker() if self.render == "process" else None
+        if worker is None:
+            yield from self._frames_here()
+            return
+        self._worker = worker
+        try:
+            yield from self._frames_from(worker)
+        finally:
+            self._worker = None
+            worker.close()
+
+    def _due(self, start: float, i: int) -> Optional[int]:
+        """Realtime: skip to the frame the wall clock is at (rendering slower than fps) and sleep
+        until frame ``i`` is due; the index to show, None past the last frame."""
+        if not self.realtime:
+            return i
+        now = time.monotonic()
+        due = int((now - start) * self.scene.fps)
+        if due > i:  # rendering is slower than fps: skip ahead so the scene runs in real time
+            self.skipped_frames += due - i
+            i = due
+            if self.n_frames is not None and i >= self.n_frames:
+                return None
+        delay = start + i / self.scene.fps - now
+        if delay > 0:
+            time.sleep(delay)
+        return i
+
+    def _frames_here(self) -> Iterator[FramePair]:
         start = time.monotonic()
         i = 0
         while not self._closed and (self.n_frames is None or i < self.n_frames):
-            if self.realtime:
-                now = time.monotonic()
-                due = int((now - start) * self.scene.fps)  # the frame the wall clock is at
-                if due > i:  # rendering is slower than fps: skip ahead so the scene runs in real time
-                    self.skipped_frames += due - i
-                    i = due
-                    if self.n_frames is not None and i >= self.n_frames:
-                        return
-                delay = start + i / self.scene.fps - now
-                if delay > 0:
-                    time.sleep(delay)
+            i = self._due(start, i)
+            if i is None:
+                return
             yield self.scene.pair(i, self.uri)
             i += 1
+
+    def _frames_from(self, worker: _RenderProcess) -> Iterator[FramePair]:
+        """Frames from the render process. As a frame is handed on, the next one is asked for, so it
+        renders while this one is processed: the frame after the one the clock is at (frames the
+        clock passed meanwhile are skipped, as a camera's are, and counted in ``skipped_frames``).
+        A frame is handed on at its time, or late when it rendered late; one asked for before the
+        consumer held the stream (a pause) is dropped."""
+        closed = lambda: self._closed  # noqa: E731
+        fps, n = self.scene.fps, self.n_frames
+        start: Optional[float] = None
+        last = -1
+
+        def ask() -> Optional[int]:
+            nxt = last + 1
+            if self.realtime and start is not None:
+                nxt = max(nxt, int((time.monotonic() - start) * fps) + 1)
+                self.skipped_frames += nxt - (last + 1)
+            if n is not None and nxt >= n:
+                return None
+            worker.request(nxt)
+            return nxt
+
+        pending = ask()
+        while pending is not None and not self._closed:
+            if start is not None and self.realtime:
+                late = time.monotonic() - (start + pending / fps)
+                if late > RENDER_STALE_S:     # asked for before a pause: of the past, not shown
+                    if worker.receive(closed) is None:
+                        return
+                    pending = ask()
+                    continue
+                if late < 0:
+                    time.sleep(-late)
+            got = worker.receive(closed)
+            if got is None:
+                return
+            last, pair = got
+            if start is None:  # the clock starts with the first frame (the child's start-up is not late)
+                start = time.monotonic() - last / fps
+            pending = ask()
+            pair.source = self.uri
+            yield pair
+
+    def _release(self) -> None:
+        w = self._worker  # closed here too: a source closed while its generator waits at a yield
+        if w is not None:
+            w.close()

@@ -120,7 +120,7 @@ def test_cooperative_stop_and_max_frames():
 def test_on_demand_demo_renders_only_what_is_consumed():
     """The realtime demo is read at most one frame ahead: frames a slow consumer cannot take are
     skipped by the wall clock (and counted as dropped), not rendered and thrown away."""
-    src = open_source("demo:?fps=50&size=96x80&realtime=1")
+    src = open_source("demo:?fps=50&size=96x80&realtime=1&render=thread")
     assert src.info["on_demand"]
     rendered = []
     orig = src.scene.pair
@@ -142,6 +142,28 @@ def test_on_demand_demo_renders_only_what_is_consumed():
         src.close()
     assert len(rendered) <= len(taken) + 2
     assert taken == sorted(taken) and taken[-1] - taken[0] >= 20  # the scene ran at wall-clock speed
+    assert grabber.dropped >= 20 and grabber.dropped == src.skipped_frames
+
+
+def test_on_demand_demo_in_its_render_process_renders_only_what_is_consumed():
+    """The same with the paced demo's default, frames drawn in a child process: one frame is asked
+    for as one is handed on, so the child renders at most one frame more than the consumer takes."""
+    src = open_source("demo:?fps=50&size=96x80&realtime=1")
+    assert src.info["render"] == "process"
+    grabber = LatestFrameGrabber(src).start()
+    try:
+        taken = []
+        for _ in range(5):
+            p = grabber.get(timeout=60)
+            assert p is not None
+            taken.append(p.index)
+            time.sleep(0.2)          # a slow consumer: 10 frames of the source pass meanwhile
+        requested = src._worker.requested
+    finally:
+        grabber.stop()
+        src.close()
+    assert requested <= len(taken) + 2
+    assert taken == sorted(taken) and taken[-1] - taken[0] >= 20
     assert grabber.dropped >= 20 and grabber.dropped == src.skipped_frames
 
 

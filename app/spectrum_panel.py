@@ -193,9 +193,10 @@ class SpectrumPanel(QtWidgets.QFrame):
         d = result.decision
         chosen = result.chosen
         self.trusted.setText(SPECTRUM_NAMES.get(chosen, chosen))
-        self.trusted.setProperty("spectrum", chosen)
-        self.trusted.style().unpolish(self.trusted)
-        self.trusted.style().polish(self.trusted)
+        if self.trusted.property("spectrum") != chosen:   # restyled on a change only: polishing costs
+            self.trusted.setProperty("spectrum", chosen)
+            self.trusted.style().unpolish(self.trusted)
+            self.trusted.style().polish(self.trusted)
         if d.switched:
             self.n_switches += 1
         self.switches.setText(f"{self.n_switches} switch{'es' if self.n_switches != 1 else ''}")

@@ -36,6 +36,22 @@ def _thread_cpu(tid: int) -> float:
         return float("nan")
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's live child processes (the paced demo's render process)."""
+    me, total = os.getpid(), 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            if int(f[1]) == me:                      # the parent pid
+                total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def _tid_named(name: str) -> int | None:
     for t in os.listdir("/proc/self/task"):
         try:
@@ -94,8 +110,13 @@ def main() -> int:
     live_tid = _tid_named("live")
     grab = next((t.native_id for t in threading.enumerate() if t.name == "dmsl-grabber"), None)
     cpu0 = {"qt_main": time.thread_time(), "live": _thread_cpu(live_tid) if live_tid else float("nan"),
-            "grabber": _thread_cpu(grab) if grab else float("nan"), "process": time.process_time()}
+            "grabber": _thread_cpu(grab) if grab else float("nan"), "process": time.process_time(),
+            "child_processes": _children_cpu()}
+    def source_skipped() -> int:
+        return int(getattr(worker.source, "skipped_frames", 0) or 0)
+
     d0, p0, s0, t0 = win.drawn, worker.stats.processed, worker.stats.display_dropped, time.monotonic()
+    r0, k0 = worker.stats.dropped, source_skipped()
     prof = cProfile.Profile() if a.profile else None
     if prof:
         prof.enable()
@@ -104,11 +125,14 @@ def main() -> int:
         prof.disable()
     dt = time.monotonic() - t0
     cpu1 = {"qt_main": time.thread_time(), "live": _thread_cpu(live_tid) if live_tid else float("nan"),
-            "grabber": _thread_cpu(grab) if grab else float("nan"), "process": time.process_time()}
+            "grabber": _thread_cpu(grab) if grab else float("nan"), "process": time.process_time(),
+            "child_processes": _children_cpu()}
     out = {"source": a.source, "seconds": round(dt, 2), "model": win.model.name if win.model else None,
            "device": win.model.device if win.model else None,
            "drawn_fps": round((win.drawn - d0) / dt, 2), "pipeline_fps": round((worker.stats.processed - p0) / dt, 2),
-           "window_skipped": worker.stats.display_dropped - s0}
+           "window_skipped": worker.stats.display_dropped - s0,
+           "runner_dropped": worker.stats.dropped - r0,  # frames the pipeline was too busy for (live sources)
+           "source_skipped": source_skipped() - k0}      # frames a paced demo rendered too late to show
     out["drawn_over_pipeline"] = round(out["drawn_fps"] / out["pipeline_fps"], 3) if out["pipeline_fps"] else None
     out["playing_cpu_per_s"] = {k: round((cpu1[k] - cpu0[k]) / dt, 3) for k in cpu0}
     n = max(1, win.drawn - d0)
@@ -122,14 +146,15 @@ def main() -> int:
     c_live = _thread_cpu(live_tid) if live_tid else float("nan")
     c_grab = _thread_cpu(grab) if grab else 0.0
     tasks = {int(t): _thread_cpu(int(t)) for t in os.listdir("/proc/self/task")}
-    c_proc, t1 = time.process_time(), time.monotonic()
+    c_proc, c_kids, t1 = time.process_time(), _children_cpu(), time.monotonic()
     n_paused = worker.stats.processed
     spin(a.paused_seconds)
     dtp = time.monotonic() - t1
     out["paused"] = {"seconds": round(dtp, 2), "processed": worker.stats.processed - n_paused,
                      "live_thread_cpu_per_s": round((_thread_cpu(live_tid) - c_live) / dtp, 4) if live_tid else None,
                      "grabber_cpu_per_s": round(((_thread_cpu(grab) if grab else 0.0) - c_grab) / dtp, 4),
-                     "process_cpu_per_s": round((time.process_time() - c_proc) / dtp, 4)}
+                     "process_cpu_per_s": round((time.process_time() - c_proc) / dtp, 4),
+                     "child_processes_cpu_per_s": round((_children_cpu() - c_kids) / dtp, 4)}
 
     def comm(t: int) -> str:
         try:
@@ -144,7 +169,7 @@ def main() -> int:
     print(json.dumps(out, indent=2))
     if prof:
         buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(40)
         with open(a.profile, "w", encoding="utf-8") as fh:
             fh.write(buf.getvalue())
     if a.json:

@@ -194,7 +194,8 @@ def bench_frames(n: int = 8, size: tuple[int, int] = (640, 512), seed: int = 0) 
 
 
 def detection_entries(pred, frames_vis: Sequence[np.ndarray], frames_th: Sequence[np.ndarray],
-                      video_vis: Sequence[np.ndarray], repeat: int, printer: Callable[[str], None] = print) -> list[dict]:
+                      video_vis: Sequence[np.ndarray], repeat: int, printer: Callable[[str], None] = print,
+                      video_th: Sequence[np.ndarray] = ()) -> list[dict]:
     """The face detector stage's figures on the benchmark's frames (issue "Find every face"): each
     detector alone (``auto``'s visible and thermal backends), detection + M_b's refinement + M_l +
     the landmark confidence per frame (:meth:`Predictor.faces`), the quality network alone for one
@@ -245,16 +246,21 @@ def detection_entries(pred, frames_vis: Sequence[np.ndarray], frames_th: Sequenc
                      "fps": round(1000 / sp["median"], 2) if sp["median"] > 0 else None,
                      "faces": float(np.median(found[label]))})
 
-    def video() -> list:
-        proc = StreamProcessor(pred, StreamConfig(mode="visible", detector="auto", detect_every=10))
-        return [proc.process(FramePair(vis=f, th=None, t=k / 25.0, index=k)) for k, f in enumerate(video_vis)]
-    res = video()
-    ts = interleaved({"v": video}, max(2, repeat // 3), warmup=0)["v"]
-    ms = [t / len(video_vis) * 1000 for t in ts]
-    sp = spread(ms, 3)
-    rows.append({"what": f"video through the tracker, detection every 10 frames (visible, {len(video_vis)} frames)",
-                 "ms_per_frame": sp["median"], "ms_spread": sp, "fps": round(1000 / sp["median"], 2),
-                 "faces": float(np.median([len(r.faces.get("vis") or []) for r in res]))})
+    # the same video through the tracker in each spectrum (thermal: its pair, 16-bit, the thermal
+    # detector every 10th frame and the landmarks from the tracks between)
+    videos = [("visible", "vis", video_vis)] + ([("thermal", "th", video_th)] if len(video_th) else [])
+    for mode, spec, frames in videos:
+        def video(mode=mode, spec=spec, frames=frames) -> list:
+            proc = StreamProcessor(pred, StreamConfig(mode=mode, detector="auto", detect_every=10))
+            return [proc.process(FramePair(vis=f if spec == "vis" else None, th=f if spec == "th" else None,
+                                           t=k / 25.0, index=k)) for k, f in enumerate(frames)]
+        res = video()
+        ts = interleaved({"v": video}, max(2, repeat // 3), warmup=0)["v"]
+        ms = [t / len(frames) * 1000 for t in ts]
+        sp = spread(ms, 3)
+        rows.append({"what": f"video through the tracker, detection every 10 frames ({mode}, {len(frames)} frames)",
+                     "ms_per_frame": sp["median"], "ms_spread": sp, "fps": round(1000 / sp["median"], 2),
+                     "faces": float(np.median([len(r.faces.get(spec) or []) for r in res]))})
     for r in rows:
         printer(f"  {r['what']:<78} {r['ms_per_frame']:8.2f} ms/frame {r['fps']:8.2f} fps  faces {r['faces']:.0f}")
     return rows
@@ -515,10 +521,11 @@ def run_bench(configs: Optional[Sequence[str]] = None, batches: Sequence[int] = 
                 scene = DemoScene(size=(w, h), seed=0)
                 idx = np.linspace(0, int(0.28 * scene.cycle * scene.fps), frames).astype(int)
                 th = [scene.pair(int(i)).th for i in idx]
-                video = [scene.pair(i).vis for i in range(30)]
+                pairs = [scene.pair(i) for i in range(30)]
                 printer(f"face detector stage, {shipped[0]} on {devices[0]} (one frame per call):")
                 report["detection"] = detection_entries(Predictor.from_weights(shipped[0], device=devices[0]),
-                                                        imgs, th, video, max(3, repeat // 2), printer)
+                                                        imgs, th, [p.vis for p in pairs], max(3, repeat // 2), printer,
+                                                        video_th=[p.th for p in pairs])
             except Exception as exc:  # noqa: BLE001 - e.g. Dlib missing: reported, not fatal
                 report["detection"] = [{"what": "face detector stage", "error": f"{type(exc).__name__}: {exc}"[:300]}]
                 printer(f"face detector stage: {report['detection'][0]['error']}")

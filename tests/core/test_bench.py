@@ -147,7 +147,9 @@ def test_bench_report_schema(tmp_path):
         assert "detector yunet alone (visible)" in det and "detector dlib-hog-thermal alone (thermal)" in det
         assert any(w.startswith("detector dlib-hog alone (visible; Dlib") for w in det)   # for comparison
         assert any(w.startswith("faces: detector + M_b + M_l") for w in det)
-        assert any(w.startswith("video through the tracker") for w in det)
+        assert any(w.startswith("video through the tracker") and "(visible" in w for w in det)
+        tracked_th = [r for w, r in det.items() if w.startswith("video through the tracker") and "(thermal" in w]
+        assert len(tracked_th) == 1 and tracked_th[0]["faces"] == 1      # the demo's one face, tracked in thermal
         for r in det.values():
             assert "error" not in r, r
             assert _is_spread(r["ms_spread"]) and r["ms_spread"]["median"] == r["ms_per_frame"] > 0

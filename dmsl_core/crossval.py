@@ -6,10 +6,11 @@ k in ``ROOT/fold-K``; :func:`train_folds` is the one implementation both command
 weights is skipped, a fold with a started run is resumed, a new fold gets the base configuration
 with its fold number - and both take their mean from :func:`dmsl_core.runs.mean_nme`:
 
-- ``dmsl cv`` (:func:`open_plan`, :func:`run_cv`): every fold in sequence in one process;
-  ``ROOT/cv.json`` holds the plan (``n_folds``, ``config``) and, after each fold, ``results``
-  (:func:`dmsl_core.runs.cv_summary`: per-fold status and test NME, ``mean``). The app's CV table
-  reads that summary.
+- ``dmsl cv`` (:func:`open_plan`, :func:`run_cv`): every fold in sequence in one process, or under
+  torchrun spread over the ranks as below (:func:`train_folds` with a ``dist``; rank 0 alone writes
+  ``cv.json``); ``ROOT/cv.json`` holds the plan (``n_folds``, ``config``) and, after each fold,
+  ``results`` (:func:`dmsl_core.runs.cv_summary`: per-fold status and test NME, ``mean``). The app's
+  CV table reads that summary.
 - ``dmsl train --fold all`` / ``--fold 0,1,2`` (:func:`train_folds` with a ``dist``, then
   :func:`write_cv_report`): the folds given, fold k on rank k mod N under torchrun, a fold that fails
   does not stop the others; ``ROOT/cv_report.json`` (per-fold status, ``nme_test`` / ``nme_val``,
@@ -206,18 +207,29 @@ def _write_results(root: Path, plan: dict) -> dict:
 
 
 def run_cv(root: str | os.PathLike, plan: dict, *, device: Optional[str] = None, num_threads: Optional[int] = None,
-           on_event=None, control=None, on_data: Optional[Callable[[int, SplitSamples], None]] = None) -> dict:
+           on_event=None, control=None, on_data: Optional[Callable[[int, SplitSamples], None]] = None, dist=None,
+           events: Optional[Callable[[int], Optional[Callable]]] = None,
+           on_failed: Optional[Callable[[int, Exception], None]] = None) -> dict:
     """``dmsl cv``: every fold of ``plan`` (:func:`open_plan`) in sequence (:func:`train_folds`),
     ``cv.json``'s ``results`` rewritten after each fold trained and at the end; returns those results
     (:func:`dmsl_core.runs.cv_summary`). A cancel through ``control`` raises
-    :class:`~dmsl_core.training.TrainingCancelled`; the finished folds stay (``--resume`` continues)."""
+    :class:`~dmsl_core.training.TrainingCancelled`; the finished folds stay (``--resume`` continues).
+    ``on_event``: every fold's event callback, or ``events(k)`` fold k's.
+
+    ``dist`` (a :class:`~dmsl_core.distributed.DistContext`, every rank with the same ``plan``): the
+    folds are spread over the ranks as :func:`train_folds` spreads them (fold k on rank k mod world
+    size; a fold that fails is reported through ``on_failed`` and left unfinished in the results);
+    rank 0 alone writes ``cv.json``, and every rank returns rank 0's results."""
     from .training import TrainConfig
     root = Path(root)
     n = int(plan["n_folds"])
+    main = dist is None or dist.is_main
 
     def done(k: int, res: dict) -> None:
-        if res["status"] != SKIPPED:
+        if main and res["status"] != SKIPPED:
             _write_results(root, plan)
     train_folds(root, range(n), n, TrainConfig.from_dict(plan["config"]), device=device, num_threads=num_threads,
-                control=control, events=lambda k: on_event, on_data=on_data, on_done=done)
-    return _write_results(root, plan)
+                dist=dist, control=control, events=events or (lambda k: on_event), on_data=on_data,
+                on_failed=on_failed, on_done=done)
+    summary = _write_results(root, plan) if main else None  # after train_folds' gather: every fold has ended
+    return summary if dist is None else dist.all_gather_object(summary)[0]

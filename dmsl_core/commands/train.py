@@ -190,14 +190,23 @@ def _install_stop_signals(control):
 
 
 # ----------------------------------------------------------------------------- commands
-def cmd_train(args) -> int:
-    """``dmsl train``; under torchrun (WORLD_SIZE > 1) one DDP run, or folds spread over the ranks."""
-    from ..distributed import init_from_env, shutdown
-    args.out = str(_out_dir(args))
-    folds = _requested_folds(args)
+def _dist_context(args):
+    """The process group torchrun describes (:func:`dmsl_core.distributed.init_from_env`; a
+    one-process context without torchrun), on the device this invocation asks for."""
+    from ..distributed import init_from_env
     ctx = init_from_env(args.device if _job(args) is None else _wanted(args, "device"))
     if ctx.active:
-        print(f"dmsl train: rank {ctx.rank} of {ctx.world_size} ({ctx.backend}, {ctx.device})", file=sys.stderr)
+        print(f"dmsl {args.command}: rank {ctx.rank} of {ctx.world_size} ({ctx.backend}, {ctx.device})",
+              file=sys.stderr)
+    return ctx
+
+
+def cmd_train(args) -> int:
+    """``dmsl train``; under torchrun (WORLD_SIZE > 1) one DDP run, or folds spread over the ranks."""
+    from ..distributed import shutdown
+    args.out = str(_out_dir(args))
+    folds = _requested_folds(args)
+    ctx = _dist_context(args)
     rc = _train_folds(args, folds, ctx) if isinstance(folds, list) else _train_one(args, folds, ctx)
     shutdown(ctx)  # not reached after an error: torchrun ends the other ranks
     return rc
@@ -273,29 +282,66 @@ def cmd_cv(args) -> int:
     """All folds of the paper's protocol in sequence (:func:`dmsl_core.crossval.run_cv`): OUT/fold-K
     per fold, OUT/cv.json (the plan, then the per-fold test NMEs and their mean). Re-running with
     --resume skips finished folds and resumes an interrupted one, so a cross-validation continues
-    fold by fold."""
+    fold by fold. Under torchrun (WORLD_SIZE > 1) fold K runs on rank K mod N, as with ``dmsl train
+    --fold all``; rank 0 opens the plan, writes OUT/cv.json and prints the summary."""
     from ..crossval import open_plan, run_cv
+    from ..distributed import shutdown
     from ..training import FileStopControl, TrainingCancelled
     root = args.out = _out_dir(args)
-    plan = open_plan(root, args.folds, lambda: _config_from_args(args, None), resume=args.resume)
+    ctx = _dist_context(args)
     control = FileStopControl(root)
-    control.clear_requests()
+    plan, failure = None, None
+    if ctx.is_main:
+        try:
+            plan = open_plan(root, args.folds, lambda: _config_from_args(args, None), resume=args.resume)
+            control.clear_requests()  # a stale STOP_EARLY / CANCEL from an earlier run must not stop this one
+        except Exception as exc:  # noqa: BLE001 - raised below, once the other ranks know (they end quietly)
+            failure = exc
+    plan = ctx.all_gather_object(plan)[0]  # every rank works on rank 0's plan
+    if plan is None:  # nothing started: leave the process group together, rank 0 reports why
+        shutdown(ctx)
+        if failure is not None:
+            raise failure
+        return 2
+
+    def tag(k: int) -> str:
+        return f"fold {k}: " if ctx.active else ""
+
+    def failed(k: int, exc: Exception) -> None:
+        print(f"{tag(k)}failed: {exc}", file=sys.stderr)
+    stream = EventStream(sys.stdout) if ctx.is_main and getattr(args, "events_jsonl", False) else None
+
+    def fold_events(k: int):
+        """Under torchrun (as ``dmsl train --fold all``): each rank prints its folds' epochs; the JSON
+        events are rank 0's folds'."""
+        printer = ProgressPrinter(prefix=tag(k), tty=False)
+        return printer if stream is None else (lambda e: (printer(e), stream(e)))
     restore = _install_stop_signals(control)
     try:
         summary = run_cv(root, plan, device=args.device, num_threads=args.threads, on_event=_event_sink(args),
-                         control=control, on_data=lambda k, split: _say_data(split))
+                         control=control, on_data=lambda k, split: _say_data(split, tag(k)),
+                         dist=ctx if ctx.active else None, events=fold_events if ctx.active else None,
+                         on_failed=failed)
     except TrainingCancelled as exc:
         print(str(exc).replace("--resume", "dmsl cv --resume"), file=sys.stderr)
         return 130
     finally:
         restore()
-        control.clear_requests()
+        if ctx.is_main:
+            control.clear_requests()
+    unfinished = [f["fold"] for f in summary["folds"] if f["status"] != "complete"]  # failed under torchrun
+    shutdown(ctx)
+    if not ctx.is_main:
+        return 1 if unfinished else 0
     m = summary["mean"]
     for f in summary["folds"]:
         print(f"fold {f['fold']}: NME TH {fmt_nme(f['th'])}  VIS {fmt_nme(f['vis'])}  all {fmt_nme(f['all'])}",
               file=sys.stderr)
     print(f"mean over {summary['complete']} folds: NME TH {fmt_nme(m['th'])}  VIS {fmt_nme(m['vis'])}  "
           f"all {fmt_nme(m['all'])}", file=sys.stderr)
+    if unfinished:
+        print(f"dmsl cv: fold(s) {unfinished} failed (see above); rerun with --resume to retry them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -400,7 +400,7 @@ def register(sub) -> None:
                         "creating OUT/CANCEL or sending SIGTERM")
     p.set_defaults(func=cmd_train)
 
-    cv = sub.add_parser("cv", help="cross-validation: train every fold of the paper's protocol in sequence",
+    cv = sub.add_parser("cv", help="cross-validation: train every fold of the paper's protocol (in sequence; under torchrun fold k on rank k mod N)",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for action in p._actions:
         if action.dest in ("help", "fold"):

@@ -457,6 +457,8 @@ class DemoSource(FrameSource):
 
     def _start_worker(self) -> Optional[_RenderProcess]:
         try:
+            if getattr(sys, "frozen", False):   # a bundled app's executable is the app, not an interpreter
+                raise SourceError("a frozen app has no interpreter to start")
             return _RenderProcess(self._scene_kwargs)
         except Exception as exc:  # noqa: BLE001 - no interpreter to start (a frozen app), a broken one
             log.warning("%s: the render process did not start (%s): rendering on this thread", self.uri, exc)

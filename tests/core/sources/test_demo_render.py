@@ -89,3 +89,10 @@ def test_after_a_pause_the_frames_drawn_ahead_are_not_shown():
     later = next(it)
     assert later.index >= first[-1].index + 25      # the scene ran on in real time; no stale frame
     src.close()
+
+
+def test_a_frozen_app_renders_on_this_thread(monkeypatch, caplog):
+    monkeypatch.setattr(demo_mod.sys, "frozen", True, raising=False)   # its executable would start the app again
+    with open_source("demo:?size=160x128&frames=2&realtime=1") as src:
+        assert len(list(src)) >= 1 and src.info["render"] == "thread"
+    assert "frozen app" in caplog.text

@@ -329,14 +329,13 @@ class _RenderProcess:
     75 MB). A reader thread turns its stdout into a queue, so waiting for a frame can time out and
     notice the source closing."""
 
-    def __init__(self, scene_kwargs: dict, start_timeout: float = None) -> None:
+    def __init__(self, scene_kwargs: dict) -> None:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["OMP_NUM_THREADS"] = "1"
         self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_CODE], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, close_fds=True)
-        self.frames = 0          # frames received
         self.requested = 0       # frames asked for (each is rendered once)
         self._lock = threading.Lock()
         self._ended = False
@@ -345,7 +344,7 @@ class _RenderProcess:
         self._reader.start()
         try:
             self._send(dict(scene_kwargs))
-            msg = self._get(RENDER_START_TIMEOUT_S if start_timeout is None else start_timeout, lambda: False)
+            msg = self._get(RENDER_START_TIMEOUT_S, lambda: False)
             if msg is None or msg[0] != "ready":
                 raise SourceError(msg[1] if msg is not None and msg[0] == "failed"
                                   else "the render process did not say it was ready")
@@ -407,7 +406,6 @@ class _RenderProcess:
         index, out = msg
         if isinstance(out, str):
             raise SourceError(f"demo frame {index}: rendering failed: {out}")
-        self.frames += 1
         return index, out
 
     def close(self) -> None:
@@ -478,30 +476,21 @@ class DemoSource(FrameSource):
             self._worker = None
             worker.close()
 
-    def _due(self, start: float, i: int) -> Optional[int]:
-        """Realtime: skip to the frame the wall clock is at (rendering slower than fps) and sleep
-        until frame ``i`` is due; the index to show, None past the last frame."""
-        if not self.realtime:
-            return i
-        now = time.monotonic()
-        due = int((now - start) * self.scene.fps)
-        if due > i:  # rendering is slower than fps: skip ahead so the scene runs in real time
-            self.skipped_frames += due - i
-            i = due
-            if self.n_frames is not None and i >= self.n_frames:
-                return None
-        delay = start + i / self.scene.fps - now
-        if delay > 0:
-            time.sleep(delay)
-        return i
-
     def _frames_here(self) -> Iterator[FramePair]:
         start = time.monotonic()
         i = 0
         while not self._closed and (self.n_frames is None or i < self.n_frames):
-            i = self._due(start, i)
-            if i is None:
-                return
+            if self.realtime:
+                now = time.monotonic()
+                due = int((now - start) * self.scene.fps)  # the frame the wall clock is at
+                if due > i:  # rendering is slower than fps: skip ahead so the scene runs in real time
+                    self.skipped_frames += due - i
+                    i = due
+                    if self.n_frames is not None and i >= self.n_frames:
+                        return
+                delay = start + i / self.scene.fps - now
+                if delay > 0:
+                    time.sleep(delay)
             yield self.scene.pair(i, self.uri)
             i += 1
 

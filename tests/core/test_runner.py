@@ -117,6 +117,25 @@ def test_cooperative_stop_and_max_frames():
 
 
 
+def _slow_consumer(src, during=lambda: None, timeout=5) -> tuple[list[int], LatestFrameGrabber, object]:
+    """Five frames taken from ``src`` through a grabber, 0.2 s apart (10 frames of a 50 fps source
+    pass meanwhile); ``during()`` is called before the grabber stops. The indices, the grabber,
+    ``during()``'s value."""
+    grabber = LatestFrameGrabber(src).start()
+    try:
+        taken = []
+        for _ in range(5):
+            p = grabber.get(timeout=timeout)
+            assert p is not None
+            taken.append(p.index)
+            time.sleep(0.2)
+        seen = during()
+    finally:
+        grabber.stop()
+        src.close()
+    return taken, grabber, seen
+
+
 def test_on_demand_demo_renders_only_what_is_consumed():
     """The realtime demo is read at most one frame ahead: frames a slow consumer cannot take are
     skipped by the wall clock (and counted as dropped), not rendered and thrown away."""
@@ -129,17 +148,7 @@ def test_on_demand_demo_renders_only_what_is_consumed():
         rendered.append(i)
         return orig(i, uri)
     src.scene.pair = counting
-    grabber = LatestFrameGrabber(src).start()
-    try:
-        taken = []
-        for _ in range(5):
-            p = grabber.get(timeout=5)
-            assert p is not None
-            taken.append(p.index)
-            time.sleep(0.2)          # a slow consumer: 10 frames of the source pass meanwhile
-    finally:
-        grabber.stop()
-        src.close()
+    taken, grabber, _ = _slow_consumer(src)
     assert len(rendered) <= len(taken) + 2
     assert taken == sorted(taken) and taken[-1] - taken[0] >= 20  # the scene ran at wall-clock speed
     assert grabber.dropped >= 20 and grabber.dropped == src.skipped_frames
@@ -150,18 +159,7 @@ def test_on_demand_demo_in_its_render_process_renders_only_what_is_consumed():
     for as one is handed on, so the child renders at most one frame more than the consumer takes."""
     src = open_source("demo:?fps=50&size=96x80&realtime=1")
     assert src.info["render"] == "process"
-    grabber = LatestFrameGrabber(src).start()
-    try:
-        taken = []
-        for _ in range(5):
-            p = grabber.get(timeout=60)
-            assert p is not None
-            taken.append(p.index)
-            time.sleep(0.2)          # a slow consumer: 10 frames of the source pass meanwhile
-        requested = src._worker.requested
-    finally:
-        grabber.stop()
-        src.close()
+    taken, grabber, requested = _slow_consumer(src, during=lambda: src._worker.requested, timeout=60)
     assert requested <= len(taken) + 2
     assert taken == sorted(taken) and taken[-1] - taken[0] >= 20
     assert grabber.dropped >= 20 and grabber.dropped == src.skipped_frames

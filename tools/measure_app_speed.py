@@ -169,7 +169,7 @@ def main() -> int:
     print(json.dumps(out, indent=2))
     if prof:
         buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(40)
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(40)
         with open(a.profile, "w", encoding="utf-8") as fh:
             fh.write(buf.getvalue())
     if a.json:

@@ -439,7 +439,6 @@ class DemoSource(FrameSource):
                  rig: bool = False, render: Optional[str] = None) -> None:
         super().__init__(uri)
         self.scene = DemoScene(size=size, fps=fps, cycle=cycle, seed=seed, rig=rig)
-        self._scene_kwargs = dict(size=size, fps=fps, cycle=cycle, seed=seed, rig=rig)
         render = render or ("process" if realtime else "thread")
         if render not in ("process", "thread"):
             raise SourceError(f"{uri}: render={render!r}: use 'process' or 'thread'")
@@ -457,7 +456,8 @@ class DemoSource(FrameSource):
         try:
             if getattr(sys, "frozen", False):   # a bundled app's executable is the app, not an interpreter
                 raise SourceError("a frozen app has no interpreter to start")
-            return _RenderProcess(self._scene_kwargs)
+            sc = self.scene
+            return _RenderProcess(dict(size=sc.size, fps=sc.fps, cycle=sc.cycle, seed=sc.seed, rig=sc.rig))
         except Exception as exc:  # noqa: BLE001 - no interpreter to start (a frozen app), a broken one
             log.warning("%s: the render process did not start (%s): rendering on this thread", self.uri, exc)
             self.render = "thread"

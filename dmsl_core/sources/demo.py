@@ -388,7 +388,10 @@ class _RenderProcess:
             if msg is _EOF:
                 if closed() or self._ended:
                     return None
-                self.proc.wait(2.0)
+                try:
+                    self.proc.wait(2.0)          # for its exit code; a child that closed its stdout
+                except subprocess.TimeoutExpired:  # but lives on still ends the stream with this error
+                    pass
                 raise SourceError(f"demo: the render process ended (exit code {self.proc.poll()})")
             return msg
 
